@@ -1,0 +1,266 @@
+"""The Predictor: ``set_image`` once, ``predict(clicks, prev_mask)`` at every click.
+
+Each click runs the network on a zoom-in window (around the clicks and the previous mask),
+resized so its long side is ``input_size``: the cost of a click does not grow with the image.
+On the first click of an object the window is the image (or a ``first_window`` around the click
+on a huge image); when the object found is small in that window, a second pass zooms in on it.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, Sequence
+
+import numpy as np
+import torch
+
+from napari_risnet.clicks import Click, distance_maps, propose_rois, validate_clicks
+from napari_risnet.inference.graphcut import GraphCutParams, graph_cut
+from napari_risnet.inference.preprocess import (CropTransform, ImageNormalizer, fit_shape,
+                                                network_input)
+from napari_risnet.model.checkpoint import load_checkpoint
+from napari_risnet.model.risnet import RISNet
+
+DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "risnet_default.pt"
+
+
+@dataclass
+class Prediction:
+    """Result of one click: float32 probabilities in [0, 1] and the bool mask, both (H, W) over
+    the whole image (zero outside the window that was predicted), plus per-stage seconds.
+
+    For a lazy, huge image they cover only ``window`` = (r0, c0, r1, c1) and ``offset`` says where.
+    """
+
+    probabilities: np.ndarray
+    mask: np.ndarray
+    timings: dict[str, float] = field(default_factory=dict)
+    window: tuple[int, int, int, int] | None = None
+
+
+class InteractiveSegmenter(Protocol):
+    """What evaluation, the session and the widget need from a method (RIS-Net or baseline)."""
+
+    def set_image(self, image: Any, channels: Sequence[int] | None = None) -> None: ...
+
+    def predict(self, clicks: Sequence[Click], prev_mask: np.ndarray | None = None
+                ) -> Prediction: ...
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``auto`` = cuda -> mps -> cpu; anything else is passed to torch.device (validated)."""
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise ValueError(f"unknown device {device!r}; use auto, cpu, cuda, cuda:N or mps") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was asked for but no CUDA GPU is available")
+    return dev
+
+
+def default_checkpoint() -> Path:
+    """Path of the bundled model; a clear error while none is bundled."""
+    if not DEFAULT_WEIGHTS.is_file():
+        raise FileNotFoundError(f"no bundled default model at {DEFAULT_WEIGHTS}: pass a "
+                                f"checkpoint (--checkpoint FILE) or train one with "
+                                f"`napari-risnet train`")
+    return DEFAULT_WEIGHTS
+
+
+class Predictor:
+    """RIS-Net predictor (network + fusion + optional graph cut).
+
+    Args:
+        model: a RISNet; or None with ``checkpoint``.
+        checkpoint: path to a checkpoint, "default" for the bundled model.
+        device: "auto", "cpu", "cuda", ...
+        use_graphcut: refine the fused probabilities with a graph cut.
+        input_size: long side of the network input in pixels.
+        n_roi: number of local ROIs (paper: 5).
+        first_window: on images larger than this, the first click looks at a window of this size
+            around it instead of the whole image.
+        refine_ratio: after a first click whose object spans less than this fraction of the
+            window, predict again zoomed in on it.
+    """
+
+    def __init__(self, model: RISNet | None = None, checkpoint: str | Path | None = None,
+                 device: str | torch.device = "auto", use_graphcut: bool = True,
+                 input_size: int = 256, n_roi: int = 5, first_window: int = 1024,
+                 refine_ratio: float = 0.35, expand: float = 1.6,
+                 graphcut_params: GraphCutParams | None = None, threads: int | None = None
+                 ) -> None:
+        self.device = resolve_device(device)
+        if model is None:
+            path = default_checkpoint() if checkpoint in (None, "default") else Path(checkpoint)
+            model, self.meta = load_checkpoint(path, map_location=self.device)
+            self.checkpoint = path
+        else:
+            self.meta, self.checkpoint = {}, None
+        if threads:
+            torch.set_num_threads(threads)
+        # channels_last: ~1.6x faster depthwise convolutions on CPU
+        self.model = model.to(self.device, memory_format=torch.channels_last).eval()
+        self.use_graphcut = use_graphcut
+        self.input_size = int(input_size)
+        self.n_roi = n_roi
+        self.first_window = first_window
+        self.refine_ratio = refine_ratio
+        self.expand = expand
+        self.graphcut_params = graphcut_params or GraphCutParams()
+        self._norm: ImageNormalizer | None = None
+        self._cache: np.ndarray | None = None
+
+    # -- image ---------------------------------------------------------------------------------
+    def set_image(self, image: Any, channels: Sequence[int] | None = None) -> None:
+        """Validate and remember the image (normalised once unless it is huge / lazy)."""
+        self._norm = ImageNormalizer(image, channels)
+        self._cache = None if self._norm.is_large else self._norm.window()
+
+    @property
+    def image_shape(self) -> tuple[int, int]:
+        if self._norm is None:
+            raise RuntimeError("call set_image(image) before predict()")
+        return self._norm.shape
+
+    def _window(self, t: CropTransform) -> np.ndarray:
+        if self._cache is not None:
+            return self._cache[t.r0:t.r1, t.c0:t.c1]
+        return self._norm.window(t.r0, t.c0, t.r1, t.c1)
+
+    # -- prediction ----------------------------------------------------------------------------
+    def predict(self, clicks: Sequence[Click],
+                prev_mask: "np.ndarray | Prediction | None" = None) -> Prediction:
+        """Segment the object the clicks describe.
+
+        Args:
+            clicks: all clicks on this object so far, in image (row, col).
+            prev_mask: the previous (H, W) mask of this object (or the previous Prediction,
+                which is all a huge lazy image can afford), used to place the zoom-in window.
+        Returns:
+            Prediction over the whole image (over its ``window`` only for huge images).
+        """
+        shape = self.image_shape
+        clicks = validate_clicks(clicks, shape)
+        prev_box = _mask_box(prev_mask, shape)
+        timings: dict[str, float] = {}
+        t = self._choose_window(clicks, prev_box)
+        probs_crop, mask_crop, rgb = self._predict_window(t, clicks, timings)
+        if prev_box is None and len(clicks) == 1 and mask_crop.any():
+            rows, cols = np.nonzero(mask_crop)
+            extent = max(np.ptp(rows) + 1, np.ptp(cols) + 1) / max(t.crop_shape)
+            if extent < self.refine_ratio:
+                box = (rows.min() + t.r0, cols.min() + t.c0, rows.max() + t.r0 + 1,
+                       cols.max() + t.c0 + 1)
+                t = CropTransform.around(box, shape, self.input_size, self.expand,
+                                         min_side=self._min_side())
+                probs_crop, mask_crop, rgb = self._predict_window(t, clicks, timings)
+        return self._assemble(t, probs_crop, mask_crop, timings)
+
+    def _min_side(self) -> int:
+        return max(16, self.input_size // 4)
+
+    def _choose_window(self, clicks: Sequence[Click],
+                       prev_box: tuple[int, int, int, int] | None) -> CropTransform:
+        h, w = self.image_shape
+        if prev_box is None and len(clicks) == 1:
+            c = clicks[0]
+            side = max(h, w) if max(h, w) <= self.first_window else self.first_window
+            box = (c.row - side / 2, c.col - side / 2, c.row + side / 2, c.col + side / 2)
+            return CropTransform.around(box, (h, w), self.input_size, expand=1.0)
+        rows = [c.row for c in clicks]
+        cols = [c.col for c in clicks]
+        if prev_box is not None:
+            rows += [prev_box[0], prev_box[2]]
+            cols += [prev_box[1], prev_box[3]]
+        box = (min(rows), min(cols), max(rows) + 1, max(cols) + 1)
+        return CropTransform.around(box, (h, w), self.input_size, self.expand,
+                                    min_side=self._min_side())
+
+    def _predict_window(self, t: CropTransform, clicks: Sequence[Click],
+                        timings: dict[str, float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        tic = time.perf_counter()
+        rgb_crop = self._window(t)
+        rgb = t.image(rgb_crop)
+        net_clicks = [c for c in t.clicks(clicks)
+                      if -0.5 <= c.row < t.out_shape[0] - 0.5 and -0.5 <= c.col < t.out_shape[1] - 0.5]
+        dist = distance_maps(t.out_shape, net_clicks)
+        x = network_input(rgb, dist, self.model.image_mean, self.model.image_std).to(
+            self.device, memory_format=torch.channels_last)
+        boxes = propose_rois(net_clicks, t.out_shape, self.n_roi) if net_clicks else None
+        _add(timings, "preprocess", time.perf_counter() - tic)
+        tic = time.perf_counter()
+        with torch.inference_mode():
+            feats = self.model.backbone(x)
+            _add(timings, "backbone", time.perf_counter() - tic)
+            tic = time.perf_counter()
+            out = self.model.heads(feats, x.shape[-2:],
+                                   None if boxes is None else torch.from_numpy(boxes).to(self.device))
+            _add(timings, "local", time.perf_counter() - tic)
+            tic = time.perf_counter()
+            probs = torch.sigmoid(out.fused_logits(self.model.config.fusion))[0, 0]
+            probs_crop = t.probabilities_back(probs)
+        _add(timings, "fusion", time.perf_counter() - tic)
+        tic = time.perf_counter()
+        if self.use_graphcut:
+            crop_clicks = [Click(c.row - t.r0, c.col - t.c0, c.positive) for c in clicks
+                           if t.contains(c)]
+            mask_crop = graph_cut(probs_crop, rgb_crop, crop_clicks, self.graphcut_params)
+        else:
+            mask_crop = probs_crop >= 0.5
+        _add(timings, "graphcut", time.perf_counter() - tic)
+        return probs_crop, mask_crop, rgb_crop
+
+    def _assemble(self, t: CropTransform, probs_crop: np.ndarray, mask_crop: np.ndarray,
+                  timings: dict[str, float]) -> Prediction:
+        tic = time.perf_counter()
+        h, w = self.image_shape
+        if self._norm is not None and self._norm.is_large:
+            pred = Prediction(probs_crop.astype(np.float32), mask_crop, timings,
+                              window=(t.r0, t.c0, t.r1, t.c1))
+        else:
+            probs = np.zeros((h, w), np.float32)
+            mask = np.zeros((h, w), bool)
+            probs[t.r0:t.r1, t.c0:t.c1] = probs_crop
+            mask[t.r0:t.r1, t.c0:t.c1] = mask_crop
+            pred = Prediction(probs, mask, timings, window=(t.r0, t.c0, t.r1, t.c1))
+        _add(timings, "assemble", time.perf_counter() - tic)
+        timings["total"] = sum(v for k, v in timings.items() if k != "total")
+        return pred
+
+
+def _mask_box(prev: "np.ndarray | Prediction | None", shape: tuple[int, int]
+              ) -> tuple[int, int, int, int] | None:
+    """Bounding box (r0, c0, r1, c1) of a previous mask or Prediction; None when empty."""
+    if prev is None:
+        return None
+    r0 = c0 = 0
+    if isinstance(prev, Prediction):
+        mask = prev.mask
+        if prev.window is not None and mask.shape != shape:
+            r0, c0 = prev.window[:2]
+    else:
+        mask = np.asarray(prev)
+        if mask.shape != shape:
+            raise ValueError(f"prev_mask of shape {mask.shape} does not match the image {shape}")
+    rows = np.flatnonzero(mask.any(axis=1))
+    if len(rows) == 0:
+        return None
+    cols = np.flatnonzero(mask.any(axis=0))
+    return r0 + rows[0], c0 + cols[0], r0 + rows[-1] + 1, c0 + cols[-1] + 1
+
+
+def _add(timings: dict[str, float], key: str, value: float) -> None:
+    timings[key] = timings.get(key, 0.0) + value
+
+
+__all__ = ["DEFAULT_WEIGHTS", "InteractiveSegmenter", "Prediction", "Predictor",
+           "default_checkpoint", "fit_shape", "resolve_device"]

@@ -1,0 +1,112 @@
+"""Training recipe as a dataclass <-> TOML file; unknown keys are an error, not a silent no-op."""
+from __future__ import annotations
+
+import sys
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+@dataclass
+class DataSource:
+    """One training folder (../shared/data layout) and its share of the samples."""
+
+    path: str
+    weight: float = 1.0
+    objects: str = "auto"  # auto | labels | masks
+    min_area: int = 16
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs; written next to its checkpoints."""
+
+    data: list[DataSource] = field(default_factory=list)
+    out_dir: str = "runs/default"
+    model: dict[str, Any] = field(default_factory=dict)  # RISNetConfig fields
+    init_checkpoint: str = ""  # fine-tune from this checkpoint ("default" = bundled)
+    crop_size: int = 320
+    loss_stride: int = 2  # loss on logits at 1/loss_stride of the crop (speed)
+    batch_size: int = 8
+    epochs: int = 10
+    steps_per_epoch: int = 250
+    optimizer: str = "sgd"  # sgd | adamw
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    lr_step_epochs: int = 5
+    lr_gamma: float = 0.1
+    gamma: float = 0.8  # click-discount factor of the seed's loss
+    n_roi: int = 5
+    local_aux_weight: float = 0.5
+    max_positive: int = 5
+    max_negative: int = 10
+    iterative_prob: float = 0.5
+    iterative_clicks: int = 2
+    full_image_prob: float = 0.2
+    max_side: int = 640
+    val_fraction: float = 0.05
+    val_objects: int = 40
+    val_max_clicks: int = 10
+    validate_at_start: bool = False  # NoC of the starting model (fine-tuning reports it)
+    checkpoint_every: int = 100
+    device: str = "auto"
+    threads: int = 0
+    amp: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        self.data = [d if isinstance(d, DataSource) else _build(DataSource, d, "data")
+                     for d in self.data]
+        if self.optimizer not in ("sgd", "adamw"):
+            raise ValueError(f"optimizer must be sgd or adamw, got {self.optimizer!r}")
+        if not 0.0 <= self.gamma <= 1.0:
+            raise ValueError(f"gamma must be in [0, 1], got {self.gamma}")
+        if self.crop_size % 16:
+            raise ValueError(f"crop_size must be a multiple of 16, got {self.crop_size}")
+        for name in ("batch_size", "epochs", "steps_per_epoch", "n_roi"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _build(cls: type, d: dict[str, Any], where: str) -> Any:
+    if not isinstance(d, dict):
+        raise ValueError(f"[{where}] must be a table, got {type(d).__name__}")
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise ValueError(f"unknown key(s) in [{where}]: {unknown}; known: {sorted(known)}")
+    return cls(**d)
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    """Read a TOML recipe; relative data paths are resolved against the recipe's folder."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"training config {path} does not exist")
+    with open(path, "rb") as f:
+        try:
+            raw = tomllib.load(f)
+        except tomllib.TOMLDecodeError as exc:
+            raise ValueError(f"{path} is not valid TOML: {exc}") from exc
+    cfg = _build(TrainConfig, raw, "top level")
+    for d in cfg.data:
+        p = Path(d.path)
+        if not p.is_absolute():
+            d.path = str((path.parent / p).resolve())
+    return cfg
+
+
+def save_config(config: TrainConfig, path: str | Path) -> None:
+    import tomli_w
+
+    d = config.to_dict()
+    Path(path).write_text(tomli_w.dumps(d))

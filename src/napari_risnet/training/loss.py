@@ -1,0 +1,86 @@
+"""RIS-Net's click-discount loss.
+
+    L = L_global + sum_t gamma^(t-1) * exp(-dL_t)
+
+ROIs are added greedily, each time the one whose addition lowers the fused loss most (the
+largest error it fixes); dL_t is that drop. gamma = 0: no local term (global branch only);
+gamma = 1: every ROI counts alike, which the seed describes as adding all ROIs at once, so we
+use a single term exp(-(L_global - L_fused(all ROIs))). An optional auxiliary loss supervises
+each local prediction inside its own ROI (helps the local branch start; 0 disables it).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from napari_risnet.model.risnet import OUTSIDE_LOGIT, RISNetOutput
+
+
+def masked_bce(logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Per-image mean BCE over valid pixels. logits/target/valid: (B, ..., H, W) -> (B,)."""
+    loss = F.binary_cross_entropy_with_logits(logits, target, reduction="none") * valid
+    dims = tuple(range(1, logits.ndim))
+    return loss.sum(dims) / valid.sum(dims).clamp(min=1.0)
+
+
+@dataclass
+class LossTerms:
+    total: torch.Tensor
+    global_loss: torch.Tensor
+    local_term: torch.Tensor
+    aux: torch.Tensor
+    fused_loss: torch.Tensor  # loss of the fusion with every ROI (monitoring)
+
+
+def click_discount_loss(out: RISNetOutput, gt: torch.Tensor, valid: torch.Tensor,
+                        n_roi: int, gamma: float = 0.8, aux_weight: float = 0.5) -> LossTerms:
+    """The seed's loss for a batch where every image has exactly ``n_roi`` ROIs.
+
+    Args:
+        out: model output (pasted_logits (B*n_roi, 1, H, W) ordered image by image).
+        gt, valid: (B, 1, H, W) float targets and valid-pixel weights.
+    """
+    g = out.global_logits
+    l_global = masked_bce(g, gt, valid)
+    zero = g.new_zeros(g.shape[0])
+    if out.pasted_logits is None or gamma == 0.0:
+        total = l_global.mean()
+        return LossTerms(total, l_global.mean(), zero.mean(), zero.mean(), l_global.mean())
+    b = g.shape[0]
+    pasted = out.pasted_logits.reshape(b, n_roi, *g.shape[-2:])
+    target, weight = gt[:, 0][:, None], valid[:, 0][:, None]  # (B, 1, H, W)
+    if gamma == 1.0:
+        fused = torch.maximum(g[:, 0], pasted.amax(1))[:, None]
+        l_fused = masked_bce(fused, gt, valid)
+        local_term = torch.exp(-(l_global - l_fused))
+    else:
+        current, l_current = g[:, 0], l_global
+        remaining = torch.ones(b, n_roi, dtype=torch.bool, device=g.device)
+        local_term = zero
+        for t in range(n_roi):
+            cand = torch.maximum(current[:, None], pasted)  # (B, K, H, W)
+            losses = masked_bce_k(cand, target, weight)  # (B, K)
+            pick = torch.where(remaining, losses.detach(), torch.full_like(losses, float("inf")))
+            idx = pick.argmin(1)
+            l_new = losses.gather(1, idx[:, None])[:, 0]
+            local_term = local_term + gamma ** t * torch.exp(-(l_current - l_new))
+            current = cand[torch.arange(b), idx]
+            l_current = l_new
+            remaining[torch.arange(b), idx] = False
+        l_fused = l_current
+    aux = zero
+    if aux_weight > 0:
+        inside = (out.pasted_logits > OUTSIDE_LOGIT / 2).float().reshape(b, n_roi, *g.shape[-2:])
+        aux = masked_bce_k(pasted, target.expand_as(pasted), weight * inside).mean(1)
+    total = (l_global + local_term + aux_weight * aux).mean()
+    return LossTerms(total, l_global.mean(), local_term.mean(), aux.mean(), l_fused.mean())
+
+
+def masked_bce_k(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor
+                 ) -> torch.Tensor:
+    """(B, K, H, W) logits vs (B, 1|K, H, W) target/weight -> (B, K) mean BCE per map."""
+    loss = F.binary_cross_entropy_with_logits(logits, target.expand_as(logits),
+                                              reduction="none") * weight
+    return loss.sum((-2, -1)) / weight.expand_as(logits).sum((-2, -1)).clamp(min=1.0)

@@ -1,0 +1,112 @@
+import json
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+from PIL import Image
+
+from napari_risnet.cli import main
+from napari_risnet.model import RISNet, save_checkpoint
+
+from conftest import disc_image, tiny_config
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    root = tmp_path / "ds"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for k in range(2):
+        img, gt = disc_image(shape=(64, 80), centre=(30, 40 + k), radius=14, seed=k, rgb=True)
+        Image.fromarray(img).save(root / "images" / f"im {k}.png")  # stems may hold spaces
+        mask = np.where(gt, 255, 0).astype(np.uint8)
+        mask[0:3] = 128  # an ignore band
+        Image.fromarray(mask).save(root / "masks" / f"im {k}.png")
+    return root
+
+
+def test_evaluate_graphcut_writes_json_and_plot(dataset, tmp_path, capsys):
+    out, plot = tmp_path / "r.json", tmp_path / "c.png"
+    assert main(["evaluate", str(dataset), "--method", "graphcut", "--max-clicks", "5",
+                 "--out", str(out), "--plot", str(plot)]) == 0
+    data = json.loads(out.read_text())
+    for key in ("noc85", "noc90", "nof85", "nof90", "miou", "spc", "n_objects"):
+        assert key in data
+    assert data["n_objects"] == 2 and len(data["miou"]) == 5
+    assert data["noc90"] <= 2  # a clean disc is easy for a graph cut
+    assert plot.stat().st_size > 1000
+    assert "NoC@90" in capsys.readouterr().out
+
+
+def test_evaluate_risnet_with_a_random_checkpoint(dataset, tmp_path):
+    torch.manual_seed(0)
+    ckpt = save_checkpoint(tmp_path / "rand.pt", RISNet(tiny_config()))
+    out = tmp_path / "r.json"
+    assert main(["evaluate", str(dataset), "--checkpoint", str(ckpt), "--max-clicks", "2",
+                 "--limit", "1", "--device", "cpu", "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["n_objects"] == 1
+
+
+def test_evaluate_stack_with_labels(tmp_path):
+    root = tmp_path / "stack"
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    img, gt = disc_image(shape=(40, 40), centre=(20, 20), radius=8)
+    tifffile.imwrite(root / "images" / "v.tif", np.stack([img, img, img]))
+    lab = np.stack([gt, gt, np.zeros_like(gt)]).astype(np.uint8)
+    tifffile.imwrite(root / "labels" / "v.tif", lab)
+    out = tmp_path / "s.json"
+    assert main(["evaluate", str(root), "--method", "graphcut", "--max-clicks", "3",
+                 "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["n_objects"] == 2  # one object per (slice, label)
+
+
+def test_segment_headless(tmp_path):
+    img, gt = disc_image()
+    Image.fromarray(img).save(tmp_path / "img.png")
+    out = tmp_path / "mask.tif"
+    assert main(["segment", str(tmp_path / "img.png"), "--method", "graphcut",
+                 "--click", "48,60,+", "--click", "5,5,-", "-o", str(out)]) == 0
+    mask = tifffile.imread(out) > 0
+    assert (mask & gt).sum() / (mask | gt).sum() > 0.9
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["evaluate", "{missing}", "--method", "graphcut"], "no images found"),
+    (["evaluate", "{mismatch}", "--method", "graphcut"], "no mask or label"),
+    (["evaluate", "{ds}", "--method", "risnet", "--checkpoint", "{foreign}"],
+     "not a napari-risnet checkpoint"),
+    (["segment", "{img}", "--method", "graphcut", "--click", "500,5,+", "-o", "{out}"],
+     "outside"),
+])
+def test_bad_input_gives_one_line_errors(tmp_path, dataset, capsys, argv, message):
+    (tmp_path / "mismatch" / "images").mkdir(parents=True)
+    (tmp_path / "mismatch" / "masks").mkdir()
+    Image.fromarray(np.zeros((9, 9), np.uint8)).save(tmp_path / "mismatch" / "images" / "a.png")
+    Image.fromarray(np.zeros((9, 9), np.uint8)).save(tmp_path / "mismatch" / "masks" / "b.png")
+    torch.save({"x": 1}, tmp_path / "foreign.pt")
+    img, _ = disc_image()
+    Image.fromarray(img).save(tmp_path / "img.png")
+    subst = {"missing": tmp_path / "nothing", "mismatch": tmp_path / "mismatch", "ds": dataset,
+             "foreign": tmp_path / "foreign.pt", "img": tmp_path / "img.png",
+             "out": tmp_path / "o.tif"}
+    argv = [a.format(**subst) for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_bad_click_syntax(capsys):
+    with pytest.raises(SystemExit):
+        main(["segment", "x.png", "--click", "1,2", "-o", "m.tif"])
+    assert "ROW,COL,+" in capsys.readouterr().err
+
+
+def test_help_lists_subcommands(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    for cmd in ("evaluate", "segment", "train", "finetune", "demo"):
+        assert cmd in out

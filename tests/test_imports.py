@@ -1,0 +1,19 @@
+"""The headless layers must never pull in napari or a Qt binding (CLI / training on a GPU node)."""
+import subprocess
+import sys
+
+HEADLESS = ["napari_risnet", "napari_risnet.clicks", "napari_risnet.model",
+            "napari_risnet.inference", "napari_risnet.robot", "napari_risnet.evaluation",
+            "napari_risnet.baselines", "napari_risnet.data", "napari_risnet.training",
+            "napari_risnet.training.trainer", "napari_risnet.training.finetune",
+            "napari_risnet.session", "napari_risnet.cli"]
+
+
+def test_headless_modules_do_not_import_napari_or_qt():
+    code = ("import sys\n" + "".join(f"import {m}\n" for m in HEADLESS)
+            + "from napari_risnet.cli import build_parser; build_parser()\n"
+            + "bad = [m for m in sys.modules if m.split('.')[0] in "
+              "('napari', 'qtpy', 'PyQt5', 'PyQt6', 'PySide2', 'PySide6', 'magicgui', 'vispy')]\n"
+            + "print(','.join(bad))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""

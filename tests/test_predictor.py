@@ -1,0 +1,129 @@
+import numpy as np
+import pytest
+import torch
+
+from napari_risnet.clicks import Click
+from napari_risnet.inference.predictor import Prediction, Predictor, resolve_device
+from napari_risnet.inference.preprocess import CropTransform, ImageNormalizer
+
+from conftest import disc_image
+
+
+@pytest.fixture
+def predictor(tiny_model):
+    return Predictor(model=tiny_model, device="cpu", input_size=64)
+
+
+def test_predict_returns_probabilities_and_mask_over_the_image(predictor):
+    img, _ = disc_image()
+    predictor.set_image(img)
+    pred = predictor.predict([Click(48, 60), Click(5, 5, False)])
+    assert pred.probabilities.shape == img.shape and pred.probabilities.dtype == np.float32
+    assert pred.mask.shape == img.shape and pred.mask.dtype == bool
+    assert 0 <= pred.probabilities.min() and pred.probabilities.max() <= 1
+    assert pred.mask[48, 60]  # the positive click is a hard constraint of the graph cut
+    assert not pred.mask[5, 5]
+    assert {"preprocess", "backbone", "local", "fusion", "graphcut", "total"} <= set(pred.timings)
+
+
+@pytest.mark.parametrize("image", [
+    np.zeros((64, 64, 3), np.uint8) + 7,
+    (np.random.default_rng(0).random((50, 40)) * 4000).astype(np.uint16),
+    np.random.default_rng(0).random((50, 40)).astype(np.float32),
+    np.random.default_rng(0).random((40, 50, 5)).astype(np.float32),
+])
+def test_accepts_dtypes_and_channels(predictor, image):
+    if image.std() == 0:
+        with pytest.raises(ValueError, match="constant"):
+            predictor.set_image(image)
+        return
+    channels = [0, 2, 4] if image.ndim == 3 and image.shape[-1] == 5 else None
+    predictor.set_image(image, channels)
+    pred = predictor.predict([Click(20, 20)])
+    assert pred.mask.shape == image.shape[:2]
+
+
+@pytest.mark.parametrize("image, message", [
+    (np.zeros((1, 1)), "too small"),
+    (np.full((20, 20), np.nan, np.float32), "NaN"),
+    (np.array([[np.inf, 1.0], [2.0, 3.0]] * 10, np.float32).repeat(10, 1), "NaN or infinite"),
+    (np.zeros((2, 3, 20, 20)), "2D image"),
+    (np.zeros((20, 20, 7)), "pick 1 or 3"),
+    ("not an image", "array-like"),
+])
+def test_bad_images_are_refused_clearly(predictor, image, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        predictor.set_image(image)
+
+
+def test_bad_clicks_and_order(predictor):
+    with pytest.raises(RuntimeError, match="set_image"):
+        predictor.predict([Click(1, 1)])
+    predictor.set_image(disc_image()[0])
+    with pytest.raises(ValueError, match="at least one click"):
+        predictor.predict([])
+    with pytest.raises(ValueError, match="outside"):
+        predictor.predict([Click(500, 5)])
+    with pytest.raises(ValueError, match="prev_mask"):
+        predictor.predict([Click(5, 5)], prev_mask=np.zeros((3, 3), bool))
+
+
+def test_zoom_in_window_follows_clicks_and_previous_mask(predictor):
+    img = np.random.default_rng(0).integers(0, 255, (600, 800), dtype=np.uint8)
+    predictor.set_image(img)
+    prev = np.zeros(img.shape, bool)
+    prev[100:140, 200:260] = True
+    pred = predictor.predict([Click(120, 230), Click(150, 230, False)], prev_mask=prev)
+    r0, c0, r1, c1 = pred.window
+    assert r0 <= 100 and r1 >= 150 and c0 <= 200 and c1 >= 260
+    assert (r1 - r0) < 300 and (c1 - c0) < 300  # cost does not grow with the image
+    assert not pred.mask[:r0].any() and not pred.mask[r1:].any()
+
+
+def test_crop_transform_round_trip():
+    t = CropTransform.around((10, 20, 30, 60), (100, 200), input_size=64)
+    assert t.out_shape[0] % 16 == 0 and max(t.out_shape) == 64
+    c = t.clicks([Click(20, 40)])[0]
+    back_r = (c.row + 0.5) / t.scale[0] - 0.5 + t.r0
+    assert back_r == pytest.approx(20)
+    probs = torch.zeros(t.out_shape)
+    assert t.probabilities_back(probs).shape == t.crop_shape
+
+
+def test_lazy_large_image_reads_only_windows(monkeypatch, predictor):
+    import napari_risnet.inference.preprocess as pre
+
+    monkeypatch.setattr(pre, "LAZY_PIXELS", 100 * 100)
+    monkeypatch.setattr(pre, "PERCENTILE_SAMPLE", 50 * 50)
+    predictor.first_window = 128
+    reads = []
+
+    class Lazy:
+        shape, dtype, ndim = (400, 500), np.dtype(np.uint16), 2
+
+        def __getitem__(self, key):
+            rs, cs = key
+            r = range(*rs.indices(400))
+            c = range(*cs.indices(500))
+            reads.append(len(r) * len(c))
+            return (np.add.outer(np.array(r), np.array(c)) % 997).astype(np.uint16)
+
+    predictor.set_image(Lazy())
+    pred = predictor.predict([Click(200, 250)])
+    assert isinstance(pred, Prediction) and pred.window is not None
+    assert pred.mask.shape == (pred.window[2] - pred.window[0], pred.window[3] - pred.window[1])
+    assert max(reads) < 400 * 500  # never the whole image at once
+    predictor.predict([Click(200, 250), Click(150, 250, False)], prev_mask=pred)
+
+
+def test_normalizer_percentiles_for_uint16():
+    img = np.linspace(0, 60000, 100 * 100).reshape(100, 100).astype(np.uint16)
+    win = ImageNormalizer(img).window()
+    assert win.shape == (100, 100, 3) and win.min() == 0 and win.max() == 1
+
+
+def test_device_resolution():
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type in ("cpu", "cuda", "mps")
+    with pytest.raises(ValueError, match="unknown device"):
+        resolve_device("toaster")

@@ -1,0 +1,196 @@
+import numpy as np
+import pytest
+import tifffile
+import torch
+
+from napari_risnet.clicks import Click
+from napari_risnet.inference.predictor import Predictor
+from napari_risnet.model import RISNet, RISNetOutput, load_checkpoint, save_checkpoint
+from napari_risnet.model.risnet import OUTSIDE_LOGIT
+from napari_risnet.training.config import TrainConfig, load_config
+from napari_risnet.training.datasets import ObjectPool
+from napari_risnet.training.finetune import finetune, finetune_folders
+from napari_risnet.training.loss import click_discount_loss, masked_bce
+from napari_risnet.training.sampling import sample_clicks
+
+from conftest import disc_image, tiny_config
+
+
+def _toy_output(n_roi=2):
+    gt = torch.zeros(1, 1, 8, 8)
+    gt[..., :4, :] = 1
+    valid = torch.ones_like(gt)
+    g = torch.zeros(1, 1, 8, 8)  # p = 0.5 everywhere
+    pasted = torch.full((n_roi, 1, 8, 8), OUTSIDE_LOGIT)
+    pasted[0, 0, :4, :] = 4.0  # fixes the top half: a big drop
+    pasted[1, 0, :2, :] = 4.0  # fixes a quarter
+    return RISNetOutput(g, None, pasted, torch.zeros(n_roi, dtype=torch.long)), gt, valid
+
+
+def test_gamma_zero_is_the_global_loss_only():
+    out, gt, valid = _toy_output()
+    terms = click_discount_loss(out, gt, valid, 2, gamma=0.0, aux_weight=0.0)
+    assert terms.total.item() == pytest.approx(masked_bce(out.global_logits, gt, valid).item())
+
+
+def test_greedy_order_and_discount():
+    out, gt, valid = _toy_output()
+    terms = click_discount_loss(out, gt, valid, 2, gamma=0.8, aux_weight=0.0)
+    lg = masked_bce(out.global_logits, gt, valid)
+    best = torch.maximum(out.global_logits, out.pasted_logits[0:1])
+    l1 = masked_bce(best, gt, valid)
+    # ROI 0 fixes most: it comes first; ROI 1 adds nothing after it (dL = 0 -> exp(0) = 1)
+    expected = lg + torch.exp(-(lg - l1)) + 0.8 * 1.0
+    assert terms.total.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_gamma_one_adds_all_rois_at_once():
+    out, gt, valid = _toy_output()
+    terms = click_discount_loss(out, gt, valid, 2, gamma=1.0, aux_weight=0.0)
+    lg = masked_bce(out.global_logits, gt, valid)
+    fused = torch.maximum(out.global_logits, out.pasted_logits.amax(0, keepdim=True))
+    lf = masked_bce(fused, gt, valid)
+    assert terms.total.item() == pytest.approx((lg + torch.exp(-(lg - lf))).item(), rel=1e-5)
+
+
+def test_sampled_clicks_respect_the_object():
+    _, gt = disc_image()
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        clicks = sample_clicks(gt, np.zeros_like(gt), None, rng)
+        assert clicks[0].positive
+        for c in clicks:
+            assert gt[int(c.row), int(c.col)] == c.positive
+
+
+def test_unknown_config_key_is_an_error(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text('epochs = 1\nlearning_rate = 0.1\n')
+    with pytest.raises(ValueError, match="learning_rate"):
+        load_config(path)
+    with pytest.raises(ValueError, match="optimizer"):
+        TrainConfig(optimizer="lbfgs")
+
+
+def test_atomic_checkpoint_survives_a_failed_write(tmp_path, tiny_model, monkeypatch):
+    path = save_checkpoint(tmp_path / "m.pt", tiny_model, {"v": 1})
+
+    def boom(*a, **k):
+        raise KeyboardInterrupt  # a kill in the middle of writing
+
+    monkeypatch.setattr(torch, "save", boom)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(path, tiny_model, {"v": 2})
+    monkeypatch.undo()
+    assert load_checkpoint(path)[1]["v"] == 1
+    assert list(tmp_path.iterdir()) == [path]
+
+
+def _synthetic_set(n=4):
+    images, labels = [], []
+    for k in range(n):
+        img, gt = disc_image(shape=(64, 64), centre=(30 + k, 32), radius=12, seed=k)
+        img2, gt2 = disc_image(shape=(64, 64), centre=(12, 12), radius=6, seed=k + 10)
+        img = np.maximum(img, img2)
+        lab = gt.astype(np.int32)
+        lab[gt2 & ~gt] = 2
+        images.append(img)
+        labels.append(lab)
+    return images, labels
+
+
+@pytest.fixture
+def base_checkpoint(tmp_path):
+    torch.manual_seed(0)
+    return save_checkpoint(tmp_path / "base.pt", RISNet(tiny_config()))
+
+
+def test_pool_skips_empty_and_tiny_objects():
+    images, labels = _synthetic_set(2)
+    labels[1][:] = 0
+    labels[1][0, 0] = 3  # one-pixel object
+    pool = ObjectPool.from_arrays(images, labels, min_area=4)
+    assert len(pool) == 2  # two objects of the first image
+    s = pool.sample(np.random.default_rng(0), 64)
+    assert s.rgb.shape == (64, 64, 3) and s.gt.any()
+
+
+def test_finetune_end_to_end(tmp_path, base_checkpoint):
+    images, labels = _synthetic_set()
+    steps = []
+    result = finetune(images, labels, base=base_checkpoint, out=tmp_path / "ft.pt", epochs=1,
+                      steps_per_epoch=2, batch_size=2, val_fraction=0.25, device="cpu",
+                      progress=lambda s, t, m: steps.append(s), max_clicks=2)
+    assert steps and steps[-1] == 2
+    assert result.checkpoint.is_file() and result.n_val >= 1
+    assert 1 <= result.noc_before <= 2 and 1 <= result.noc_after <= 2
+    predictor = Predictor(checkpoint=result.checkpoint, device="cpu", input_size=64)
+    predictor.set_image(images[0])
+    assert predictor.predict([Click(30, 32)]).mask[30, 32]
+
+
+def test_finetune_can_be_cancelled(tmp_path, base_checkpoint):
+    images, labels = _synthetic_set()
+    result = finetune(images, labels, base=base_checkpoint, out=tmp_path / "c.pt", epochs=3,
+                      steps_per_epoch=50, batch_size=2, device="cpu", max_clicks=1,
+                      should_stop=lambda: True)
+    assert result.cancelled and result.checkpoint.is_file()
+
+
+def test_finetune_bad_inputs(base_checkpoint):
+    images, labels = _synthetic_set(1)
+    with pytest.raises(ValueError, match="labels"):
+        finetune(images, [np.zeros((10, 10), np.int32)], base=base_checkpoint)
+    with pytest.raises(ValueError, match="no object"):
+        finetune(images, [np.zeros_like(labels[0])], base=base_checkpoint)
+    with pytest.raises(ValueError, match="1 images but 0"):
+        finetune(images, [], base=base_checkpoint)
+
+
+def test_finetune_folders_with_a_stack(tmp_path, base_checkpoint):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labels").mkdir()
+    images, labels = _synthetic_set(4)
+    tifffile.imwrite(tmp_path / "images" / "vol.tif", np.stack(images))
+    tifffile.imwrite(tmp_path / "labels" / "vol.tif", np.stack(labels).astype(np.uint8))
+    result = finetune_folders(tmp_path / "images", labels=tmp_path / "labels",
+                              base=base_checkpoint, out=tmp_path / "ft.pt", epochs=1,
+                              steps_per_epoch=1, batch_size=2, device="cpu", max_clicks=1)
+    assert result.n_train >= 2 and result.checkpoint.is_file()
+
+
+def test_train_resumes_after_a_kill(tmp_path):
+    images, labels = _synthetic_set(3)
+    (tmp_path / "d" / "images").mkdir(parents=True)
+    (tmp_path / "d" / "labels").mkdir()
+    for k, (im, lab) in enumerate(zip(images, labels)):
+        tifffile.imwrite(tmp_path / "d" / "images" / f"i{k}.tif", im)
+        tifffile.imwrite(tmp_path / "d" / "labels" / f"i{k}.tif", lab.astype(np.uint8))
+    cfg_text = f'''
+out_dir = "{tmp_path / 'run'}"
+crop_size = 64
+batch_size = 2
+epochs = 1
+steps_per_epoch = 2
+checkpoint_every = 1
+val_fraction = 0.0
+iterative_prob = 1.0
+[model]
+backbone = "efficientnet_lite0"
+backbone_kwargs = {{ pretrained = false, output_stride = 16, out_channels = 16 }}
+local_channels = 8
+context_channels = 4
+roi_size = 7
+[[data]]
+path = "{tmp_path / 'd'}"
+'''
+    (tmp_path / "r.toml").write_text(cfg_text)
+    from napari_risnet.training.trainer import train
+
+    cfg = load_config(tmp_path / "r.toml")
+    train(cfg)
+    cfg.epochs = 2
+    summary = train(cfg, resume=True)
+    payload = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert payload["train_state"]["step"] == 4 and payload["train_state"]["epoch"] == 2
+    assert len(summary["history"]) == 2

@@ -1,0 +1,344 @@
+"""The dock widgets, driven like a user (mouse callbacks, bound keys, buttons) under Xvfb,
+with the GraphCutBaseline injected so no weights are needed."""
+from __future__ import annotations
+
+import os
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+from napari.utils.interactions import mouse_press_callbacks, mouse_release_callbacks
+from napari.utils.key_bindings import KeyBinding
+from napari.utils._proxies import ReadOnlyWrapper
+from napari.utils.notifications import NotificationSeverity, notification_manager
+
+from napari_risnet.session import iou
+
+SHAPE, CENTER, RADIUS = (96, 96), (48, 40), 16
+SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "screenshot.png"
+
+
+def make_disc_image(shape=(96, 96), center=(48, 40), radius=16, seed=0) -> np.ndarray:
+    """A bright disc on a dark, noisy background (uint8)."""
+    rng = np.random.default_rng(seed)
+    img = rng.normal(30, 8, shape)
+    img[disc_mask(shape, center, radius)] += 170
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def disc_mask(shape, center, radius) -> np.ndarray:
+    rr, cc = np.mgrid[:shape[0], :shape[1]]
+    return (rr - center[0]) ** 2 + (cc - center[1]) ** 2 <= radius ** 2
+
+
+class FakeMouseEvent:
+    """The attributes napari's mouse events carry that the widget reads."""
+
+    def __init__(self, position, type="mouse_press", button=1, modifiers=(), pos=(100, 100)):
+        self.position = tuple(float(p) for p in position)
+        self.type = type
+        self.button = button
+        self.modifiers = tuple(modifiers)
+        self.pos = np.array(pos, float)
+        self.handled = False
+        self.is_dragging = False
+
+
+def user_click(widget, qtbot, world_position, button=1, modifiers=()) -> None:
+    """Press and release on the clicks layer through napari's own callback dispatch."""
+    layer = widget.annotation.points
+    press = FakeMouseEvent(world_position, "mouse_press", button, modifiers)
+    release = FakeMouseEvent(world_position, "mouse_release", button, modifiers)
+    mouse_press_callbacks(layer, ReadOnlyWrapper(press, exceptions=("handled",)))
+    mouse_release_callbacks(layer, ReadOnlyWrapper(release, exceptions=("handled",)))
+    wait(widget, qtbot)
+
+
+def press_key(widget, key: str) -> None:
+    """Run what the key is bound to on our clicks layer."""
+    layer = widget.annotation.points
+    layer.keymap[KeyBinding.from_str(key)](layer)
+
+
+def wait(widget, qtbot) -> None:
+    qtbot.waitUntil(lambda: not widget.busy, timeout=20000)
+
+
+def errors_since(n: int) -> list[str]:
+    return [str(r.message) for r in notification_manager.records[n:]
+            if r.severity >= NotificationSeverity.WARNING]
+
+
+def world(layer, data_coords):
+    """Data -> world coordinates of a layer (what event.position holds)."""
+    return tuple(layer.data_to_world(np.asarray(data_coords, float)))
+
+
+def test_positive_click_fills_the_disc_with_scale_and_translate(risnet_widget, qtbot) -> None:
+    viewer, widget = risnet_widget(make_disc_image(SHAPE, CENTER, RADIUS),
+                                   scale=(0.5, 2.0), translate=(10, -5))
+    image = viewer.layers["img"]
+    user_click(widget, qtbot, world(image, CENTER))
+    preview = widget.annotation.preview.data.astype(bool)
+    assert iou(preview, disc_mask(SHAPE, CENTER, RADIUS)) > 0.9
+    points = widget.annotation.points
+    np.testing.assert_allclose(points.data, [CENTER], atol=1e-6)
+    assert list(points.features["sign"]) == [1]
+    assert "1 clicks" in widget.status_label.text()
+    assert widget.last_latency is not None
+    np.testing.assert_allclose(widget.annotation.labels.scale, image.scale)
+
+
+def test_negative_click_removes_a_region(risnet_widget, qtbot) -> None:
+    img = np.maximum(make_disc_image(SHAPE, (30, 30), 12),
+                     make_disc_image(SHAPE, (66, 66), 12, seed=1))
+    viewer, widget = risnet_widget(img)
+    user_click(widget, qtbot, (30, 30))
+    assert widget.annotation.preview.data[66, 66]  # same brightness: both discs at first
+    user_click(widget, qtbot, (66, 66), button=2)  # right click = negative
+    preview = widget.annotation.preview.data.astype(bool)
+    assert not preview[66, 66] and preview[30, 30]
+    assert iou(preview, disc_mask(SHAPE, (30, 30), 12)) > 0.9
+    assert list(widget.annotation.points.features["sign"]) == [1, -1]
+    press_key(widget, "u")  # undo the negative click
+    assert widget.annotation.preview.data[66, 66]
+    press_key(widget, "Shift-U")
+    assert not widget.annotation.preview.data[66, 66]
+    # Control-click is negative too; "n" makes plain left clicks negative
+    press_key(widget, "n")
+    assert widget.negative_mode
+
+
+def test_commit_next_object_and_undo(risnet_widget, qtbot) -> None:
+    img = np.maximum(make_disc_image(SHAPE, (30, 30), 12),
+                     make_disc_image(SHAPE, (66, 66), 12, seed=1))
+    viewer, widget = risnet_widget(img)
+    labels = widget.annotation.labels
+    empty = labels.data.copy()
+    user_click(widget, qtbot, (30, 30))
+    user_click(widget, qtbot, (66, 66), button=1, modifiers=("Control",))
+    press_key(widget, "c")
+    assert iou(labels.data == 1, disc_mask(SHAPE, (30, 30), 12)) > 0.9
+    first = labels.data.copy()
+    assert not widget.annotation.preview.data.any()
+    assert list(widget.annotation.points.features["object_id"]) == [1, 1]
+    user_click(widget, qtbot, (66, 66))
+    press_key(widget, "Enter")
+    assert iou(labels.data == 2, disc_mask(SHAPE, (66, 66), 12)) > 0.9
+    np.testing.assert_array_equal(labels.data == 1, first == 1)  # object 1 untouched
+    assert "2 objects" in widget.status_label.text()
+    widget.undo_button.click()
+    np.testing.assert_array_equal(labels.data, first)
+    widget.undo_button.click()  # the click on the second object
+    widget.undo_button.click()  # the first commit
+    np.testing.assert_array_equal(labels.data, first * 0)
+    widget.undo_button.click()
+    widget.undo_button.click()
+    np.testing.assert_array_equal(labels.data, empty)
+    assert len(widget.annotation.points.data) == 0
+    press_key(widget, "Shift-U")
+    press_key(widget, "Escape")  # clear the current object
+    assert widget.session.n_current_clicks == 0
+
+
+def test_propagation_fills_the_neighbouring_slices(risnet_widget, qtbot) -> None:
+    rng = np.random.default_rng(0)
+    stack = rng.normal(30, 8, (12, 64, 64))
+    for z in range(2, 10):
+        stack[z][disc_mask((64, 64), (32, 30), 12)] += 170
+    stack = np.clip(stack, 0, 255).astype(np.uint8)
+    viewer, widget = risnet_widget(stack)
+    viewer.dims.set_current_step(0, 5)
+    user_click(widget, qtbot, (5, 32, 30))
+    widget.propagate_button.click()
+    wait(widget, qtbot)
+    labels = widget.annotation.labels.data
+    filled = sorted(np.flatnonzero((labels == 1).any(axis=(1, 2))))
+    assert filled == list(range(2, 10))
+    for z in filled:
+        assert iou(labels[z] == 1, disc_mask((64, 64), (32, 30), 12)) > 0.9
+    assert not widget.stop_button.isEnabled() and widget.propagate_button.isEnabled()
+    widget.undo_button.click()
+    assert sorted(np.flatnonzero((labels == 1).any(axis=(1, 2)))) == [5]
+
+
+@pytest.mark.parametrize("image, message", [
+    (np.zeros((1, 1), np.float32), "too small"),
+    (np.full((32, 32), np.nan, np.float32), "NaN"),
+])
+def test_malformed_images_notify_instead_of_crashing(risnet_widget, qtbot, image, message
+                                                     ) -> None:
+    viewer, widget = risnet_widget(image)
+    n = len(notification_manager.records)
+    user_click(widget, qtbot, (0, 0))
+    assert any(message in m for m in errors_since(n))
+    assert widget.session.n_current_clicks == 0  # the failed click was dropped
+    user_click(widget, qtbot, (500, 500))  # outside the image: a warning, no crash
+    assert any("outside" in m for m in errors_since(n))
+
+
+def test_missing_model_is_a_notification(make_napari_viewer, qtbot) -> None:
+    from napari_risnet._widget import RISNetWidget
+
+    def factory(**settings):
+        raise FileNotFoundError("no bundled default model")
+
+    viewer = make_napari_viewer()
+    viewer.add_image(make_disc_image(SHAPE, CENTER, RADIUS), name="img")
+    widget = RISNetWidget(viewer, segmenter_factory=factory)
+    n = len(notification_manager.records)
+    user_click(widget, qtbot, CENTER)
+    assert any("no bundled default model" in m for m in errors_since(n))
+
+
+def test_rgb_uint16_and_float_images(risnet_widget, qtbot) -> None:
+    grey = make_disc_image(SHAPE, CENTER, RADIUS)
+    rgb = np.stack([grey, grey // 2, grey], axis=-1)
+    viewer, widget = risnet_widget(rgb, rgb=True)
+    assert widget.session.rgb and widget.annotation.labels.data.shape == SHAPE
+    user_click(widget, qtbot, CENTER)
+    assert iou(widget.annotation.preview.data.astype(bool),
+               disc_mask(SHAPE, CENTER, RADIUS)) > 0.9
+    for data in (grey.astype(np.uint16) * 200, grey.astype(np.float32) / 7.0):
+        layer = viewer.add_image(data, name=f"img {data.dtype}")
+        widget.set_image_layer(layer)
+        user_click(widget, qtbot, CENTER)
+        assert iou(widget.annotation.preview.data.astype(bool),
+                   disc_mask(SHAPE, CENTER, RADIUS)) > 0.9
+
+
+def test_points_csv_round_trip_recomputes_the_labels(risnet_widget, qtbot, tmp_path) -> None:
+    img = np.maximum(make_disc_image(SHAPE, (30, 30), 12),
+                     make_disc_image(SHAPE, (66, 66), 12, seed=1))
+    viewer, widget = risnet_widget(img)
+    user_click(widget, qtbot, (30, 30))
+    user_click(widget, qtbot, (66, 66), button=2)
+    widget.commit_button.click()
+    user_click(widget, qtbot, (66, 66))
+    widget.commit_button.click()
+    expected = widget.annotation.labels.data.copy()
+    path = widget.annotation.points.save(str(tmp_path / "clicks.csv"))
+    assert path
+    widget.annotation.labels.data[:] = 0
+    loaded = viewer.open(str(tmp_path / "clicks.csv"), layer_type="points", plugin="napari")[0]
+    assert set(loaded.features.columns) >= {"object_id", "slice", "sign"}
+    widget.recompute_from_points(loaded)
+    wait(widget, qtbot)
+    np.testing.assert_array_equal(widget.annotation.labels.data, expected)
+
+
+def test_screenshot_shows_the_labels(risnet_widget, qtbot, tmp_path) -> None:
+    from skimage.io import imsave
+
+    viewer, widget = risnet_widget(make_disc_image(SHAPE, CENTER, RADIUS), show=True)
+    user_click(widget, qtbot, CENTER)
+    widget.commit_button.click()
+    labels = widget.annotation.labels
+    labels.opacity = 1.0
+    widget.annotation.points.visible = False
+    shot = viewer.screenshot(canvas_only=True, flash=False)
+    imsave(tmp_path / "screenshot.png", shot, check_contrast=False)
+    if os.environ.get("RISNET_SAVE_SCREENSHOT"):
+        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+        imsave(SCREENSHOT, shot, check_contrast=False)
+    color = np.round(np.asarray(labels.get_color(1))[:3] * 255)
+    close = np.abs(shot[..., :3].astype(int) - color).max(axis=-1) <= 12
+    assert close.mean() > 0.01, f"label colour {color} not found in the screenshot"
+
+
+def _fake_finetune_module(monkeypatch, calls: list, wait_for_stop: bool = False):
+    from dataclasses import dataclass
+
+    @dataclass
+    class FinetuneResult:
+        checkpoint: Path
+        noc_before: float
+        noc_after: float
+        cancelled: bool = False
+
+    def finetune(images, labels, base="default", out="finetuned.pt", epochs=5,
+                 val_fraction=0.2, device="auto", progress=None, should_stop=None):
+        import time
+        calls.append({"images": images, "labels": labels, "epochs": epochs, "out": out})
+        cancelled = False
+        for epoch in range(epochs):
+            if progress is not None:
+                progress(epoch + 1, epochs, f"epoch {epoch + 1}")
+            if should_stop is not None and should_stop():
+                cancelled = True
+                break
+            if wait_for_stop:
+                deadline = time.time() + 10
+                while not should_stop() and time.time() < deadline:
+                    time.sleep(0.01)
+        return FinetuneResult(Path(out), 6.5, 3.25, cancelled)
+
+    training = types.ModuleType("napari_risnet.training")
+    training.__path__ = []
+    module = types.ModuleType("napari_risnet.training.finetune")
+    module.finetune = finetune
+    module.FinetuneResult = FinetuneResult
+    monkeypatch.setitem(sys.modules, "napari_risnet.training", training)
+    monkeypatch.setitem(sys.modules, "napari_risnet.training.finetune", module)
+
+
+def test_finetune_widget_switches_the_predictor(risnet_widget, qtbot, monkeypatch,
+                                                tmp_path) -> None:
+    from napari_risnet._finetune_widget import FinetuneWidget
+
+    calls: list = []
+    _fake_finetune_module(monkeypatch, calls)
+    viewer, widget = risnet_widget(make_disc_image(SHAPE, CENTER, RADIUS))
+    user_click(widget, qtbot, CENTER)
+    widget.commit_button.click()
+    ft = FinetuneWidget(viewer)
+    viewer.window.add_dock_widget(ft, name="Fine-tune")
+    assert ft.labels_combo.currentText() == "img RIS-Net labels"
+    ft.epochs_spin.setValue(3)
+    ft.out_edit.setText(str(tmp_path / "ft.pt"))
+    ft.run_button.click()
+    qtbot.waitUntil(lambda: not ft.busy, timeout=20000)
+    assert calls and calls[0]["epochs"] == 3 and calls[0]["labels"][0].max() == 1
+    assert "6.50" in ft.result_label.text() and "3.25" in ft.result_label.text()
+    assert widget.checkpoint_edit.text() == str(tmp_path / "ft.pt")
+    assert widget._settings()["checkpoint"] == str(tmp_path / "ft.pt")
+
+
+def test_finetune_can_be_cancelled_and_reports_bad_input(make_napari_viewer, qtbot,
+                                                         monkeypatch) -> None:
+    from napari_risnet._finetune_widget import FinetuneWidget
+    from napari_risnet._widget import _PENDING_CHECKPOINTS
+
+    calls: list = []
+    _fake_finetune_module(monkeypatch, calls, wait_for_stop=True)
+    viewer = make_napari_viewer()
+    ft = FinetuneWidget(viewer)
+    n = len(notification_manager.records)
+    ft.run_button.click()  # no layers at all
+    assert any("pick an image" in m for m in errors_since(n))
+    viewer.add_image(make_disc_image(SHAPE, CENTER, RADIUS), name="img")
+    viewer.add_labels(disc_mask(SHAPE, CENTER, RADIUS).astype(np.int32), name="gt")
+    ft.labels_combo.setCurrentText("gt")
+    ft.run_button.click()
+    qtbot.waitUntil(lambda: bool(calls), timeout=5000)
+    ft.cancel_button.click()
+    qtbot.waitUntil(lambda: not ft.busy, timeout=20000)
+    assert ft.result.cancelled and "cancelled" in ft.result_label.text()
+    # no RIS-Net widget docked: the checkpoint waits for the next one
+    assert _PENDING_CHECKPOINTS.pop(id(viewer), None) is not None
+
+
+def test_run_demo_docks_the_widget(make_napari_viewer, monkeypatch, graphcut_factory) -> None:
+    import napari
+
+    from napari_risnet._demo import run_demo
+    from napari_risnet._widget import RISNetWidget
+
+    monkeypatch.setattr(napari, "Viewer", lambda **kw: make_napari_viewer(**kw))
+    viewer = run_demo("stack", block=False, segmenter_factory=graphcut_factory)
+    assert viewer.layers[0].data.shape == (20, 128, 128)
+    assert any(isinstance(w, RISNetWidget) for w in viewer.window.dock_widgets.values())
+    with pytest.raises(ValueError, match="unknown sample"):
+        run_demo("nope", block=False)
