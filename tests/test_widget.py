@@ -13,6 +13,7 @@ from napari.utils.interactions import mouse_press_callbacks, mouse_release_callb
 from napari.utils.key_bindings import KeyBinding
 from napari.utils._proxies import ReadOnlyWrapper
 from napari.utils.notifications import NotificationSeverity, notification_manager
+from vispy.util.keys import CONTROL
 
 from napari_risnet.session import iou
 
@@ -118,7 +119,7 @@ def test_commit_next_object_and_undo(risnet_widget, qtbot) -> None:
     labels = widget.annotation.labels
     empty = labels.data.copy()
     user_click(widget, qtbot, (30, 30))
-    user_click(widget, qtbot, (66, 66), button=1, modifiers=("Control",))
+    user_click(widget, qtbot, (66, 66), button=1, modifiers=(CONTROL,))  # as vispy sends it
     press_key(widget, "c")
     assert iou(labels.data == 1, disc_mask(SHAPE, (30, 30), 12)) > 0.9
     first = labels.data.copy()

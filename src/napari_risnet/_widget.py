@@ -339,7 +339,7 @@ class RISNetWidget(QWidget):
         if event.type != "mouse_press" or layer.mode != "pan_zoom":
             return
         button = event.button
-        modifiers = tuple(str(m) for m in (event.modifiers or ()))
+        modifiers = tuple(event.modifiers or ())  # vispy Keys compare equal to their names
         position = tuple(event.position)
         press_pos = np.array(getattr(event, "pos", (0, 0)), dtype=float)
         dragged = False
@@ -351,6 +351,9 @@ class RISNetWidget(QWidget):
                 dragged = True
             yield
         if dragged or button not in (1, 2):
+            return
+        if self.viewer.dims.ndisplay != 2:
+            show_warning("RIS-Net: click in the 2D view (clicks are made on one slice)")
             return
         modified = "Control" in modifiers or "Meta" in modifiers
         negative = button == 2 or (modified != self.negative_mode)

@@ -153,16 +153,18 @@ class Predictor:
         prev_box = _mask_box(prev_mask, shape)
         timings: dict[str, float] = {}
         t = self._choose_window(clicks, prev_box)
-        probs_crop, mask_crop, rgb = self._predict_window(t, clicks, timings)
+        probs_crop, mask_crop = self._predict_window(t, clicks, timings)
         if prev_box is None and len(clicks) == 1 and mask_crop.any():
             rows, cols = np.nonzero(mask_crop)
             extent = max(np.ptp(rows) + 1, np.ptp(cols) + 1) / max(t.crop_shape)
             if extent < self.refine_ratio:
                 box = (rows.min() + t.r0, cols.min() + t.c0, rows.max() + t.r0 + 1,
                        cols.max() + t.c0 + 1)
-                t = CropTransform.around(box, shape, self.input_size, self.expand,
-                                         min_side=self._min_side())
-                probs_crop, mask_crop, rgb = self._predict_window(t, clicks, timings)
+                zoomed = CropTransform.around(box, shape, self.input_size, self.expand,
+                                              min_side=self._min_side())
+                if zoomed != t:  # a small image may already be fully zoomed in
+                    t = zoomed
+                    probs_crop, mask_crop = self._predict_window(t, clicks, timings)
         return self._assemble(t, probs_crop, mask_crop, timings)
 
     def _min_side(self) -> int:
@@ -186,7 +188,7 @@ class Predictor:
                                     min_side=self._min_side())
 
     def _predict_window(self, t: CropTransform, clicks: Sequence[Click],
-                        timings: dict[str, float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                        timings: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
         tic = time.perf_counter()
         rgb_crop = self._window(t)
         rgb = t.image(rgb_crop)
@@ -217,7 +219,7 @@ class Predictor:
         else:
             mask_crop = probs_crop >= 0.5
         _add(timings, "graphcut", time.perf_counter() - tic)
-        return probs_crop, mask_crop, rgb_crop
+        return probs_crop, mask_crop
 
     def _assemble(self, t: CropTransform, probs_crop: np.ndarray, mask_crop: np.ndarray,
                   timings: dict[str, float]) -> Prediction:
