@@ -241,9 +241,12 @@ def test_screenshot_shows_the_labels(risnet_widget, qtbot, tmp_path) -> None:
     widget.annotation.points.visible = False
     shot = viewer.screenshot(canvas_only=True, flash=False)
     imsave(tmp_path / "screenshot.png", shot, check_contrast=False)
+    window = viewer.screenshot(canvas_only=False, flash=False)  # canvas + docked widget
+    assert window.shape[1] > shot.shape[1]
     if os.environ.get("RISNET_SAVE_SCREENSHOT"):
         SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
         imsave(SCREENSHOT, shot, check_contrast=False)
+        imsave(SCREENSHOT.with_name("screenshot_window.png"), window, check_contrast=False)
     color = np.round(np.asarray(labels.get_color(1))[:3] * 255)
     close = np.abs(shot[..., :3].astype(int) - color).max(axis=-1) <= 12
     assert close.mean() > 0.01, f"label colour {color} not found in the screenshot"
