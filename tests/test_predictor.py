@@ -127,3 +127,19 @@ def test_device_resolution():
     assert resolve_device("auto").type in ("cpu", "cuda", "mps")
     with pytest.raises(ValueError, match="unknown device"):
         resolve_device("toaster")
+
+
+def test_first_click_zooms_in_on_a_small_or_unseen_object(predictor, monkeypatch):
+    predictor.set_image(np.random.default_rng(0).integers(0, 255, (400, 400), dtype=np.uint8))
+    windows = []
+
+    def fake(t, clicks, timings):
+        windows.append(t)
+        return np.zeros(t.crop_shape, np.float32), np.zeros(t.crop_shape, bool)
+
+    monkeypatch.setattr(predictor, "_predict_window", fake)
+    predictor.predict([Click(200, 150)])
+    assert len(windows) == 2
+    first, second = windows
+    assert first.crop_shape == (400, 400)
+    assert max(second.crop_shape) < 200 and second.r0 <= 200 < second.r1

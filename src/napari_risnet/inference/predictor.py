@@ -154,18 +154,29 @@ class Predictor:
         timings: dict[str, float] = {}
         t = self._choose_window(clicks, prev_box)
         probs_crop, mask_crop = self._predict_window(t, clicks, timings)
-        if prev_box is None and len(clicks) == 1 and mask_crop.any():
-            rows, cols = np.nonzero(mask_crop)
-            extent = max(np.ptp(rows) + 1, np.ptp(cols) + 1) / max(t.crop_shape)
-            if extent < self.refine_ratio:
-                box = (rows.min() + t.r0, cols.min() + t.c0, rows.max() + t.r0 + 1,
-                       cols.max() + t.c0 + 1)
+        if prev_box is None and len(clicks) == 1:
+            box = self._refine_box(mask_crop, t, clicks[0])
+            if box is not None:
                 zoomed = CropTransform.around(box, shape, self.input_size, self.expand,
                                               min_side=self._min_side())
                 if zoomed != t:  # a small image may already be fully zoomed in
                     t = zoomed
                     probs_crop, mask_crop = self._predict_window(t, clicks, timings)
         return self._assemble(t, probs_crop, mask_crop, timings)
+
+    def _refine_box(self, mask_crop: np.ndarray, t: CropTransform, click: Click
+                    ) -> tuple[float, float, float, float] | None:
+        """Where to zoom in after a first look: the object found when it is small in the
+        window, the click's neighbourhood when nothing was found (an object too small to be
+        seen at this scale); None when the object is large enough already."""
+        if not mask_crop.any():
+            return (click.row, click.col, click.row + 1, click.col + 1)
+        rows = np.flatnonzero(mask_crop.any(axis=1))
+        cols = np.flatnonzero(mask_crop.any(axis=0))
+        extent = max(rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1) / max(t.crop_shape)
+        if extent >= self.refine_ratio:
+            return None
+        return (rows[0] + t.r0, cols[0] + t.c0, rows[-1] + t.r0 + 1, cols[-1] + t.c0 + 1)
 
     def _min_side(self) -> int:
         return max(16, self.input_size // 4)
