@@ -101,33 +101,54 @@ def graph_cut(probs: np.ndarray, image: np.ndarray, clicks: Sequence[Click] = ()
     if p.band_margin > 0 and unary_costs is None:
         uncertain = ndimage.binary_dilation(uncertain, iterations=p.band_margin)
     rows, cols = np.nonzero(uncertain)
-    r0, r1, c0, c1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+    r0, r1 = max(rows.min() - 1, 0), min(rows.max() + 2, probs.shape[0])
+    c0, c1 = max(cols.min() - 1, 0), min(cols.max() + 2, probs.shape[1])
     sub = (slice(r0, r1), slice(c0, c1))
-    pr = np.clip(probs[sub], p.eps, 1 - p.eps)
+    node = uncertain[sub]
+    n = int(node.sum())
+    pr = np.clip(probs[sub][node], p.eps, 1 - p.eps)
     if unary_costs is None:
         cost_fg, cost_bg = -np.log(pr), -np.log(1 - pr)  # cost of labelling fg / bg
     else:
-        cost_fg, cost_bg = unary_costs[0][sub], unary_costs[1][sub]
-    cost_fg = p.unary_weight * cost_fg
-    cost_bg = p.unary_weight * cost_bg
-    # Outside the band the label is fixed: infinite cost for the other label.
-    fixed = ~uncertain[sub]
-    sure_fg = (fixed & mask[sub]) | fg_seed[sub]
-    sure_bg = (fixed & ~mask[sub]) | bg_seed[sub]
-    cost_bg = np.where(sure_fg, INF, cost_bg)
-    cost_fg = np.where(sure_bg, INF, cost_fg)
-    cost_fg = np.where(sure_fg, 0, cost_fg)
-    cost_bg = np.where(sure_bg, 0, cost_bg)
+        cost_fg, cost_bg = unary_costs[0][sub][node], unary_costs[1][sub][node]
+    cost_fg = p.unary_weight * cost_fg.astype(np.float64)
+    cost_bg = p.unary_weight * cost_bg.astype(np.float64)
+    cost_bg[fg_seed[sub][node]] = INF
+    cost_fg[bg_seed[sub][node]] = INF
+    # Only the band becomes graph nodes; a neighbour outside it keeps its label, so the edge
+    # to it turns into a terminal capacity of the band pixel.
+    ids = np.full(node.shape, -1, np.int64)
+    ids[node] = np.arange(n)
+    fixed_fg = mask[sub] & ~node
     wr, wd = contrast_weights(image[sub])
-    g = maxflow.Graph[float]()
-    nodes = g.add_grid_nodes(pr.shape)
+    a_list, b_list, w_list = [], [], []
+    for a, b, w, fa, fb in (
+            (ids[:, :-1], ids[:, 1:], wr[:, :-1], fixed_fg[:, :-1], fixed_fg[:, 1:]),
+            (ids[:-1], ids[1:], wd[:-1], fixed_fg[:-1], fixed_fg[1:])):
+        w = p.pairwise_weight * w
+        both = (a >= 0) & (b >= 0)
+        a_list.append(a[both])
+        b_list.append(b[both])
+        w_list.append(w[both])
+        for inside, outside_fg, outside in ((a, fb, b), (b, fa, a)):
+            edge = (inside >= 0) & (outside < 0)
+            # a fixed foreground neighbour makes "background" cost w, and vice versa
+            to_fg, to_bg = edge & outside_fg, edge & ~outside_fg
+            cost_bg += np.bincount(inside[to_fg], weights=w[to_fg], minlength=n)
+            cost_fg += np.bincount(inside[to_bg], weights=w[to_bg], minlength=n)
+    g = maxflow.Graph[float](n, 2 * n)
+    nodes = g.add_nodes(n)
+    pairs = np.stack([np.concatenate(a_list), np.concatenate(b_list)], axis=1) + nodes[0]
+    weights = np.zeros(pairs.shape)
+    weights[:, 0] = np.concatenate(w_list)
     right = np.array([[0, 0, 0], [0, 0, 1], [0, 0, 0]])
-    down = np.array([[0, 0, 0], [0, 0, 0], [0, 1, 0]])
-    g.add_grid_edges(nodes, weights=p.pairwise_weight * wr, structure=right, symmetric=True)
-    g.add_grid_edges(nodes, weights=p.pairwise_weight * wd, structure=down, symmetric=True)
+    if len(pairs):
+        g.add_grid_edges(pairs, weights=weights, structure=right, symmetric=True)
     # source = foreground: the edge to the source is cut when the pixel is background.
     g.add_grid_tedges(nodes, cost_bg, cost_fg)
     g.maxflow()
     out = mask.copy()
-    out[sub] = ~g.get_grid_segments(nodes)
+    band = out[sub]
+    band[node] = ~g.get_grid_segments(nodes)
+    out[sub] = band
     return out
