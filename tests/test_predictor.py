@@ -143,3 +143,13 @@ def test_first_click_zooms_in_on_a_small_or_unseen_object(predictor, monkeypatch
     first, second = windows
     assert first.crop_shape == (400, 400)
     assert max(second.crop_shape) < 200 and second.r0 <= 200 < second.r1
+
+
+def test_bundled_default_model_segments_a_disc():
+    """The shipped weights load strictly and find an obvious object from one click."""
+    for rgb in (False, True):
+        img, gt = disc_image(rgb=rgb)
+        predictor = Predictor(checkpoint="default", device="cpu")
+        predictor.set_image(img)
+        mask = predictor.predict([Click(48, 60)]).mask
+        assert (mask & gt).sum() / (mask | gt).sum() > 0.9

@@ -92,6 +92,22 @@ def test_positive_click_fills_the_disc_with_scale_and_translate(risnet_widget, q
     np.testing.assert_allclose(widget.annotation.labels.scale, image.scale)
 
 
+def test_bundled_risnet_model_segments_the_disc(make_napari_viewer, qtbot) -> None:
+    """The same user click with the real default: the bundled RIS-Net weights, graph cut on."""
+    from napari_risnet._widget import RISNetWidget
+
+    viewer = make_napari_viewer()
+    viewer.add_image(make_disc_image(SHAPE, CENTER, RADIUS), name="img")
+    widget = RISNetWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="RIS-Net")
+    user_click(widget, qtbot, CENTER)
+    preview = widget.annotation.preview.data.astype(bool)
+    assert iou(preview, disc_mask(SHAPE, CENTER, RADIUS)) > 0.9
+    press_key(widget, "c")
+    wait(widget, qtbot)
+    assert iou(widget.annotation.labels.data == 1, disc_mask(SHAPE, CENTER, RADIUS)) > 0.9
+
+
 def test_negative_click_removes_a_region(risnet_widget, qtbot) -> None:
     img = np.maximum(make_disc_image(SHAPE, (30, 30), 12),
                      make_disc_image(SHAPE, (66, 66), 12, seed=1))

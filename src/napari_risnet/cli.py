@@ -39,8 +39,18 @@ def build_method(name: str, checkpoint: str | None = None, device: str = "auto",
     return BASELINES[name]()
 
 
+def _set_threads(n: int | None) -> None:
+    """On a small CPU shared with other work, fewer torch threads avoid OpenMP stalls."""
+    if n:
+        import torch
+
+        torch.set_num_threads(n)
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
+
+    _set_threads(args.threads)
 
     from napari_risnet.data import iter_objects, list_objects, spread
     from napari_risnet.evaluation import evaluate, format_table, plot_curves, save_json
@@ -147,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--min-area", type=int, default=16, help="skip smaller objects (pixels)")
     e.add_argument("--stop-iou", type=float, help="stop an object once this IoU is reached")
     e.add_argument("--no-graphcut", action="store_true", help="RIS-Net without the graph cut")
+    e.add_argument("--threads", type=int, help="torch CPU threads (default: all cores)")
     e.add_argument("--out", help="write the results as JSON")
     e.add_argument("--plot", help="write a PNG of mean IoU against clicks")
     e.set_defaults(func=cmd_evaluate)

@@ -42,6 +42,9 @@ def save_checkpoint(path: str | os.PathLike, model: RISNet, meta: dict[str, Any]
     os.close(fd)
     try:
         torch.save(payload, tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; keep the usual mode
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
