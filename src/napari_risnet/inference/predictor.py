@@ -90,12 +90,16 @@ class Predictor:
             around it instead of the whole image.
         refine_ratio: after a first click whose object spans less than this fraction of the
             window, predict again zoomed in on it.
+        click_sigma: width (fraction of the network input) of a Gaussian that pulls the
+            probabilities towards each click's sign; 0 disables it. A click must change the
+            result where it lands: an under-trained network may answer it too softly, and the
+            robot (or user) would then click the same spot again and again.
     """
 
     def __init__(self, model: RISNet | None = None, checkpoint: str | Path | None = None,
                  device: str | torch.device = "auto", use_graphcut: bool = True,
                  input_size: int = 256, n_roi: int = 5, first_window: int = 1024,
-                 refine_ratio: float = 0.35, expand: float = 1.6,
+                 refine_ratio: float = 0.35, expand: float = 1.6, click_sigma: float = 0.02,
                  graphcut_params: GraphCutParams | None = None, threads: int | None = None
                  ) -> None:
         self.device = resolve_device(device)
@@ -114,6 +118,7 @@ class Predictor:
         self.n_roi = n_roi
         self.first_window = first_window
         self.refine_ratio = refine_ratio
+        self.click_sigma = click_sigma
         self.expand = expand
         self.graphcut_params = graphcut_params or GraphCutParams()
         self._norm: ImageNormalizer | None = None
@@ -220,6 +225,9 @@ class Predictor:
             _add(timings, "local", time.perf_counter() - tic)
             tic = time.perf_counter()
             probs = torch.sigmoid(out.fused_logits(self.model.config.fusion))[0, 0]
+            if self.click_sigma > 0:
+                probs = click_prior(probs, torch.from_numpy(dist).to(probs.device),
+                                    self.click_sigma * max(t.out_shape))
             probs_crop = t.probabilities_back(probs)
         _add(timings, "fusion", time.perf_counter() - tic)
         tic = time.perf_counter()
@@ -248,6 +256,14 @@ class Predictor:
         _add(timings, "assemble", time.perf_counter() - tic)
         timings["total"] = sum(v for k, v in timings.items() if k != "total")
         return pred
+
+
+def click_prior(probs: torch.Tensor, dist: torch.Tensor, sigma: float) -> torch.Tensor:
+    """p + (1 - p) g near positive clicks, p (1 - g) near negative ones, with
+    g = exp(-d^2 / 2 sigma^2) and d the (2, H, W) distances to the nearest click of each sign."""
+    g = torch.exp(-dist.float() ** 2 / (2 * sigma ** 2))
+    probs = probs + (1 - probs) * g[0]
+    return probs * (1 - g[1])
 
 
 def _mask_box(prev: "np.ndarray | Prediction | None", shape: tuple[int, int]
