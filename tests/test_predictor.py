@@ -153,3 +153,13 @@ def test_bundled_default_model_segments_a_disc():
         predictor.set_image(img)
         mask = predictor.predict([Click(48, 60)]).mask
         assert (mask & gt).sum() / (mask | gt).sum() > 0.9
+
+
+def test_click_prior_pulls_towards_each_clicks_sign():
+    from napari_risnet.clicks import distance_maps
+    from napari_risnet.inference.predictor import click_prior
+
+    dist = torch.from_numpy(distance_maps((20, 40), [Click(5, 5, True), Click(5, 35, False)]))
+    probs = click_prior(torch.full((20, 40), 0.5), dist, sigma=2.0)
+    assert probs[5, 5] == pytest.approx(1.0) and probs[5, 35] == pytest.approx(0.0)
+    assert probs[5, 20] == pytest.approx(0.5, abs=1e-3)  # far from both: unchanged
