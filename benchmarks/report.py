@@ -27,7 +27,9 @@ def main() -> None:
     p.add_argument("--plot")
     args = p.parse_args()
     by_dataset: dict[str, dict[str, Summary]] = {}
-    for f in sorted(Path(args.results).glob("*.json")):
+    for f in sorted(Path(args.results).glob("*_*.json")):
+        if f.stem.endswith("history"):
+            continue
         method, _, dataset = f.stem.rpartition("_")
         by_dataset.setdefault(dataset, {})[method] = load(f)
     for dataset, rows in by_dataset.items():
