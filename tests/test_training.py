@@ -194,3 +194,22 @@ path = "{tmp_path / 'd'}"
     payload = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
     assert payload["train_state"]["step"] == 4 and payload["train_state"]["epoch"] == 2
     assert len(summary["history"]) == 2
+
+
+def test_finetune_cli_end_to_end(tmp_path, base_checkpoint, capsys):
+    from napari_risnet.cli import main
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    images, labels = _synthetic_set(3)
+    for k, (im, lab) in enumerate(zip(images, labels)):
+        tifffile.imwrite(tmp_path / "images" / f"i{k}.tif", im)
+        tifffile.imwrite(tmp_path / "masks" / f"i{k}.tif", np.where(lab > 0, 255, 0).astype(np.uint8))
+    out = tmp_path / "ft.pt"
+    assert main(["finetune", "--images", str(tmp_path / "images"), "--masks",
+                 str(tmp_path / "masks"), "--base", str(base_checkpoint), "--out", str(out),
+                 "--epochs", "1", "--steps-per-epoch", "1", "--device", "cpu"]) == 0
+    assert "validation NoC@85: before" in capsys.readouterr().out
+    predictor = Predictor(checkpoint=out, device="cpu", input_size=64)
+    predictor.set_image(images[0])
+    assert predictor.predict([Click(30, 32)]).mask.shape == (64, 64)
