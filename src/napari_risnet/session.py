@@ -24,6 +24,7 @@ import numpy as np
 from scipy import ndimage
 
 from napari_risnet.clicks import Click, validate_clicks
+from napari_risnet.robot import iou  # the evaluation's IoU, also the propagation stop rule
 
 if TYPE_CHECKING:  # the protocol's module imports torch; the session needs numpy only
     from napari_risnet.inference.predictor import InteractiveSegmenter
@@ -713,12 +714,6 @@ def _bbox(mask: np.ndarray | None) -> tuple[slice, slice] | None:
         return None
     cols = np.flatnonzero(mask.any(axis=0))
     return slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)
-
-
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    """Intersection over union of two bool masks (1.0 for two empty masks)."""
-    union = np.count_nonzero(a | b)
-    return 1.0 if union == 0 else np.count_nonzero(a & b) / union
 
 
 __all__ = ["AnnotationSession", "ClickRecord", "ObjectRecord", "PropagationResult",
