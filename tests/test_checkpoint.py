@@ -1,9 +1,8 @@
 import pytest
 import torch
 
-from napari_risnet.model import CheckpointError, RISNet, load_checkpoint, save_checkpoint
+from napari_risnet.model import CheckpointError, load_checkpoint, save_checkpoint
 
-from conftest import tiny_config
 
 
 def test_round_trip_rebuilds_the_same_model(tmp_path, tiny_model):
