@@ -77,7 +77,9 @@ def add_iterative_clicks(model: RISNet, samples: list[Sample], clicks: list[list
             batch = make_batch([samples[i] for i in chosen], [clicks[i] for i in chosen],
                                config.n_roi, model.image_mean, model.image_std)
             with torch.no_grad():
-                out = model(batch["x"].to(device), batch["boxes"].to(device),
+                # the same memory format as the model (train_step): no per-layer conversion
+                x = batch["x"].to(device, memory_format=torch.channels_last)
+                out = model(x, batch["boxes"].to(device),
                             batch["roi_batch"].to(device))
                 probs = torch.sigmoid(out.fused_logits(model.config.fusion))[:, 0].cpu().numpy()
             for k, i in enumerate(chosen):
@@ -265,9 +267,7 @@ class Trainer:
                 "best": str(self.out / "best.pt")}
 
     def _validate(self) -> float:
-        noc = self.val.noc85(self.model, self.device, self.config.val_max_clicks)
-        self.model.train()
-        return noc
+        return self.val.noc85(self.model, self.device, self.config.val_max_clicks)
 
 
 def _init_distributed() -> tuple[int, int]:
