@@ -163,3 +163,25 @@ def test_click_prior_pulls_towards_each_clicks_sign():
     probs = click_prior(torch.full((20, 40), 0.5), dist, sigma=2.0)
     assert probs[5, 5] == pytest.approx(1.0) and probs[5, 35] == pytest.approx(0.0)
     assert probs[5, 20] == pytest.approx(0.5, abs=1e-3)  # far from both: unchanged
+
+
+def test_click_seed_disc_shrinks_with_the_magnification(predictor, monkeypatch):
+    """A click's hard-seed disc keeps its size in network pixels: on a tiny object seen
+    magnified, a click near the boundary must not force image pixels across it."""
+    import napari_risnet.inference.predictor as mod
+
+    radii = []
+    real = mod.graph_cut
+
+    def spy(probs, image, clicks, params):
+        radii.append(params.click_radius)
+        return real(probs, image, clicks, params)
+
+    monkeypatch.setattr(mod, "graph_cut", spy)
+    rng = np.random.default_rng(0)
+    predictor.set_image(rng.integers(0, 255, (16, 16), dtype=np.uint8))  # shown 4x enlarged
+    predictor.predict([Click(8, 8)])
+    predictor.set_image(rng.integers(0, 255, (128, 128), dtype=np.uint8))  # shown halved
+    predictor.predict([Click(60, 60)])
+    assert radii[0] == 0
+    assert radii[-1] == predictor.graphcut_params.click_radius == 2

@@ -72,6 +72,20 @@ def test_unknown_config_key_is_an_error(tmp_path):
         TrainConfig(optimizer="lbfgs")
 
 
+def test_recipe_paths_are_relative_to_the_recipe(tmp_path):
+    """A recipe runs the same from any working directory (stage 2 names stage 1's best.pt)."""
+    (tmp_path / "training").mkdir()
+    path = tmp_path / "training" / "r.toml"
+    path.write_text('out_dir = "../runs/x"\ninit_checkpoint = "../runs/s1/best.pt"\n'
+                    '[[data]]\npath = "data/a"\n')
+    cfg = load_config(path)
+    assert cfg.out_dir == str(tmp_path / "runs" / "x")
+    assert cfg.init_checkpoint == str(tmp_path / "runs" / "s1" / "best.pt")
+    assert cfg.data[0].path == str(tmp_path / "training" / "data" / "a")
+    path.write_text('init_checkpoint = "default"\n')
+    assert load_config(path).init_checkpoint == "default"
+
+
 def test_atomic_checkpoint_survives_a_failed_write(tmp_path, tiny_model, monkeypatch):
     path = save_checkpoint(tmp_path / "m.pt", tiny_model, {"v": 1})
 

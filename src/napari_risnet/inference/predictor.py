@@ -8,7 +8,7 @@ on a huge image); when the object found is small in that window, a second pass z
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol, Sequence
 
@@ -94,14 +94,16 @@ class Predictor:
             probabilities towards each click's sign; 0 disables it. A click must change the
             result where it lands: an under-trained network may answer it too softly, and the
             robot (or user) would then click the same spot again and again.
+        min_window: smallest zoom-in window side in image pixels (default ``input_size // 4``,
+            at most 4x magnification); what the network sees as context around a tiny object.
     """
 
     def __init__(self, model: RISNet | None = None, checkpoint: str | Path | None = None,
                  device: str | torch.device = "auto", use_graphcut: bool = True,
                  input_size: int = 256, n_roi: int = 5, first_window: int = 1024,
                  refine_ratio: float = 0.35, expand: float = 1.6, click_sigma: float = 0.02,
-                 graphcut_params: GraphCutParams | None = None, threads: int | None = None
-                 ) -> None:
+                 min_window: int | None = None, graphcut_params: GraphCutParams | None = None,
+                 threads: int | None = None) -> None:
         self.device = resolve_device(device)
         if model is None:
             path = default_checkpoint() if checkpoint in (None, "default") else Path(checkpoint)
@@ -120,6 +122,7 @@ class Predictor:
         self.refine_ratio = refine_ratio
         self.click_sigma = click_sigma
         self.expand = expand
+        self.min_window = max(16, input_size // 4) if min_window is None else int(min_window)
         self.graphcut_params = graphcut_params or GraphCutParams()
         self._norm: ImageNormalizer | None = None
         self._cache: np.ndarray | None = None
@@ -184,7 +187,7 @@ class Predictor:
         return (rows[0] + t.r0, cols[0] + t.c0, rows[-1] + t.r0 + 1, cols[-1] + t.c0 + 1)
 
     def _min_side(self) -> int:
-        return max(16, self.input_size // 4)
+        return self.min_window
 
     def _choose_window(self, clicks: Sequence[Click],
                        prev_box: tuple[int, int, int, int] | None) -> CropTransform:
@@ -234,7 +237,8 @@ class Predictor:
         if self.use_graphcut:
             crop_clicks = [Click(c.row - t.r0, c.col - t.c0, c.positive) for c in clicks
                            if t.contains(c)]
-            mask_crop = graph_cut(probs_crop, rgb_crop, crop_clicks, self.graphcut_params)
+            mask_crop = graph_cut(probs_crop, rgb_crop, crop_clicks,
+                                  _seed_params(self.graphcut_params, max(t.scale)))
         else:
             mask_crop = probs_crop >= 0.5
         _add(timings, "graphcut", time.perf_counter() - tic)
@@ -256,6 +260,15 @@ class Predictor:
         _add(timings, "assemble", time.perf_counter() - tic)
         timings["total"] = sum(v for k, v in timings.items() if k != "total")
         return pred
+
+
+def _seed_params(params: GraphCutParams, magnification: float) -> GraphCutParams:
+    """Graph-cut parameters for a window magnified this much: the click's hard-seed disc keeps
+    its size in network pixels, so that on a tiny object (seen 4x enlarged) a click near the
+    boundary does not force a disc of image pixels across it."""
+    if magnification <= 1:
+        return params
+    return replace(params, click_radius=int(params.click_radius / magnification))
 
 
 def click_prior(probs: torch.Tensor, dist: torch.Tensor, sigma: float) -> torch.Tensor:

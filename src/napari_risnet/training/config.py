@@ -88,7 +88,8 @@ def _build(cls: type, d: dict[str, Any], where: str) -> Any:
 
 
 def load_config(path: str | Path) -> TrainConfig:
-    """Read a TOML recipe; relative data paths are resolved against the recipe's folder."""
+    """Read a TOML recipe; relative paths (data, out_dir, init_checkpoint) are resolved against
+    the recipe's folder, so a recipe runs the same from any working directory."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"training config {path} does not exist")
@@ -98,10 +99,17 @@ def load_config(path: str | Path) -> TrainConfig:
         except tomllib.TOMLDecodeError as exc:
             raise ValueError(f"{path} is not valid TOML: {exc}") from exc
     cfg = _build(TrainConfig, raw, "top level")
+    here = path.parent
+
+    def resolve(p: str) -> str:
+        return p if Path(p).is_absolute() else str((here / p).resolve())
+
     for d in cfg.data:
-        p = Path(d.path)
-        if not p.is_absolute():
-            d.path = str((path.parent / p).resolve())
+        d.path = resolve(d.path)
+    if "out_dir" in raw:
+        cfg.out_dir = resolve(cfg.out_dir)
+    if cfg.init_checkpoint and cfg.init_checkpoint != "default":
+        cfg.init_checkpoint = resolve(cfg.init_checkpoint)
     return cfg
 
 
