@@ -166,7 +166,7 @@ class Predictor:
             box = self._refine_box(mask_crop, t, clicks[0])
             if box is not None:
                 zoomed = CropTransform.around(box, shape, self.input_size, self.expand,
-                                              min_side=self._min_side())
+                                              min_side=self.min_window)
                 if zoomed != t:  # a small image may already be fully zoomed in
                     t = zoomed
                     probs_crop, mask_crop = self._predict_window(t, clicks, timings)
@@ -186,9 +186,6 @@ class Predictor:
             return None
         return (rows[0] + t.r0, cols[0] + t.c0, rows[-1] + t.r0 + 1, cols[-1] + t.c0 + 1)
 
-    def _min_side(self) -> int:
-        return self.min_window
-
     def _choose_window(self, clicks: Sequence[Click],
                        prev_box: tuple[int, int, int, int] | None) -> CropTransform:
         h, w = self.image_shape
@@ -204,7 +201,7 @@ class Predictor:
             cols += [prev_box[1], prev_box[3]]
         box = (min(rows), min(cols), max(rows) + 1, max(cols) + 1)
         return CropTransform.around(box, (h, w), self.input_size, self.expand,
-                                    min_side=self._min_side())
+                                    min_side=self.min_window)
 
     def _predict_window(self, t: CropTransform, clicks: Sequence[Click],
                         timings: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
