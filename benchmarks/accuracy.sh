@@ -6,7 +6,7 @@ set -euo pipefail
 D=${1:-../shared/data}
 O=${2:-results}
 mkdir -p "$O"
-run() { napari-risnet evaluate "$@"; }
+run() { napari-risnet evaluate --threads 1 "$@"; }
 for m in risnet graphcut random_walker; do
     run "$D/natural/grabcut" --method $m --out "$O/${m}_grabcut.json"
     run "$D/microscopy/dsb2018_nuclei/test" --method $m --limit 150 --out "$O/${m}_dsb.json"
@@ -14,7 +14,7 @@ for m in risnet graphcut random_walker; do
 done
 # fine-tuned on msd_hippocampus/train only, evaluated on its test split
 napari-risnet finetune --images "$D/medical/msd_hippocampus/train/images" \
-    --labels "$D/medical/msd_hippocampus/train/labels" --out "$O/hippo_ft.pt" --epochs 2 \
-    --steps-per-epoch 120
+    --labels "$D/medical/msd_hippocampus/train/labels" --out "$O/hippo_ft.pt" --epochs 4 \
+    --steps-per-epoch 150
 run "$D/medical/msd_hippocampus/test" --checkpoint "$O/hippo_ft.pt" --limit 150 \
     --out "$O/risnet_ft_hippo.json"

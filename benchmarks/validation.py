@@ -1,0 +1,64 @@
+"""Robot-user NoC of checkpoints on the held-out validation images of a training recipe.
+
+The trainer holds out 5 % of each training folder's images (by a hash of the file stem) and
+never trains on them; this scores models there, with 20 clicks and more objects than the
+trainer's per-epoch check, to choose between checkpoints without touching GrabCut or any
+`test` split. Usage:
+
+    python benchmarks/validation.py training/default.toml default runs/stage2/last.pt \
+        [--per-source 30] [--threads 1]
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from napari_risnet.data import list_objects, load_object, spread
+from napari_risnet.evaluation import evaluate
+from napari_risnet.inference.predictor import Predictor
+from napari_risnet.training.config import load_config
+from napari_risnet.training.datasets import image_key
+from napari_risnet.training.trainer import is_validation
+
+
+def _name(folder: str) -> str:
+    """dsb2018_nuclei for .../dsb2018_nuclei/train, coco_mval for .../coco_mval."""
+    parts = Path(folder).parts
+    return parts[-2] if parts[-1] in ("train", "test") else parts[-1]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("recipe", help="training recipe (TOML) whose data folders and split to use")
+    p.add_argument("checkpoints", nargs="+", help="'default' or checkpoint files")
+    p.add_argument("--per-source", type=int, default=30, help="objects per data folder")
+    p.add_argument("--max-clicks", type=int, default=20)
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    cfg = load_config(args.recipe)
+    sets = {}
+    for source in cfg.data:
+        refs, _ = list_objects(source.path, source.objects, source.min_area)
+        held_out = [r for r in refs if is_validation(image_key(r), cfg.val_fraction)]
+        cache: dict = {}
+        sets[source.path] = [load_object(r, cache) for r in spread(held_out, args.per_source)]
+    print("| model | " + " | ".join(f"{_name(path)} NoC@85 / 90" for path in sets)
+          + " | mean NoC@85 / 90 |")
+    print("|---" * (len(sets) + 2) + "|")
+    for ckpt in args.checkpoints:
+        predictor = Predictor(checkpoint=ckpt, device="cpu")
+        cells, n85, n90 = [], [], []
+        for samples in sets.values():
+            summary, _ = evaluate(predictor, samples, max_clicks=args.max_clicks)
+            cells.append(f"{summary.noc85:.2f} / {summary.noc90:.2f}")
+            n85.append(summary.noc85)
+            n90.append(summary.noc90)
+        mean = f"{sum(n85) / len(n85):.2f} / {sum(n90) / len(n90):.2f}"
+        print(f"| {ckpt} | " + " | ".join(cells) + f" | {mean} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
