@@ -15,12 +15,10 @@ from pathlib import Path
 
 import torch
 
-from napari_risnet.data import list_objects, load_object, spread
 from napari_risnet.evaluation import evaluate
 from napari_risnet.inference.predictor import Predictor
 from napari_risnet.training.config import load_config
-from napari_risnet.training.datasets import image_key
-from napari_risnet.training.trainer import is_validation
+from napari_risnet.training.trainer import held_out_objects
 
 
 def _name(folder: str) -> str:
@@ -39,19 +37,14 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     cfg = load_config(args.recipe)
-    sets = {}
-    for source in cfg.data:
-        refs, _ = list_objects(source.path, source.objects, source.min_area)
-        held_out = [r for r in refs if is_validation(image_key(r), cfg.val_fraction)]
-        cache: dict = {}
-        sets[source.path] = [load_object(r, cache) for r in spread(held_out, args.per_source)]
-    print("| model | " + " | ".join(f"{_name(path)} NoC@85 / 90" for path in sets)
+    sets, _ = held_out_objects(cfg, args.per_source)  # the trainer's own held-out split
+    print("| model | " + " | ".join(f"{_name(path)} NoC@85 / 90" for path, _ in sets)
           + " | mean NoC@85 / 90 |")
     print("|---" * (len(sets) + 2) + "|")
     for ckpt in args.checkpoints:
         predictor = Predictor(checkpoint=ckpt, device="cpu")
         cells, n85, n90 = [], [], []
-        for samples in sets.values():
+        for _, samples in sets:
             summary, _ = evaluate(predictor, samples, max_clicks=args.max_clicks)
             cells.append(f"{summary.noc85:.2f} / {summary.noc90:.2f}")
             n85.append(summary.noc85)

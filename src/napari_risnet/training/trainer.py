@@ -109,17 +109,25 @@ class ValidationSet:
         return summary.noc85
 
 
-def validation_from_folders(config: TrainConfig) -> tuple[ValidationSet, set[str]]:
-    """Held-out objects of every training folder, and the image keys to exclude from training."""
-    samples, exclude = [], set()
-    per_source = max(1, config.val_objects // max(1, len(config.data)))
+def held_out_objects(config: TrainConfig, per_source: int
+                     ) -> tuple[list[tuple[str, list[ObjectSample]]], set[str]]:
+    """Per training folder (in recipe order): ``per_source`` objects spread over its held-out
+    images; and the keys of all held-out images, which training must exclude."""
+    by_source, exclude = [], set()
     for src in config.data:
         refs, _ = list_objects(src.path, src.objects, src.min_area)
         val_refs = [r for r in refs if is_validation(image_key(r), config.val_fraction)]
         exclude |= {image_key(r) for r in val_refs}
         cache: dict = {}
-        samples += [load_object(r, cache) for r in spread(val_refs, per_source)]
-    return ValidationSet(samples), exclude
+        by_source.append((src.path, [load_object(r, cache) for r in spread(val_refs, per_source)]))
+    return by_source, exclude
+
+
+def validation_from_folders(config: TrainConfig) -> tuple[ValidationSet, set[str]]:
+    """Held-out objects of every training folder, and the image keys to exclude from training."""
+    per_source = max(1, config.val_objects // max(1, len(config.data)))
+    by_source, exclude = held_out_objects(config, per_source)
+    return ValidationSet([s for _, samples in by_source for s in samples]), exclude
 
 
 class Trainer:
