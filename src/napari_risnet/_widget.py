@@ -27,7 +27,10 @@ from qtpy.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QHBo
 from napari_risnet._layers import (mask_to_preview, points_from_records, records_from_points,
                                    world_to_click)
 from napari_risnet.clicks import Click
+from napari_risnet._triton_guard import keep_triton_out
 from napari_risnet.session import AnnotationSession, PropagationResult
+
+keep_triton_out()  # before the first prediction imports torch (see _triton_guard: GL crash)
 
 if TYPE_CHECKING:  # torch is imported only when the first prediction needs the model
     from napari_risnet.inference.predictor import InteractiveSegmenter
