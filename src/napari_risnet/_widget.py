@@ -1,5 +1,6 @@
-"""The "RIS-Net interactive segmentation" dock widget: napari events -> session calls,
-session state -> layers. Predictions and propagation run in thread workers.
+"""The "RIS-Net interactive segmentation" dock widget's controller: napari events -> session
+calls, session state -> layers (the controls live in ``_widget_layout.py``). Predictions and
+propagation run in thread workers (``_widget_jobs.py``).
 
 Mouse (on the clicks layer, in pan / zoom mode): left click = positive click; right click or
 Control-click (Command on macOS) = negative click; dragging pans as usual.
@@ -8,11 +9,10 @@ Keys (bound on the clicks layer only): ``c`` or Enter commit, ``u`` undo, ``Shif
 """
 from __future__ import annotations
 
-import time
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 import numpy as np
 from napari.layers import Image, Labels, Points
@@ -20,26 +20,19 @@ from napari.qt.threading import create_worker
 from napari.utils import progress
 from napari.utils.colormaps import DirectLabelColormap
 from napari.utils.notifications import show_error, show_info, show_warning
-from qtpy.QtCore import QObject, Signal
-from qtpy.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QHBoxLayout,
-                            QLabel, QLineEdit, QPushButton, QSpinBox, QVBoxLayout, QWidget)
+from qtpy.QtWidgets import QFileDialog
 
 from napari_risnet._layers import (mask_to_preview, points_from_records, records_from_points,
                                    world_to_click)
-from napari_risnet.clicks import Click
 from napari_risnet._triton_guard import keep_triton_out
+from napari_risnet._widget_jobs import (SegmenterFactory, _LazySegmenter, _predict_job, _Relay,
+                                        default_segmenter_factory)
+from napari_risnet._widget_layout import CHECKPOINT_MODEL, RISNetLayout
+from napari_risnet.clicks import Click
 from napari_risnet.session import AnnotationSession, PropagationResult
 
 keep_triton_out()  # before the first prediction imports torch (see _triton_guard: GL crash)
 
-if TYPE_CHECKING:  # torch is imported only when the first prediction needs the model
-    from napari_risnet.inference.predictor import InteractiveSegmenter
-
-#: factory(checkpoint="default" | path, device="auto" | "cpu" | "cuda", use_graphcut=bool)
-SegmenterFactory = Callable[..., "InteractiveSegmenter"]
-
-DEFAULT_MODEL = "bundled default"
-CHECKPOINT_MODEL = "checkpoint file"
 PREVIEW_COLOR = (1.0, 0.85, 0.0, 1.0)
 #: Canvas pixels the mouse may move between press and release and still count as a click.
 CLICK_TOLERANCE_PX = 4.0
@@ -48,40 +41,6 @@ KEYS = {"commit": ("c", "Enter"), "undo": ("u",), "redo": ("Shift-U",),
 
 _WIDGETS: "weakref.WeakSet[RISNetWidget]" = weakref.WeakSet()
 _PENDING_CHECKPOINTS: dict[int, Path] = {}
-
-
-def default_segmenter_factory(checkpoint: str = "default", device: str = "auto",
-                              use_graphcut: bool = True) -> "InteractiveSegmenter":
-    """The RIS-Net Predictor (imported here: torch loads only when a prediction is needed)."""
-    from napari_risnet.inference.predictor import Predictor
-    return Predictor(checkpoint=checkpoint, device=device, use_graphcut=use_graphcut)
-
-
-class _LazySegmenter:
-    """Builds the real segmenter on first use, inside the worker thread (loading weights is
-    slow and may fail: the error then surfaces as a notification, not at widget creation)."""
-
-    def __init__(self, factory: SegmenterFactory, **settings: Any) -> None:
-        self.factory = factory
-        self.settings = settings
-        self._segmenter: "InteractiveSegmenter | None" = None
-
-    def _get(self) -> "InteractiveSegmenter":
-        if self._segmenter is None:
-            self._segmenter = self.factory(**self.settings)
-        return self._segmenter
-
-    def set_image(self, image: Any, channels: Any = None) -> None:
-        self._get().set_image(image, channels)
-
-    def predict(self, clicks: Any, prev_mask: Any = None) -> Any:
-        return self._get().predict(clicks, prev_mask=prev_mask)
-
-
-class _Relay(QObject):
-    """Carries progress from a worker thread to the main thread (queued signal)."""
-
-    progressed = Signal(int, int, str)
 
 
 @dataclass
@@ -96,7 +55,7 @@ class _Annotation:
     preview_slices: set = field(default_factory=set)
 
 
-class RISNetWidget(QWidget):
+class RISNetWidget(RISNetLayout):
     """Dock widget for click-based segmentation with RIS-Net.
 
     Args:
@@ -107,7 +66,7 @@ class RISNetWidget(QWidget):
 
     def __init__(self, napari_viewer: Any, segmenter_factory: SegmenterFactory | None = None
                  ) -> None:
-        super().__init__()
+        super().__init__()  # builds the controls
         self.viewer = napari_viewer
         self.segmenter_factory: SegmenterFactory = segmenter_factory or default_segmenter_factory
         self.negative_mode = False
@@ -122,7 +81,7 @@ class RISNetWidget(QWidget):
         self._pbar: progress | None = None
         self._relay = _Relay()
         self._relay.progressed.connect(self._on_progress)
-        self._build_ui()
+        self._connect_controls()
         pending = _PENDING_CHECKPOINTS.pop(id(napari_viewer), None)
         if pending is not None:
             self.set_checkpoint(pending)
@@ -132,38 +91,13 @@ class RISNetWidget(QWidget):
         _WIDGETS.add(self)
 
     # -- UI --------------------------------------------------------------------------------------
-    def _build_ui(self) -> None:
-        self.image_combo = QComboBox()
+    def _connect_controls(self) -> None:
         self.image_combo.currentTextChanged.connect(self._on_image_choice)
-        self.model_combo = QComboBox()
-        self.model_combo.addItems([DEFAULT_MODEL, CHECKPOINT_MODEL])
-        self.checkpoint_edit = QLineEdit()
-        self.checkpoint_edit.setPlaceholderText("path/to/checkpoint.pt")
-        self.browse_button = QPushButton("Browse…")
         self.browse_button.clicked.connect(self._browse_checkpoint)
-        self.device_combo = QComboBox()
-        self.device_combo.addItems(["auto", "cpu", "cuda"])
-        self.graphcut_check = QCheckBox("graph cut refinement")
-        self.graphcut_check.setChecked(True)
         for signal in (self.model_combo.currentTextChanged, self.checkpoint_edit.editingFinished,
                        self.device_combo.currentTextChanged, self.graphcut_check.toggled):
             signal.connect(self._on_settings_changed)
-
-        self.negative_check = QCheckBox("left click adds negative clicks (n)")
         self.negative_check.toggled.connect(self._set_negative_mode)
-        self.commit_button = QPushButton("Commit object (c)")
-        self.undo_button = QPushButton("Undo (u)")
-        self.redo_button = QPushButton("Redo (Shift-U)")
-        self.clear_button = QPushButton("Clear object (Esc)")
-        self.object_spin = QSpinBox()
-        self.object_spin.setRange(0, 2 ** 31 - 1)
-        self.object_spin.setToolTip("object to propagate (0 = the last committed one)")
-        self.propagate_button = QPushButton("Propagate through the stack")
-        self.stop_button = QPushButton("Stop")
-        self.stop_button.setEnabled(False)
-        self.recompute_button = QPushButton("Recompute from points")
-        self.recompute_button.setToolTip("rebuild the labels from the selected Points layer "
-                                         "(e.g. a saved clicks CSV) or from our clicks layer")
         self.commit_button.clicked.connect(self.commit)
         self.undo_button.clicked.connect(self.undo)
         self.redo_button.clicked.connect(self.redo)
@@ -171,35 +105,6 @@ class RISNetWidget(QWidget):
         self.propagate_button.clicked.connect(lambda: self.propagate())
         self.stop_button.clicked.connect(self.request_stop)
         self.recompute_button.clicked.connect(lambda: self.recompute_from_points())
-        self.status_label = QLabel("pick an image layer")
-        self.status_label.setWordWrap(True)
-
-        form = QFormLayout()
-        form.addRow("image", self.image_combo)
-        form.addRow("model", self.model_combo)
-        row = QHBoxLayout()
-        row.addWidget(self.checkpoint_edit)
-        row.addWidget(self.browse_button)
-        form.addRow("checkpoint", row)
-        form.addRow("device", self.device_combo)
-        form.addRow("", self.graphcut_check)
-        form.addRow("", self.negative_check)
-        layout = QVBoxLayout(self)
-        layout.addLayout(form)
-        for a, b in ((self.commit_button, self.clear_button), (self.undo_button, self.redo_button)):
-            pair = QHBoxLayout()
-            pair.addWidget(a)
-            pair.addWidget(b)
-            layout.addLayout(pair)
-        prop = QHBoxLayout()
-        prop.addWidget(QLabel("object"))
-        prop.addWidget(self.object_spin)
-        prop.addWidget(self.propagate_button)
-        prop.addWidget(self.stop_button)
-        layout.addLayout(prop)
-        layout.addWidget(self.recompute_button)
-        layout.addWidget(self.status_label)
-        layout.addStretch()
 
     @property
     def session(self) -> AnnotationSession | None:
@@ -616,13 +521,6 @@ class RISNetWidget(QWidget):
             f"{session.n_current_clicks} clicks on the current object · "
             f"{len(session.objects)} objects · last prediction {latency} · "
             f"left click = {sign}")
-
-
-def _predict_job(session: AnnotationSession, gen: int) -> tuple[int, AnnotationSession, float]:
-    """Worker body: predict the pending clicks, report how long it took."""
-    tic = time.perf_counter()
-    session.predict_pending()
-    return gen, session, time.perf_counter() - tic
 
 
 def use_checkpoint(viewer: Any, path: str | Path) -> bool:

@@ -1,0 +1,60 @@
+"""What the dock widget runs off the GUI thread: the lazily built segmenter, the prediction
+job, and the signal relay that brings worker progress back to the GUI thread."""
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any, Callable
+
+from qtpy.QtCore import QObject, Signal
+
+from napari_risnet.session import AnnotationSession
+
+if TYPE_CHECKING:  # torch is imported only when the first prediction needs the model
+    from napari_risnet.inference.predictor import InteractiveSegmenter
+
+#: factory(checkpoint="default" | path, device="auto" | "cpu" | "cuda", use_graphcut=bool)
+SegmenterFactory = Callable[..., "InteractiveSegmenter"]
+
+
+def default_segmenter_factory(checkpoint: str = "default", device: str = "auto",
+                              use_graphcut: bool = True) -> "InteractiveSegmenter":
+    """The RIS-Net Predictor (imported here: torch loads only when a prediction is needed)."""
+    from napari_risnet.inference.predictor import Predictor
+    return Predictor(checkpoint=checkpoint, device=device, use_graphcut=use_graphcut)
+
+
+class _LazySegmenter:
+    """Builds the real segmenter on first use, inside the worker thread (loading weights is
+    slow and may fail: the error then surfaces as a notification, not at widget creation)."""
+
+    def __init__(self, factory: SegmenterFactory, **settings: Any) -> None:
+        self.factory = factory
+        self.settings = settings
+        self._segmenter: "InteractiveSegmenter | None" = None
+
+    def _get(self) -> "InteractiveSegmenter":
+        if self._segmenter is None:
+            self._segmenter = self.factory(**self.settings)
+        return self._segmenter
+
+    def set_image(self, image: Any, channels: Any = None) -> None:
+        self._get().set_image(image, channels)
+
+    def predict(self, clicks: Any, prev_mask: Any = None) -> Any:
+        return self._get().predict(clicks, prev_mask=prev_mask)
+
+
+def _predict_job(session: AnnotationSession, gen: int) -> tuple[int, AnnotationSession, float]:
+    """Worker body: predict the pending clicks, report how long it took."""
+    tic = time.perf_counter()
+    session.predict_pending()
+    return gen, session, time.perf_counter() - tic
+
+
+class _Relay(QObject):
+    """Carries progress from a worker thread to the main thread (queued signal)."""
+
+    progressed = Signal(int, int, str)
+
+
+__all__ = ["SegmenterFactory", "default_segmenter_factory"]

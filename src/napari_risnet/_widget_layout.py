@@ -1,0 +1,77 @@
+"""The layout of the "RIS-Net interactive segmentation" dock widget: its controls and their
+arrangement, without behaviour (the controller in ``_widget.py`` wires them to the session)."""
+from __future__ import annotations
+
+from qtpy.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QLabel, QLineEdit,
+                            QPushButton, QSpinBox, QVBoxLayout, QWidget)
+
+DEFAULT_MODEL = "bundled default"
+CHECKPOINT_MODEL = "checkpoint file"
+
+
+class RISNetLayout(QWidget):
+    """The dock widget's controls; subclassed by the controller ``RISNetWidget``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._build_ui()
+
+    def _build_ui(self) -> None:
+        """Create the controls (kept as attributes, so tests drive them) and arrange them."""
+        self.image_combo = QComboBox()
+        self.model_combo = QComboBox()
+        self.model_combo.addItems([DEFAULT_MODEL, CHECKPOINT_MODEL])
+        self.checkpoint_edit = QLineEdit()
+        self.checkpoint_edit.setPlaceholderText("path/to/checkpoint.pt")
+        self.browse_button = QPushButton("Browse…")
+        self.device_combo = QComboBox()
+        self.device_combo.addItems(["auto", "cpu", "cuda"])
+        self.graphcut_check = QCheckBox("graph cut refinement")
+        self.graphcut_check.setChecked(True)
+
+        self.negative_check = QCheckBox("left click adds negative clicks (n)")
+        self.commit_button = QPushButton("Commit object (c)")
+        self.undo_button = QPushButton("Undo (u)")
+        self.redo_button = QPushButton("Redo (Shift-U)")
+        self.clear_button = QPushButton("Clear object (Esc)")
+        self.object_spin = QSpinBox()
+        self.object_spin.setRange(0, 2 ** 31 - 1)
+        self.object_spin.setToolTip("object to propagate (0 = the last committed one)")
+        self.propagate_button = QPushButton("Propagate through the stack")
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.setEnabled(False)
+        self.recompute_button = QPushButton("Recompute from points")
+        self.recompute_button.setToolTip("rebuild the labels from the selected Points layer "
+                                         "(e.g. a saved clicks CSV) or from our clicks layer")
+        self.status_label = QLabel("pick an image layer")
+        self.status_label.setWordWrap(True)
+
+        form = QFormLayout()
+        form.addRow("image", self.image_combo)
+        form.addRow("model", self.model_combo)
+        row = QHBoxLayout()
+        row.addWidget(self.checkpoint_edit)
+        row.addWidget(self.browse_button)
+        form.addRow("checkpoint", row)
+        form.addRow("device", self.device_combo)
+        form.addRow("", self.graphcut_check)
+        form.addRow("", self.negative_check)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        for a, b in ((self.commit_button, self.clear_button), (self.undo_button, self.redo_button)):
+            pair = QHBoxLayout()
+            pair.addWidget(a)
+            pair.addWidget(b)
+            layout.addLayout(pair)
+        prop = QHBoxLayout()
+        prop.addWidget(QLabel("object"))
+        prop.addWidget(self.object_spin)
+        prop.addWidget(self.propagate_button)
+        prop.addWidget(self.stop_button)
+        layout.addLayout(prop)
+        layout.addWidget(self.recompute_button)
+        layout.addWidget(self.status_label)
+        layout.addStretch()
+
+
+__all__ = ["CHECKPOINT_MODEL", "DEFAULT_MODEL", "RISNetLayout"]
