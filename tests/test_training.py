@@ -227,3 +227,40 @@ def test_finetune_cli_end_to_end(tmp_path, base_checkpoint, capsys):
     predictor = Predictor(checkpoint=out, device="cpu", input_size=64)
     predictor.set_image(images[0])
     assert predictor.predict([Click(30, 32)]).mask.shape == (64, 64)
+
+
+def test_split_objects_when_there_is_one_image():
+    """A user's first fine-tune: one image -> objects (not images) are held out, and training
+    ignores their pixels."""
+    from napari_risnet.training.finetune import _planes, split_validation
+
+    images, labels = _synthetic_set(1)
+    split = split_validation(_planes(images, labels, 4), 0.2, 40)
+    assert split.by == "objects" and len(split.val) == 1 and len(split.train) == 1
+    _, _, train_lab, ignore = split.train[0]
+    held = split.val[0].gt
+    assert ignore[held].all() and not train_lab[held].any() and train_lab.any()
+    one = [np.where(labels[0] == 1, 1, 0)]  # a single object: trained on, nothing held out
+    split = split_validation(_planes(images, one, 4), 0.2, 40)
+    assert not split.val and split.train[0][2].any()
+    many, many_labels = _synthetic_set(6)  # enough images: whole images are held out
+    split = split_validation(_planes(many, many_labels, 4), 0.2, 40)
+    assert split.by == "images" and split.val and not any(t[3].any() for t in split.train)
+
+
+def test_finetune_cli_with_a_single_image(tmp_path, base_checkpoint, capsys):
+    """`finetune --images D --labels D` with one image in D (issue 10)."""
+    from napari_risnet.cli import main
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labels").mkdir()
+    images, labels = _synthetic_set(1)
+    tifffile.imwrite(tmp_path / "images" / "only.tif", images[0])
+    tifffile.imwrite(tmp_path / "labels" / "only.tif", labels[0].astype(np.uint16))
+    out = tmp_path / "m.pt"
+    assert main(["finetune", "--images", str(tmp_path / "images"), "--labels",
+                 str(tmp_path / "labels"), "--base", str(base_checkpoint), "--out", str(out),
+                 "--epochs", "1", "--steps-per-epoch", "5", "--device", "cpu"]) == 0
+    text = capsys.readouterr().out
+    assert "validation NoC@85: before" in text and "1 held-out objects" in text, text
+    assert out.is_file()

@@ -127,8 +127,14 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     result = finetune_folders(args.images, masks=args.masks, labels=args.labels, base=args.base,
                               out=args.out, epochs=args.epochs, val_fraction=args.val_fraction,
                               device=args.device, steps_per_epoch=args.steps_per_epoch)
-    print(f"validation NoC@85: before {result.noc_before:.2f} -> after {result.noc_after:.2f} "
-          f"clicks ({result.n_val} objects)")
+    if result.n_val:
+        held = "objects of the training images" if result.split == "objects" else "images"
+        print(f"validation {result.metric}: before {result.noc_before:.2f} -> after "
+              f"{result.noc_after:.2f} clicks ({result.n_val} held-out objects; held out: "
+              f"{held})")
+    else:
+        print(f"validation {result.metric}: not measured (annotate at least two objects so "
+              f"one can be held out)")
     print(f"wrote {result.checkpoint}")
     return 0
 

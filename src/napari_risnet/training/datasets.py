@@ -109,15 +109,23 @@ class ObjectPool:
 
     @classmethod
     def from_arrays(cls, images: list[np.ndarray], labels: list[np.ndarray], max_side: int = 640,
-                    min_area: int = 16) -> "ObjectPool":
-        """In-memory images (2D / RGB / (Z, Y, X)) with instance label maps of the same shape."""
+                    min_area: int = 16, ignores: list[np.ndarray] | None = None
+                    ) -> "ObjectPool":
+        """In-memory images (2D / RGB / (Z, Y, X)) with instance label maps of the same shape;
+        ``ignores``: optional bool masks of the labels' shape whose pixels training ignores."""
+        if ignores is None:
+            ignores = [np.zeros(np.shape(lab), bool) for lab in labels]
+        if len(ignores) != len(labels):
+            raise ValueError(f"{len(labels)} label maps but {len(ignores)} ignore masks")
         group, skipped = [], 0
-        for k, (img, lab) in enumerate(zip(images, labels)):
-            for name, im2, lab2 in iter_planes(img, lab, f"image{k}"):
+        for k, (img, lab, ign) in enumerate(zip(images, labels, ignores)):
+            for (name, im2, lab2), (_, _, ign2) in zip(
+                    iter_planes(img, lab, f"image{k}"),
+                    iter_planes(img, np.asarray(ign, bool), f"ignore mask {k}")):
                 lab2 = remove_small(lab2, min_area)
                 if not lab2.any():
                     continue
-                stored = make_stored(im2, lab2.astype(np.int32), np.zeros(lab2.shape, bool),
+                stored = make_stored(im2, lab2.astype(np.int32), np.asarray(ign2, bool),
                                      name, max_side)
                 if stored is None:
                     skipped += 1

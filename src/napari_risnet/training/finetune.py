@@ -1,13 +1,15 @@
 """Fine-tuning on the user's own annotations (the `finetune` command and the napari widget).
 
-Holds out ``val_fraction`` of the images (or slices of a single stack), trains from the base
-model with the same trainer as the default recipe, and reports the robot user's NoC@85 on the
-held-out objects before and after.
+Validation: with enough annotated planes (images, or slices of a stack) ``val_fraction`` of the
+planes is held out; with fewer (a user's first fine-tune is often one image or one slice)
+``val_fraction`` of the *objects* is held out instead, and training ignores their pixels (they
+are neither targets nor background). Training runs from the base model with the same trainer as
+the default recipe; the robot user's NoC@85 on the held-out objects is reported before and after.
 """
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -19,19 +21,39 @@ from napari_risnet.training.config import TrainConfig
 from napari_risnet.training.datasets import ObjectPool, iter_planes, remove_small
 from napari_risnet.training.trainer import Trainer, ValidationSet, is_validation
 
+#: With fewer annotated planes than this, validation holds out objects, not planes.
+MIN_PLANES_FOR_PLANE_SPLIT = 5
+#: The metric ``FinetuneResult`` reports (the trainer validates with NoC@85).
+METRIC = "NoC@85"
+
+Plane = tuple[str, np.ndarray, np.ndarray]
+
 
 @dataclass
 class FinetuneResult:
+    """What a fine-tune produced; ``noc_*`` are ``metric`` on the ``n_val`` held-out objects
+    (NaN when too few objects were annotated to hold any out)."""
+
     checkpoint: Path
     noc_before: float
     noc_after: float
     n_train: int
     n_val: int
     cancelled: bool = False
+    metric: str = METRIC
+    split: str = "images"  # "images" (planes held out) or "objects" (objects held out)
 
 
-def _planes(images: list[np.ndarray], labels: list[np.ndarray], min_area: int
-            ) -> list[tuple[str, np.ndarray, np.ndarray]]:
+@dataclass
+class ValidationSplit:
+    """Training planes (with an ignore mask each) and the held-out objects."""
+
+    train: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=list)
+    val: list[ObjectSample] = field(default_factory=list)
+    by: str = "images"
+
+
+def _planes(images: list[np.ndarray], labels: list[np.ndarray], min_area: int) -> list[Plane]:
     if len(images) != len(labels):
         raise ValueError(f"{len(images)} images but {len(labels)} label maps")
     if not images:
@@ -48,8 +70,7 @@ def _planes(images: list[np.ndarray], labels: list[np.ndarray], min_area: int
     return planes
 
 
-def split_planes(planes: list[tuple[str, np.ndarray, np.ndarray]], val_fraction: float
-                 ) -> tuple[list, list]:
+def split_planes(planes: list[Plane], val_fraction: float) -> tuple[list, list]:
     """Hold out ~val_fraction of the planes; at least one on each side when there are two."""
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
@@ -61,6 +82,38 @@ def split_planes(planes: list[tuple[str, np.ndarray, np.ndarray]], val_fraction:
     if not train:
         train, val = planes[:-1], planes[-1:]
     return train, val
+
+
+def split_objects(planes: list[Plane], val_fraction: float, max_objects: int
+                  ) -> ValidationSplit:
+    """Hold out ~val_fraction of the objects (spread over the planes, at least one when there
+    are two or more, never all); training sees their pixels as ignored."""
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    objects = [(k, int(i)) for k, (_, _, lab) in enumerate(planes) for i in np.unique(lab) if i]
+    n = len(objects)
+    n_val = 0 if val_fraction == 0 or n < 2 else         min(n - 1, max_objects, max(1, int(round(val_fraction * n))))
+    picked = {objects[int((j + 0.5) * n / n_val)] for j in range(n_val)} if n_val else set()
+    split = ValidationSplit(by="objects")
+    for k, (name, img, lab) in enumerate(planes):
+        held = [i for (kk, i) in picked if kk == k]
+        ignore = np.isin(lab, held) if held else np.zeros(lab.shape, bool)
+        train_lab = np.where(ignore, 0, lab)
+        if train_lab.any():
+            split.train.append((name, img, train_lab, ignore))
+        split.val += [ObjectSample(f"{name}:l{i}", img, lab == i, np.zeros(lab.shape, bool), lab)
+                      for i in sorted(held)]
+    return split
+
+
+def split_validation(planes: list[Plane], val_fraction: float, max_objects: int
+                     ) -> ValidationSplit:
+    """Planes held out when there are enough of them, else objects (see the module doc)."""
+    if len(planes) < MIN_PLANES_FOR_PLANE_SPLIT:
+        return split_objects(planes, val_fraction, max_objects)
+    train, val = split_planes(planes, val_fraction)
+    return ValidationSplit([(n, im, lab, np.zeros(lab.shape, bool)) for n, im, lab in train],
+                           _val_samples(val, max_objects), "images")
 
 
 def _val_samples(val: list, max_objects: int) -> list[ObjectSample]:
@@ -95,11 +148,17 @@ def finetune(images: list[np.ndarray], labels: list[np.ndarray], base: str | Pat
     Returns:
         FinetuneResult with NoC@85 on the held-out objects before and after.
     """
+    def say(message: str) -> None:  # before the first training step: total 0 = indeterminate
+        if progress is not None:
+            progress(0, 0, message)
+
+    say("preparing the training data…")
     planes = _planes(images, labels, min_area)
-    train_planes, val_planes = split_planes(planes, val_fraction)
-    pool = ObjectPool.from_arrays([p[1] for p in train_planes], [p[2] for p in train_planes],
-                                  min_area=min_area)
-    val = ValidationSet(_val_samples(val_planes, val_objects))
+    split = split_validation(planes, val_fraction, val_objects)
+    pool = ObjectPool.from_arrays([p[1] for p in split.train], [p[2] for p in split.train],
+                                  min_area=min_area, ignores=[p[3] for p in split.train])
+    val = ValidationSet(split.val)
+    say("loading the base model…")
     if steps_per_epoch is None:
         steps_per_epoch = int(np.clip(2 * len(pool) / batch_size, 20, 200))
     out = Path(out) if out is not None else Path(tempfile.mkdtemp()) / "risnet_finetuned.pt"
@@ -117,7 +176,7 @@ def finetune(images: list[np.ndarray], labels: list[np.ndarray], base: str | Pat
     meta.update(finetuned_from=str(base), val_noc85_before=noc_before, val_noc85_after=noc_after)
     save_checkpoint(out, model, meta)
     return FinetuneResult(out, noc_before, noc_after, len(pool), len(val.samples),
-                          cancelled=bool(summary.get("stopped")))
+                          cancelled=bool(summary.get("stopped")), split=split.by)
 
 
 def finetune_folders(images: str | Path, masks: str | Path | None = None,

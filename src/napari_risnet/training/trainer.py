@@ -232,6 +232,7 @@ class Trainer:
         bar = tqdm(total=total, initial=self.step, desc="train", unit="step",
                    disable=self.rank != 0 or self.progress is not None)
         if cfg.validate_at_start and self.step == 0 and self.rank == 0 and not self.history:
+            self._say(total, "measuring the starting model")
             self.history.append({"epoch": 0, "val_noc85": self._validate()})
         t0, steps0 = time.time(), self.step
         stopped = False
@@ -257,6 +258,7 @@ class Trainer:
             self.epoch += 1
             self.sched.step()
             if self.rank == 0:
+                self._say(total, f"epoch {self.epoch}: validating")
                 noc = self._validate()
                 rate = (self.step - steps0) * cfg.batch_size * self.world / (time.time() - t0)
                 self.history.append({"epoch": self.epoch, "step": self.step, "val_noc85": noc,
@@ -273,6 +275,12 @@ class Trainer:
             save_checkpoint(self.out / "best.pt", self.model, self._meta())
         return {"history": self.history, "best_val_noc85": self.best, "stopped": stopped,
                 "best": str(self.out / "best.pt")}
+
+    def _say(self, total: int, what: str) -> None:
+        """Progress for the slow moments between steps (validation by the robot user)."""
+        if self.progress is not None and self.val.samples:
+            self.progress(self.step, total, f"{what} on {len(self.val.samples)} held-out "
+                                            f"objects…")
 
     def _validate(self) -> float:
         return self.val.noc85(self.model, self.device, self.config.val_max_clicks)
