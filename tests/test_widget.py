@@ -322,14 +322,45 @@ def test_finetune_widget_switches_the_predictor(risnet_widget, qtbot, monkeypatc
     qtbot.waitUntil(lambda: not ft.busy, timeout=20000)
     assert calls and calls[0]["epochs"] == 3 and calls[0]["labels"][0].max() == 1
     assert "6.50" in ft.result_label.text() and "3.25" in ft.result_label.text()
+    assert "NoC@85" in ft.result_label.text() and "NoC@90" not in ft.result_label.text()
     assert widget.checkpoint_edit.text() == str(tmp_path / "ft.pt")
     assert widget._settings()["checkpoint"] == str(tmp_path / "ft.pt")
+
+
+def test_finetune_widget_switches_a_manifest_docked_widget(make_napari_viewer, qtbot,
+                                                           monkeypatch, tmp_path) -> None:
+    """Both widgets docked as napari docks them (each gets its own viewer proxy): the
+    fine-tuned checkpoint still reaches the main widget at once; progress shows from the start;
+    the labels list does not offer our preview layer."""
+    from napari_risnet._widget_layout import CHECKPOINT_MODEL
+
+    calls: list = []
+    _fake_finetune_module(monkeypatch, calls)
+    viewer = make_napari_viewer()
+    viewer.add_image(make_disc_image(SHAPE, CENTER, RADIUS), name="img")
+    _, main = viewer.window.add_plugin_dock_widget("napari-risnet",
+                                                   "RIS-Net interactive segmentation")
+    _, ft = viewer.window.add_plugin_dock_widget("napari-risnet", "Fine-tune RIS-Net")
+    assert main.viewer is not ft.viewer  # two proxies: they cannot find each other through it
+    labels_choices = [ft.labels_combo.itemText(i) for i in range(ft.labels_combo.count())]
+    assert "img RIS-Net labels" in labels_choices
+    assert "img RIS-Net object" not in labels_choices
+    main.annotation.labels.data[40:50, 30:40] = 1
+    ft.out_edit.setText(str(tmp_path / "m.pt"))
+    ft.run_button.click()
+    assert not ft.progress_bar.isHidden() and ft.status_label.text()  # before any step
+    qtbot.waitUntil(lambda: not ft.busy, timeout=20000)
+    assert calls
+    assert main.model_combo.currentText() == CHECKPOINT_MODEL
+    assert main._settings()["checkpoint"] == str(tmp_path / "m.pt")
+    assert "now used" in ft.result_label.text()
 
 
 def test_finetune_can_be_cancelled_and_reports_bad_input(make_napari_viewer, qtbot,
                                                          monkeypatch) -> None:
     from napari_risnet._finetune_widget import FinetuneWidget
-    from napari_risnet._widget import _PENDING_CHECKPOINTS
+    from napari_risnet._plugin_state import pending_checkpoint
+    from napari_risnet._widget import RISNetWidget
 
     calls: list = []
     _fake_finetune_module(monkeypatch, calls, wait_for_stop=True)
@@ -346,8 +377,12 @@ def test_finetune_can_be_cancelled_and_reports_bad_input(make_napari_viewer, qtb
     ft.cancel_button.click()
     qtbot.waitUntil(lambda: not ft.busy, timeout=20000)
     assert ft.result.cancelled and "cancelled" in ft.result_label.text()
-    # no RIS-Net widget docked: the checkpoint waits for the next one
-    assert _PENDING_CHECKPOINTS.pop(id(viewer), None) is not None
+    # no RIS-Net widget docked: the checkpoint waits for the next one, which takes it
+    waiting = pending_checkpoint(viewer)
+    assert waiting is not None
+    widget = RISNetWidget(viewer)
+    assert widget._settings()["checkpoint"] == str(waiting)
+    assert pending_checkpoint(viewer) is None
 
 
 def test_run_demo_docks_the_widget(make_napari_viewer, monkeypatch, graphcut_factory) -> None:

@@ -1,6 +1,7 @@
 """The "Fine-tune RIS-Net" widget: image + Labels layers annotated here (or image / label
-folders) -> ``finetune(...)`` in a worker with a progress bar and a cancel button -> the main
-widget switches to the new checkpoint, and NoC before / after is reported."""
+folders) -> ``finetune(...)`` in a worker with a progress bar and a cancel button -> every open
+RIS-Net widget switches to the new checkpoint (through ``_plugin_state``: napari gives each
+widget its own viewer proxy), and the held-out NoC before / after is reported."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,9 +14,13 @@ from napari.utils import progress
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QObject, Signal
 from qtpy.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel,
-                            QLineEdit, QPushButton, QSpinBox, QVBoxLayout, QWidget)
+                            QLineEdit, QProgressBar, QPushButton, QSpinBox, QVBoxLayout, QWidget)
 
-from napari_risnet._widget import use_checkpoint
+from napari_risnet._layers import ROLE_KEY
+from napari_risnet._plugin_state import offer_checkpoint
+from napari_risnet._triton_guard import keep_triton_out
+
+keep_triton_out()  # before fine-tuning imports torch (see _triton_guard: GL crash)
 
 DEFAULT_OUT = Path.home() / "napari-risnet" / "finetuned.pt"
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
@@ -61,6 +66,10 @@ class FinetuneWidget(QWidget):
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
         self.cancel_button.clicked.connect(self.cancel)
+        self.progress_bar = QProgressBar()
+        self.progress_bar.setVisible(False)
+        self.status_label = QLabel("")
+        self.status_label.setWordWrap(True)
         self.result_label = QLabel("")
         self.result_label.setWordWrap(True)
 
@@ -81,6 +90,8 @@ class FinetuneWidget(QWidget):
         buttons.addWidget(self.run_button)
         buttons.addWidget(self.cancel_button)
         layout.addLayout(buttons)
+        layout.addWidget(self.progress_bar)
+        layout.addWidget(self.status_label)
         layout.addWidget(self.result_label)
         layout.addStretch()
         for ev in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
@@ -94,7 +105,8 @@ class FinetuneWidget(QWidget):
     def _refresh_choices(self, event: Any = None) -> None:
         for combo, kind in ((self.image_combo, Image), (self.labels_combo, Labels)):
             current = combo.currentText()
-            names = [ly.name for ly in self.viewer.layers if type(ly) is kind]
+            names = [ly.name for ly in self.viewer.layers if type(ly) is kind
+                     and ly.metadata.get(ROLE_KEY) != "preview"]  # not the object being clicked
             combo.clear()
             combo.addItems(names)
             if current in names:
@@ -154,7 +166,10 @@ class FinetuneWidget(QWidget):
         self._pbar = progress(total=0, desc="Fine-tuning RIS-Net")
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
-        self.result_label.setText("fine-tuning…")
+        self.progress_bar.setRange(0, 0)  # busy until the first step reports a total
+        self.progress_bar.setVisible(True)
+        self.status_label.setText("starting: loading the training code…")
+        self.result_label.setText("")
         self.worker = create_worker(job, _start_thread=False,
                                     _connect={"returned": self._on_done,
                                               "errored": self._on_error})
@@ -164,12 +179,17 @@ class FinetuneWidget(QWidget):
     def cancel(self) -> None:
         """Ask the running fine-tuning to stop after its current step."""
         self._stop = True
-        self.result_label.setText("cancelling…")
+        self.status_label.setText("cancelling after the current step…")
 
     def _on_progress(self, done: int, total: int, message: str) -> None:
         pbar = self._pbar  # a late signal may arrive after the job ended
         if pbar is None:
             return
+        self.progress_bar.setRange(0, max(0, total))
+        if total:
+            self.progress_bar.setValue(min(done, total))
+        step = f"step {done}/{total}: " if total else ""
+        self.status_label.setText(f"{step}{message}")
         if pbar.total != total:
             pbar.total = total
         pbar.set_description(message)
@@ -177,14 +197,16 @@ class FinetuneWidget(QWidget):
 
     def _on_done(self, result: Any) -> None:
         self.result = result
-        text = (f"NoC@90 before {result.noc_before:.2f} → after {result.noc_after:.2f}"
-                f"{' (cancelled)' if result.cancelled else ''}\ncheckpoint: {result.checkpoint}")
-        self.result_label.setText(text)
-        taken = use_checkpoint(self.viewer, result.checkpoint)
-        show_info(f"RIS-Net fine-tuned: {text.splitlines()[0]}; "
-                  f"{'now in use' if taken else 'used by the widget opened next'}")
+        text = _describe(result)
+        taken = offer_checkpoint(self.viewer, result.checkpoint)
+        use = ("now used by the RIS-Net widget" if taken else
+               "the RIS-Net widget opened next will use it")
+        self.result_label.setText(f"{text}\ncheckpoint: {result.checkpoint} ({use})")
+        self.status_label.setText("cancelled" if result.cancelled else "done")
+        show_info(f"RIS-Net fine-tuned: {text}; {use}")
 
     def _on_error(self, exc: Exception) -> None:
+        self.status_label.setText("")
         self.result_label.setText(f"failed: {exc}")
         show_error(f"Fine-tune RIS-Net failed: {exc}")
 
@@ -192,9 +214,23 @@ class FinetuneWidget(QWidget):
         self.worker = None
         self.run_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
+        self.progress_bar.setVisible(False)
         if self._pbar is not None:
             self._pbar.close()
             self._pbar = None
+
+
+def _describe(result: Any) -> str:
+    """One honest line: the metric as computed, on how many held-out objects."""
+    metric = getattr(result, "metric", "NoC@85")
+    n_val = getattr(result, "n_val", None)
+    cancelled = " (cancelled)" if result.cancelled else ""
+    if n_val == 0:
+        return (f"trained{cancelled}; {metric} not measured: annotate at least two objects so "
+                f"one can be held out")
+    held = "" if n_val is None else f" on {n_val} held-out objects"
+    return (f"{metric}{held}: before {result.noc_before:.2f} → after {result.noc_after:.2f} "
+            f"clicks{cancelled}")
 
 
 def _read_folder(folder: Path) -> tuple[list[np.ndarray], list[np.ndarray]]:

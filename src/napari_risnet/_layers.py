@@ -22,6 +22,8 @@ NEGATIVE_COLOR = (0.95, 0.1, 0.1, 1.0)
 #: Clicks of committed objects are drawn fainter than those of the current object.
 COMMITTED_ALPHA = 0.45
 FEATURE_COLUMNS = ("object_id", "slice", "sign", "source")
+#: ``layer.metadata[ROLE_KEY]`` marks the layers the widget made: "labels", "preview", "clicks".
+ROLE_KEY = "risnet_role"
 
 
 def image_ndim(layer: Any) -> int:
@@ -134,5 +136,5 @@ def mask_to_preview(preview: np.ndarray, key: SliceKey, mask: np.ndarray | None,
         target[mask] = value
 
 
-__all__ = ["FEATURE_COLUMNS", "mask_to_preview", "points_from_records", "records_from_points",
+__all__ = ["FEATURE_COLUMNS", "ROLE_KEY", "mask_to_preview", "points_from_records", "records_from_points",
            "slice_to_str", "str_to_slice", "world_to_click"]

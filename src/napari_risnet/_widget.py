@@ -22,8 +22,9 @@ from napari.utils.colormaps import DirectLabelColormap
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtWidgets import QFileDialog
 
-from napari_risnet._layers import (mask_to_preview, points_from_records, records_from_points,
-                                   world_to_click)
+from napari_risnet._layers import (ROLE_KEY, mask_to_preview, points_from_records,
+                                   records_from_points, world_to_click)
+from napari_risnet._plugin_state import register_receiver
 from napari_risnet._triton_guard import keep_triton_out
 from napari_risnet._widget_jobs import (SegmenterFactory, _LazySegmenter, _predict_job, _Relay,
                                         default_segmenter_factory)
@@ -38,9 +39,6 @@ PREVIEW_COLOR = (1.0, 0.85, 0.0, 1.0)
 CLICK_TOLERANCE_PX = 4.0
 KEYS = {"commit": ("c", "Enter"), "undo": ("u",), "redo": ("Shift-U",),
         "clear": ("Escape",), "toggle_sign": ("n",)}
-
-_WIDGETS: "weakref.WeakSet[RISNetWidget]" = weakref.WeakSet()
-_PENDING_CHECKPOINTS: dict[int, Path] = {}
 
 
 @dataclass
@@ -82,13 +80,12 @@ class RISNetWidget(RISNetLayout):
         self._relay = _Relay()
         self._relay.progressed.connect(self._on_progress)
         self._connect_controls()
-        pending = _PENDING_CHECKPOINTS.pop(id(napari_viewer), None)
+        pending = register_receiver(napari_viewer, self)  # fine-tuned checkpoints arrive here
         if pending is not None:
             self.set_checkpoint(pending)
         self.viewer.layers.events.inserted.connect(self._refresh_image_choices)
         self.viewer.layers.events.removed.connect(self._on_layer_removed)
         self._refresh_image_choices()
-        _WIDGETS.add(self)
 
     # -- UI --------------------------------------------------------------------------------------
     def _connect_controls(self) -> None:
@@ -213,16 +210,17 @@ class RISNetWidget(RISNetLayout):
                      "rotate": layer.rotate, "shear": layer.shear,
                      "affine": layer.affine.affine_matrix}
         labels = self.viewer.add_labels(session.labels, name=f"{layer.name} RIS-Net labels",
-                                        **transform)
+                                        metadata={ROLE_KEY: "labels"}, **transform)
         preview = self.viewer.add_labels(
             np.zeros(session.labels_shape, np.uint8), name=f"{layer.name} RIS-Net object",
             opacity=0.6, colormap=DirectLabelColormap(color_dict={None: (0, 0, 0, 0),
                                                                   1: PREVIEW_COLOR}),
-            **transform)
+            metadata={ROLE_KEY: "preview"}, **transform)
         size = max(3.0, min(session.spatial_shape) / 40)
         points = self.viewer.add_points(
             np.zeros((0, len(session.labels_shape))), name=f"{layer.name} RIS-Net clicks",
-            size=size, border_width=0.1, border_color="white", **transform)
+            size=size, border_width=0.1, border_color="white", metadata={ROLE_KEY: "clicks"},
+            **transform)
         points.mouse_drag_callbacks.append(self._on_mouse_drag)
         for action, keys in KEYS.items():
             for key in keys:
@@ -523,17 +521,4 @@ class RISNetWidget(RISNetLayout):
             f"left click = {sign}")
 
 
-def use_checkpoint(viewer: Any, path: str | Path) -> bool:
-    """Switch the docked RIS-Net widget of ``viewer`` to a checkpoint; when none is docked,
-    remember it for the widget opened next. Returns whether a docked widget took it."""
-    taken = False
-    for widget in list(_WIDGETS):
-        if widget.viewer is viewer:
-            widget.set_checkpoint(path)
-            taken = True
-    if not taken:
-        _PENDING_CHECKPOINTS[id(viewer)] = Path(path)
-    return taken
-
-
-__all__ = ["KEYS", "RISNetWidget", "default_segmenter_factory", "use_checkpoint"]
+__all__ = ["KEYS", "RISNetWidget", "default_segmenter_factory"]
