@@ -110,3 +110,33 @@ def test_help_lists_subcommands(capsys):
     out = capsys.readouterr().out
     for cmd in ("evaluate", "segment", "train", "finetune", "demo"):
         assert cmd in out
+
+
+def test_unreadable_image_is_one_line_exit_2(tmp_path):
+    """Run as a user would (a separate process): no traceback, exit status 2."""
+    import subprocess
+    import sys
+
+    bad = tmp_path / "notimage.png"
+    bad.write_text("hello")
+    proc = subprocess.run([sys.executable, "-m", "napari_risnet", "segment", str(bad),
+                           "--method", "graphcut", "--click", "5,5,+", "-o",
+                           str(tmp_path / "o.tif")], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cannot read" in lines[0] and "Traceback" not in proc.stderr
+
+
+def test_negative_click_coordinates_are_accepted(tmp_path, capsys):
+    from napari_risnet.cli import _join_click_values, build_parser
+
+    args = build_parser().parse_args(_join_click_values(
+        ["segment", "x.png", "--click", "-5,10,+", "--click", "3,-2.5,-", "-o", "m.tif"]))
+    assert [(c.row, c.col, c.positive) for c in args.click] == [(-5, 10, True),
+                                                                 (3, -2.5, False)]
+    img, _ = disc_image()
+    Image.fromarray(img).save(tmp_path / "img.png")
+    assert main(["segment", str(tmp_path / "img.png"), "--method", "graphcut", "--click",
+                 "-5,10,+", "-o", str(tmp_path / "o.tif")]) == 2
+    err = capsys.readouterr().err
+    assert "outside" in err and "expected one argument" not in err

@@ -208,12 +208,33 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _join_click_values(argv: Sequence[str]) -> list[str]:
+    """``--click -5,10,+`` -> ``--click=-5,10,+``: argparse would take a value starting with
+    '-' for an option (only plain negative numbers are exempt), so negative coordinates would
+    need the '=' form."""
+    out: list[str] = []
+    it = iter(argv)
+    for arg in it:
+        if arg == "--click":
+            value = next(it, None)
+            if value is not None and value.startswith("-") and "," in value:
+                out.append(f"--click={value}")
+                continue
+            out.append(arg)
+            if value is not None:
+                out.append(value)
+            continue
+        out.append(arg)
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; user errors end with a one-line message and exit status 2."""
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser().parse_args(_join_click_values(argv))
     try:
         return int(args.func(args) or 0)
-    except (ValueError, TypeError, FileNotFoundError) as exc:
+    except (ValueError, TypeError, OSError) as exc:  # OSError: unreadable / unwritable files
         print(f"napari-risnet {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

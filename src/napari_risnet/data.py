@@ -23,16 +23,22 @@ IGNORE_VALUE = 128
 def read_array(path: str | Path) -> np.ndarray:
     """Read an image file as an array (tifffile for TIFF, Pillow otherwise)."""
     path = Path(path)
-    if path.suffix.lower() in (".tif", ".tiff"):
-        import tifffile
+    if not path.is_file():
+        raise FileNotFoundError(f"no such image file: {path}")
+    try:
+        if path.suffix.lower() in (".tif", ".tiff"):
+            import tifffile
 
-        return tifffile.imread(path)
-    from PIL import Image
+            return tifffile.imread(path)
+        from PIL import Image
 
-    with Image.open(path) as im:
-        if im.mode in ("P", "CMYK", "YCbCr", "LAB", "HSV"):
-            im = im.convert("RGB")
-        return np.asarray(im)
+        with Image.open(path) as im:
+            if im.mode in ("P", "CMYK", "YCbCr", "LAB", "HSV"):
+                im = im.convert("RGB")
+            return np.asarray(im)
+    except (OSError, ValueError) as exc:  # PIL's UnidentifiedImageError, TiffFileError, ...
+        raise ValueError(f"cannot read {path} as an image (TIFF, PNG, JPEG, ...): {exc}"
+                         ) from exc
 
 
 def _index(folder: Path) -> dict[str, Path]:
