@@ -28,7 +28,7 @@ from napari_risnet._plugin_state import register_receiver
 from napari_risnet._triton_guard import keep_triton_out
 from napari_risnet._widget_jobs import (SegmenterFactory, _LazySegmenter, _predict_job, _Relay,
                                         default_segmenter_factory)
-from napari_risnet._widget_layout import CHECKPOINT_MODEL, RISNetLayout
+from napari_risnet._widget_layout import CHECKPOINT_MODEL, REPLACE_EXISTING, RISNetLayout
 from napari_risnet.clicks import Click
 from napari_risnet.session import AnnotationSession, PropagationResult
 
@@ -77,6 +77,7 @@ class RISNetWidget(RISNetLayout):
         self._creating = False
         self._stop_requested = False
         self._pbar: progress | None = None
+        self._note = ""  # what the widget is doing now, shown in the status line
         self._relay = _Relay()
         self._relay.progressed.connect(self._on_progress)
         self._connect_controls()
@@ -221,7 +222,11 @@ class RISNetWidget(RISNetLayout):
             np.zeros((0, len(session.labels_shape))), name=f"{layer.name} RIS-Net clicks",
             size=size, border_width=0.1, border_color="white", metadata={ROLE_KEY: "clicks"},
             **transform)
-        points.mouse_drag_callbacks.append(self._on_mouse_drag)
+        # clicks work with any of the annotation's layers active (in pan / zoom mode); the
+        # clicks layer then becomes active again, so the keys below answer
+        for target in (layer, labels, preview, points):
+            target.mouse_drag_callbacks.append(self._on_mouse_drag)
+        points.events.mode.connect(self._on_points_mode)
         for action, keys in KEYS.items():
             for key in keys:
                 points.bind_key(key, self._key_handler(action), overwrite=True)
@@ -240,9 +245,30 @@ class RISNetWidget(RISNetLayout):
         return handler
 
     # -- mouse -----------------------------------------------------------------------------------
-    def _on_mouse_drag(self, layer: Points, event: Any):
+    def _annotation_of(self, layer: Any) -> _Annotation | None:
+        for ann in self._annotations.values():
+            if layer is ann.image or layer is ann.points or layer is ann.labels \
+                    or layer is ann.preview:
+                return ann
+        return None
+
+    def _on_points_mode(self, event: Any) -> None:
+        """The clicks layer stays in pan / zoom mode: napari's add / select tools would make
+        points that are not clicks (a white point that never predicts)."""
+        layer = event.source
+        if layer.mode == "pan_zoom":
+            return
+        mode = layer.mode
+        layer.mode = "pan_zoom"
+        show_info(f"RIS-Net: the clicks layer stays in pan/zoom mode ({mode} mode is not "
+                  f"needed): left click = positive, right click or Ctrl-click = negative, "
+                  f"u = undo a click")
+
+    def _on_mouse_drag(self, layer: Any, event: Any):
         """Click (press and release without a drag) -> a click; a drag pans as usual."""
         if event.type != "mouse_press" or layer.mode != "pan_zoom":
+            return  # e.g. painting on our labels layer, or moving the image
+        if self._annotation_of(layer) is None:
             return
         button = event.button
         modifiers = tuple(event.modifiers or ())  # vispy Keys compare equal to their names
@@ -263,6 +289,13 @@ class RISNetWidget(RISNetLayout):
             return
         modified = "Control" in modifiers or "Meta" in modifiers
         negative = button == 2 or (modified != self.negative_mode)
+        ann = self._annotation_of(layer)
+        if ann is None:
+            return  # the layer was removed meanwhile
+        if ann is not self.annotation:
+            self.set_image_layer(ann.image)  # a click on another annotated image: switch to it
+        elif layer is not ann.points:
+            self.viewer.layers.selection.active = ann.points  # so c / u / Esc answer
         self.add_click_at(position, positive=not negative)
 
     def add_click_at(self, world_position: Any, positive: bool = True) -> None:
@@ -308,6 +341,10 @@ class RISNetWidget(RISNetLayout):
             return
         self._generation += 1
         gen = self._generation
+        segmenter = ann.session.segmenter
+        loading = isinstance(segmenter, _LazySegmenter) and not segmenter.loaded
+        self._note = "loading the model (first prediction only)…" if loading else "predicting…"
+        self._update_status()
         self._start_worker(_predict_job, ann.session, gen,
                            returned=self._on_prediction,
                            errored=lambda exc: self._on_prediction_error(gen, exc))
@@ -317,10 +354,13 @@ class RISNetWidget(RISNetLayout):
         if gen != self._generation or self.session is not session:
             return  # superseded by a newer click: its own result will be shown
         self.last_latency = elapsed
+        self._note = ""
         self._refresh()
 
     def _on_prediction_error(self, gen: int, exc: Exception) -> None:
-        show_error(f"RIS-Net prediction failed: {exc}")
+        self._note = "the last prediction failed"
+        show_error(f"RIS-Net prediction failed: {exc}. Your clicks are kept: change the model "
+                   f"or device (they are predicted again), or press u to undo a click")
         self._refresh()
 
     # -- actions ---------------------------------------------------------------------------------
@@ -338,10 +378,15 @@ class RISNetWidget(RISNetLayout):
         session = self._guard()
         if session is None:
             return None
+        replace = self.overlap_combo.currentText() == REPLACE_EXISTING
         try:
-            object_id = session.commit()
-        except (ValueError, TypeError, FileNotFoundError, RuntimeError) as exc:
-            show_warning(f"RIS-Net: {exc}")
+            object_id = session.commit(overwrite=replace)
+        except (ValueError, TypeError, OSError, RuntimeError) as exc:
+            message = str(exc)
+            if "under other objects" in message:
+                message = (f"the object lies entirely under committed objects; choose "
+                           f"'{REPLACE_EXISTING}' under 'overlaps' to paint it over them")
+            show_warning(f"RIS-Net: {message}")
             self._refresh()
             return None
         self._generation += 1  # results of older clicks belong to the committed object
@@ -515,8 +560,9 @@ class RISNetWidget(RISNetLayout):
             return
         latency = "-" if self.last_latency is None else f"{self.last_latency * 1000:.0f} ms"
         sign = "negative" if self.negative_mode else "positive"
+        note = f"{self._note} · " if self._note else ""
         self.status_label.setText(
-            f"{session.n_current_clicks} clicks on the current object · "
+            f"{note}{session.n_current_clicks} clicks on the current object · "
             f"{len(session.objects)} objects · last prediction {latency} · "
             f"left click = {sign}")
 

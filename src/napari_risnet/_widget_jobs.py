@@ -32,6 +32,11 @@ class _LazySegmenter:
         self.settings = settings
         self._segmenter: "InteractiveSegmenter | None" = None
 
+    @property
+    def loaded(self) -> bool:
+        """Whether the model is built (the first prediction builds it: seconds)."""
+        return self._segmenter is not None
+
     def _get(self) -> "InteractiveSegmenter":
         if self._segmenter is None:
             self._segmenter = self.factory(**self.settings)
@@ -47,7 +52,7 @@ class _LazySegmenter:
 def _predict_job(session: AnnotationSession, gen: int) -> tuple[int, AnnotationSession, float]:
     """Worker body: predict the pending clicks, report how long it took."""
     tic = time.perf_counter()
-    session.predict_pending()
+    session.predict_pending(keep_failed=True)  # a failure must not cost the user's clicks
     return gen, session, time.perf_counter() - tic
 
 

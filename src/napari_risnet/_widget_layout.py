@@ -7,6 +7,8 @@ from qtpy.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QLab
 
 DEFAULT_MODEL = "bundled default"
 CHECKPOINT_MODEL = "checkpoint file"
+KEEP_EXISTING = "keep existing objects"
+REPLACE_EXISTING = "replace existing objects"
 
 
 class RISNetLayout(QWidget):
@@ -29,6 +31,10 @@ class RISNetLayout(QWidget):
         self.graphcut_check = QCheckBox("graph cut refinement")
         self.graphcut_check.setChecked(True)
 
+        self.overlap_combo = QComboBox()
+        self.overlap_combo.addItems([KEEP_EXISTING, REPLACE_EXISTING])
+        self.overlap_combo.setToolTip("where a new object overlaps committed ones: keep their "
+                                      "pixels, or paint the new object over them")
         self.negative_check = QCheckBox("left click adds negative clicks (n)")
         self.commit_button = QPushButton("Commit object (c)")
         self.undo_button = QPushButton("Undo (u)")
@@ -55,6 +61,7 @@ class RISNetLayout(QWidget):
         form.addRow("checkpoint", row)
         form.addRow("device", self.device_combo)
         form.addRow("", self.graphcut_check)
+        form.addRow("overlaps", self.overlap_combo)
         form.addRow("", self.negative_check)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
@@ -74,4 +81,4 @@ class RISNetLayout(QWidget):
         layout.addStretch()
 
 
-__all__ = ["CHECKPOINT_MODEL", "DEFAULT_MODEL", "RISNetLayout"]
+__all__ = ["CHECKPOINT_MODEL", "DEFAULT_MODEL", "KEEP_EXISTING", "REPLACE_EXISTING", "RISNetLayout"]

@@ -306,11 +306,13 @@ class AnnotationSession:
                     return key, clicks[:n], prev
         return None
 
-    def predict_pending(self) -> list[SliceKey]:
+    def predict_pending(self, keep_failed: bool = False) -> list[SliceKey]:
         """Predict every click still waiting (safe to call from a worker thread).
 
         On an error the failed click and the later clicks of its slice are dropped (no undo
-        step), so the session stays consistent, and the error is raised again.
+        step), so the session stays consistent, and the error is raised again. With
+        ``keep_failed`` (a UI: the user's clicks must survive a model that failed to load)
+        they stay pending instead, and the next call predicts them again.
 
         Returns:
             the slices whose mask changed.
@@ -325,7 +327,8 @@ class AnnotationSession:
             try:
                 mask = self._predict(key, clicks, prev)
             except Exception:
-                self._drop_failed(key, clicks)
+                if not keep_failed:
+                    self._drop_failed(key, clicks)
                 raise
             with self._lock:
                 self._cache.put((key, clicks), mask)
@@ -436,7 +439,7 @@ class AnnotationSession:
             ValueError: no clicks, an empty mask, or nothing left after sparing other objects.
         """
         while True:
-            self.predict_pending()
+            self.predict_pending(keep_failed=True)  # a failed commit keeps the clicks
             with self._seg_lock, self._lock:
                 if self._next_pending() is not None:
                     continue  # a click arrived meanwhile
@@ -465,8 +468,8 @@ class AnnotationSession:
         if written == 0:
             for p in reversed(patches):
                 self.labels[p.index] = p.old
-            raise ValueError("the object lies entirely under other objects; commit with "
-                             "overwrite=True to replace them")
+            raise ValueError("the object lies entirely under other objects (overwrite "
+                             "replaces them)")
         slices = {key: SliceRecord(clicks, None, self._state.current_seq.get(key, 0))
                   for key, clicks in current.items()}
         self._state.objects[object_id] = ObjectRecord(object_id, slices)
