@@ -1,4 +1,4 @@
-"""`napari-risnet` command line: evaluate, segment, train, finetune, demo.
+"""`napari-risnet` command line: evaluate, segment, replay, train, finetune, demo.
 
 Thin over the library; imports what a subcommand needs only when it runs, so `--help` is
 instant and the headless commands never touch napari or Qt.
@@ -83,26 +83,101 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_segment(args: argparse.Namespace) -> int:
+def _write_mask(path: str | Path, mask) -> None:
     import numpy as np
     import tifffile
 
-    from napari_risnet.data import read_array
-
-    image = read_array(args.image)
-    method = build_method(args.method, args.checkpoint, args.device, not args.no_graphcut)
-    method.set_image(image, args.channels)
-    pred = method.predict(args.click)
-    out = Path(args.output)
-    mask = pred.mask.astype(np.uint8) * 255
+    out = Path(path)
+    mask = np.asarray(mask).astype(np.uint8) * 255
     if out.suffix.lower() in (".tif", ".tiff"):
         tifffile.imwrite(out, mask)
     else:
         from PIL import Image
 
         Image.fromarray(mask).save(out)
-    print(f"wrote {out}: {int(pred.mask.sum())} object pixels in "
+
+
+def _model_record(method: str, checkpoint: str | None, device: str, graphcut: bool) -> dict:
+    """How a project records the method, so ``replay`` can build the same one."""
+    if checkpoint and checkpoint != "default":
+        checkpoint = str(Path(checkpoint).resolve())
+    return {"method": method, "checkpoint": checkpoint or "default", "device": device,
+            "use_graphcut": bool(graphcut)}
+
+
+def cmd_segment(args: argparse.Namespace) -> int:
+    from napari_risnet.data import read_array
+
+    if not args.output and not args.project:
+        raise ValueError("give -o/--output (a mask file), --project DIR, or both")
+    image = read_array(args.image)
+    method = build_method(args.method, args.checkpoint, args.device, not args.no_graphcut)
+    if args.project:
+        return _segment_into_project(args, image, method)
+    if args.slice:
+        raise ValueError("--slice only applies with --project (a plain segment reads a 2D "
+                         "image)")
+    method.set_image(image, args.channels)
+    pred = method.predict(args.click)
+    _write_mask(args.output, pred.mask)
+    print(f"wrote {args.output}: {int(pred.mask.sum())} object pixels in "
           f"{pred.timings.get('total', 0):.3f} s")
+    return 0
+
+
+def _segment_into_project(args: argparse.Namespace, image, method) -> int:
+    """Click one object and commit it into a project, as the widget does: the next free id,
+    never over another object; the project is saved atomically."""
+    from napari_risnet.annotation.project import ImageInfo, open_session
+
+    session, project, state = open_session(args.project, image, method,
+                                           image_path=args.image, channels=args.channels)
+    key = tuple(args.slice or ())
+    for click in args.click:
+        session.add_click(click, key)
+    object_id = session.commit(overwrite=False)
+    model = _model_record(args.method, args.checkpoint, args.device, not args.no_graphcut)
+    project.save(session, ImageInfo.of(image, session.rgb, args.channels, args.image), model,
+                 settings={"overlaps": "keep existing objects"},
+                 overwrite_ids=state.overwrite_ids if state else ())
+    obj = session.labels == object_id
+    if args.output:
+        _write_mask(args.output, obj[key] if key else obj)
+    print(f"object {object_id} ({int(obj.sum())} pixels) committed into {project.folder}; "
+          f"{len(session.objects)} objects in the project")
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    import numpy as np
+    import tifffile
+
+    from napari_risnet.annotation.project import Project, replay
+    from napari_risnet.data import read_array
+
+    project = Project(args.project)
+    state = project.load()
+    image_path = args.image or state.image.path
+    if not image_path:
+        raise ValueError(f"the project {project.folder} does not name its image file: give "
+                         f"--image")
+    image = read_array(image_path)
+    project.check_image(state, image)
+    model = state.model
+    method_name = args.method or model.get("method", "risnet")
+    checkpoint = args.checkpoint or model.get("checkpoint")
+    if method_name != "risnet" or checkpoint == "default":
+        checkpoint = None
+    graphcut = model.get("use_graphcut", True) if args.graphcut is None else args.graphcut
+    method = build_method(method_name, checkpoint, args.device or model.get("device", "auto"),
+                          graphcut)
+    labels = replay(state, image, method)
+    tifffile.imwrite(args.output, labels, compression="zlib")
+    differ = int(np.count_nonzero(labels != state.labels))
+    same = "identical to the saved labels" if differ == 0 else \
+        f"differs from the saved labels in {differ} pixels (another model, device or settings?)"
+    print(f"wrote {args.output}: {len(state.object_ids)} objects replayed from their clicks; "
+          f"{same}")
     return 0
 
 
@@ -178,8 +253,24 @@ def build_parser() -> argparse.ArgumentParser:
                    help="channels of a multichannel image to use, e.g. 0 or 0,1,2")
     s.add_argument("--device", default="auto")
     s.add_argument("--no-graphcut", action="store_true")
-    s.add_argument("-o", "--output", required=True, help="mask file (.tif or .png)")
+    s.add_argument("-o", "--output", help="mask file (.tif or .png)")
+    s.add_argument("--project", help="commit the object into this annotation project folder "
+                                     "(created if needed; next free id, never over another "
+                                     "object)")
+    s.add_argument("--slice", type=lambda t: [int(v) for v in t.split(",")],
+                   help="with --project on a stack: the slice index, e.g. 12 or 3,12")
     s.set_defaults(func=cmd_segment)
+
+    r = sub.add_parser("replay", help="rebuild a project's labels from its saved clicks")
+    r.add_argument("project", help="annotation project folder")
+    r.add_argument("-o", "--output", required=True, help="labels file to write (.tif)")
+    r.add_argument("--image", help="the image file (default: the path saved in the project)")
+    r.add_argument("--method", choices=METHODS, help="override the saved method")
+    r.add_argument("--checkpoint", help="override the saved checkpoint")
+    r.add_argument("--device", help="override the saved device")
+    r.add_argument("--graphcut", action=argparse.BooleanOptionalAction, default=None,
+                   help="override the saved graph cut setting")
+    r.set_defaults(func=cmd_replay)
 
     t = sub.add_parser("train", help="train RIS-Net from a recipe (TOML)")
     t.add_argument("--config", required=True, help="training/<recipe>.toml")

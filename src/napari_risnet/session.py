@@ -613,14 +613,16 @@ class AnnotationSession:
                                             for c in clicks]
 
     def recompute(self, records: Iterable[ClickRecord], clear: bool = True,
-                  progress: ProgressFn | None = None, should_stop: StopFn | None = None
-                  ) -> list[int]:
+                  progress: ProgressFn | None = None, should_stop: StopFn | None = None,
+                  overwrite_ids: Iterable[int] = ()) -> list[int]:
         """Rebuild objects from a click table (e.g. saved Points), as one undo step.
 
         Rows are grouped by (object_id, slice) in order of first appearance; clicked slices are
         replayed click by click, propagated ones (``source`` set) from their source's mask.
-        Rows of object 0 become the current object. Returns the committed ids.
+        Rows of object 0 become the current object. Objects in ``overwrite_ids`` were committed
+        with ``overwrite`` (their clicked slices paint over others). Returns the committed ids.
         """
+        overwrite_ids = {int(i) for i in overwrite_ids}
         groups: dict[tuple[int, SliceKey], list[ClickRecord]] = {}
         for r in records:
             if not isinstance(r, ClickRecord):
@@ -656,7 +658,8 @@ class AnnotationSession:
                         mask = self._predict(key, clicks, prev)
                     else:
                         mask = self._replay(key, clicks)
-                    patch, _ = self._paint(key, mask, object_id, overwrite=False)
+                    patch, _ = self._paint(key, mask, object_id, overwrite=source is None
+                                           and object_id in overwrite_ids)
                     if patch is not None:
                         patches.append(patch)
                     old = state.objects.get(object_id)
@@ -671,6 +674,42 @@ class AnnotationSession:
             self._push("recompute", before, patches)
             if progress is not None:
                 progress(total, total, "done")
+            return sorted(state.objects)
+
+    def restore(self, labels: np.ndarray, records: Iterable[ClickRecord]) -> list[int]:
+        """Load saved work (an annotation project) without predicting: ``labels`` become the
+        label array's content and ``records`` (committed objects only) the objects' clicks, in
+        their order. The history starts fresh and the current object is empty.
+
+        Returns the object ids.
+        """
+        labels = np.asarray(labels)
+        if labels.shape != self.labels_shape:
+            raise ValueError(f"saved labels of shape {labels.shape} do not match the image: "
+                             f"expected {self.labels_shape}")
+        if not np.issubdtype(labels.dtype, np.integer):
+            raise TypeError(f"saved labels must have an integer dtype, got {labels.dtype}")
+        groups: dict[tuple[int, SliceKey], list[ClickRecord]] = {}
+        for r in records:
+            if not isinstance(r, ClickRecord):
+                raise TypeError(f"expected ClickRecord rows, got {type(r).__name__}")
+            if r.object_id <= 0:
+                raise ValueError(f"saved objects need ids >= 1, got {r.object_id}")
+            self._check_click(r.click)
+            groups.setdefault((int(r.object_id), self._check_slice(r.slice)), []).append(r)
+        with self._seg_lock, self._lock:
+            state = _State()
+            for (object_id, key), rows in groups.items():
+                self._seq += 1
+                source = None if rows[0].source is None else self._check_slice(rows[0].source)
+                old = state.objects.get(object_id)
+                slices = dict(old.slices) if old else {}
+                slices[key] = SliceRecord(tuple(r.click for r in rows), source, self._seq)
+                state.objects[object_id] = ObjectRecord(object_id, slices)
+            self.labels[...] = labels
+            self._state = state
+            self._undo.clear()
+            self._redo.clear()
             return sorted(state.objects)
 
     def _replay(self, key: SliceKey, clicks: tuple[Click, ...]) -> np.ndarray:

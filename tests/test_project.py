@@ -1,0 +1,214 @@
+"""Annotation projects (issue 10): autosave, reopen, replay, and nothing lost to a kill."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image
+
+from napari_risnet.annotation.project import (ImageInfo, Project, default_folder, fingerprint,
+                                              open_session, replay)
+from napari_risnet.cli import main
+from napari_risnet.clicks import Click
+from napari_risnet.session import AnnotationSession
+
+CENTRES = [(30, 30), (30, 90), (80, 60), (85, 20)]
+RADIUS = 12
+
+
+def discs_image(shape=(112, 120), centres=CENTRES, radius=RADIUS, seed=0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    img = rng.normal(40, 8, shape)
+    rr, cc = np.mgrid[:shape[0], :shape[1]]
+    for k, (r, c) in enumerate(centres):
+        img[(rr - r) ** 2 + (cc - c) ** 2 <= radius ** 2] += 150 + 10 * k
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+class ComponentSegmenter:
+    """Deterministic and fast: the bright components under the positive clicks, minus those
+    under negative clicks (graph cut would take every disc of this image at once)."""
+
+    def set_image(self, image, channels=None) -> None:
+        from scipy import ndimage
+
+        self.components, _ = ndimage.label(np.asarray(image) > 120)
+
+    def predict(self, clicks, prev_mask=None):
+        mask = np.zeros(self.components.shape, bool)
+        for c in clicks:
+            comp = self.components[int(round(c.row)), int(round(c.col))]
+            if comp:
+                mask = mask | (self.components == comp) if c.positive else \
+                    mask & (self.components != comp)
+        return SimpleNamespace(mask=mask)  # what the session reads of a Prediction
+
+
+def test_save_restore_and_continue(tmp_path) -> None:
+    img = discs_image()
+    session = AnnotationSession(img, ComponentSegmenter())
+    session.add_click(Click(*CENTRES[0]))
+    session.commit()
+    session.add_click(Click(*CENTRES[1]))
+    session.add_click(Click(5, 5, False))
+    session.commit()
+    session.add_click(Click(*CENTRES[2]))  # being clicked: not part of the project yet
+    project = Project(tmp_path / "p")
+    project.save(session, ImageInfo.of(img), {"method": "graphcut"})
+    assert not list((tmp_path / "p").glob("*.tmp"))
+    record = json.loads((tmp_path / "p" / "project.json").read_text())
+    assert record["objects"] == [1, 2] and len(record["clicks"]) == 3
+
+    reopened, project, state = open_session(tmp_path / "p", img, ComponentSegmenter())
+    assert state is not None and state.object_ids == [1, 2]
+    np.testing.assert_array_equal(reopened.labels, session.labels)
+    committed = [r for r in session.click_records() if r.object_id]
+    assert reopened.click_records() == committed
+    assert reopened.n_current_clicks == 0 and not reopened.can_undo
+    reopened.add_click(Click(*CENTRES[2]))  # the annotation continues
+    assert reopened.commit() == 3
+    with pytest.raises(ValueError, match="another image"):
+        open_session(tmp_path / "p", discs_image(seed=1), ComponentSegmenter())
+    with pytest.raises(ValueError, match="shape"):
+        open_session(tmp_path / "p", img[:50], ComponentSegmenter())
+
+
+def test_replay_honours_replace_existing(tmp_path) -> None:
+    img = discs_image()
+    session = AnnotationSession(img, ComponentSegmenter())
+    session.add_click(Click(*CENTRES[0]))
+    session.commit()
+    session.add_click(Click(*CENTRES[0]))
+    session.commit(overwrite=True)  # the same disc, painted over object 1
+    project = Project(tmp_path / "p")
+    project.save(session, ImageInfo.of(img), overwrite_ids=[2])
+    state = project.load()
+    rebuilt = replay(state, img, ComponentSegmenter())
+    np.testing.assert_array_equal(rebuilt, session.labels)
+    assert (rebuilt == 2).any() and not (rebuilt == 1).any()
+
+
+def test_default_folder(tmp_path, monkeypatch) -> None:
+    assert default_folder(tmp_path / "cells.tif", "cells") == tmp_path / "cells.risnet"
+    monkeypatch.setenv("NAPARI_RISNET_PROJECTS", str(tmp_path / "root"))
+    assert default_folder(None, "nuclei (DSB2018)") == tmp_path / "root" / "nuclei (DSB2018)"
+    assert fingerprint(np.zeros((4, 5))) != fingerprint(np.ones((4, 5)))
+
+
+def _segment(image, project, click, *extra) -> int:
+    return main(["segment", str(image), "--click", click, *extra, "--project", str(project),
+                 "--device", "cpu"])
+
+
+def test_segment_into_project_then_replay_is_identical(tmp_path, capsys) -> None:
+    """Three objects through `segment --project` with the real bundled model, then `replay`
+    rebuilds labels identical to the saved ones."""
+    image = tmp_path / "discs.png"
+    Image.fromarray(discs_image()).save(image)
+    project = tmp_path / "proj"
+    for r, c in CENTRES[:3]:
+        assert _segment(image, project, f"{r},{c},+") == 0
+    saved = tifffile.imread(project / "labels.tif")
+    assert sorted(np.unique(saved)) == [0, 1, 2, 3]
+    for k, (r, c) in enumerate(CENTRES[:3]):
+        assert saved[r, c] == k + 1
+    out = tmp_path / "replayed.tif"
+    assert main(["replay", str(project), "-o", str(out), "--device", "cpu"]) == 0
+    assert "identical to the saved labels" in capsys.readouterr().out
+    np.testing.assert_array_equal(tifffile.imread(out), saved)
+    # never over another object: the first disc again is refused, the project unchanged
+    assert _segment(image, project, f"{CENTRES[0][0]},{CENTRES[0][1]},+") == 2
+    assert "under other objects" in capsys.readouterr().err
+    np.testing.assert_array_equal(tifffile.imread(project / "labels.tif"), saved)
+
+
+def test_segment_project_on_a_stack_with_graphcut(tmp_path, capsys) -> None:
+    stack = np.stack([discs_image(seed=s) for s in range(3)])
+    image = tmp_path / "stack.tif"
+    tifffile.imwrite(image, stack)
+    project = tmp_path / "proj"
+    assert _segment(image, project, "30,30,+", "--slice", "1", "--method", "graphcut") == 0
+    assert _segment(image, project, "3,4,-", "--click", "30,90,+", "--slice", "2",
+                    "--method", "graphcut") == 2  # the first click must be positive
+    assert "first click" in capsys.readouterr().err
+    assert _segment(image, project, "30,90,+", "--click", "-3,4,-", "--slice", "2",
+                    "--method", "graphcut") == 2  # -3 is outside: a one-line error
+    assert "outside" in capsys.readouterr().err
+    assert _segment(image, project, "30,90,+", "--click", "3,4,-", "--slice", "2",
+                    "--method", "graphcut") == 0
+    labels = tifffile.imread(project / "labels.tif")
+    assert labels[1, 30, 30] == 1 and labels[2, 30, 90] == 2 and not labels[0].any()
+    out = tmp_path / "r.tif"
+    assert main(["replay", str(project), "-o", str(out)]) == 0
+    np.testing.assert_array_equal(tifffile.imread(out), labels)
+
+
+KILL_SCRIPT = textwrap.dedent(r"""
+    import sys
+    import numpy as np
+    sys.path.insert(0, sys.argv[2])
+    from test_project import CENTRES, ComponentSegmenter, discs_image
+    from napari_risnet.annotation.project import ImageInfo, Project
+    from napari_risnet.clicks import Click
+    from napari_risnet.session import AnnotationSession
+
+    img = discs_image()
+    session = AnnotationSession(img, ComponentSegmenter())
+    project = Project(sys.argv[1])
+    info = ImageInfo.of(img)
+    for k, (r, c) in enumerate(CENTRES):
+        session.add_click(Click(r, c))
+        session.commit()
+        project.save(session, info, {"method": "graphcut"})
+        print(f"SAVED {k + 1}", flush=True)
+    session.add_click(Click(5, 5))  # an object being clicked when the process dies
+    print("CLICKING", flush=True)
+    while True:  # the process keeps saving until it is killed mid-write
+        project.save(session, info, {"method": "graphcut"})
+""")
+
+
+@pytest.mark.parametrize("kill_after", ["SAVED 2", "CLICKING"])
+def test_a_killed_process_loses_no_committed_object(tmp_path, kill_after) -> None:
+    folder = tmp_path / "proj"
+    tests_dir = os.path.dirname(os.path.abspath(__file__))
+    proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(folder), tests_dir],
+                            stdout=subprocess.PIPE, text=True)
+    seen = []
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            line = proc.stdout.readline().strip()
+            if not line:
+                break
+            seen.append(line)
+            if line == kill_after:
+                break
+        if kill_after == "CLICKING":
+            time.sleep(0.3)  # inside the save loop: most likely in the middle of a write
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(30)
+        proc.stdout.close()
+    assert kill_after in seen and proc.returncode == -signal.SIGKILL
+    committed = int(seen[-2 if kill_after == "CLICKING" else -1].split()[1])
+    img = discs_image()
+    session, _, state = open_session(folder, img, ComponentSegmenter())
+    assert state is not None
+    ids = sorted(session.objects)
+    assert ids[:committed] == list(range(1, committed + 1))  # every committed object
+    assert sorted(int(i) for i in np.unique(session.labels) if i) == ids  # pixels = records
+    for k in ids:
+        r, c = CENTRES[k - 1]
+        assert session.labels[r, c] == k
+    if kill_after == "CLICKING":
+        assert ids == [1, 2, 3, 4] and session.n_current_clicks == 0
