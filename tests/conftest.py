@@ -37,6 +37,12 @@ def tiny_model():
 
 
 # -- napari widget fixtures (tests/test_widget.py) ---------------------------------------------
+@pytest.fixture(autouse=True)
+def _projects_in_tmp(tmp_path, monkeypatch):
+    """The widget autosaves annotation projects; in tests they go to the test's tmp folder."""
+    monkeypatch.setenv("NAPARI_RISNET_PROJECTS", str(tmp_path / "risnet-projects"))
+
+
 @pytest.fixture
 def graphcut_factory():
     """A segmenter factory for RISNetWidget: the network-free graph cut baseline."""

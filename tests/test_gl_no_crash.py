@@ -25,14 +25,20 @@ SCRIPT = textwrap.dedent(r"""
     from scipy import ndimage
 
     viewer = napari.Viewer(show=True)
+    viewer.window._qt_window.resize(1200, 900)  # room for the canvas next to the docks
     QApplication.processEvents()
     assert "torch" not in sys.modules, "torch must not be imported before the first click"
     viewer.open_sample("napari-risnet", "nuclei")
     dock, widget = viewer.window.add_plugin_dock_widget(
         "napari-risnet", "RIS-Net interactive segmentation")
-    for _ in range(20):
-        QApplication.processEvents()
-        time.sleep(0.02)
+    def settle():
+        for _ in range(20):
+            QApplication.processEvents()
+            time.sleep(0.02)
+
+    settle()
+    viewer.reset_view()  # fit the image to the canvas as sized now
+    settle()
     image = viewer.layers[0].data
     # a nucleus: the largest bright component, clicked at its most interior point
     comps, n = ndimage.label(image > np.percentile(image, 80))
@@ -42,9 +48,11 @@ SCRIPT = textwrap.dedent(r"""
     row, col = np.unravel_index(int(np.argmax(dist)), dist.shape)
 
     canvas = viewer.window._qt_viewer.canvas
+    assert canvas.native.width() > 200, f"canvas squeezed to {canvas.native.size()}"
     x, y = canvas.view.scene.transform.map([col, row])[:2]  # scene (x, y) -> canvas pixels
     ratio = canvas.native.devicePixelRatioF()
     pos = QPoint(int(round(x / ratio)), int(round(y / ratio)))
+    assert canvas.native.rect().contains(pos), f"{pos} lies outside the canvas"
     QTest.mouseClick(canvas.native, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
                      pos)
     deadline = time.time() + 240

@@ -100,7 +100,9 @@ def test_replay_honours_replace_existing(tmp_path) -> None:
 def test_default_folder(tmp_path, monkeypatch) -> None:
     assert default_folder(tmp_path / "cells.tif", "cells") == tmp_path / "cells.risnet"
     monkeypatch.setenv("NAPARI_RISNET_PROJECTS", str(tmp_path / "root"))
-    assert default_folder(None, "nuclei (DSB2018)") == tmp_path / "root" / "nuclei (DSB2018)"
+    assert default_folder(None, "nuclei (DSB2018)") == \
+        tmp_path / "root" / "nuclei (DSB2018).risnet"
+    assert default_folder(None, "a/b:c").name == "a_b_c.risnet"
     assert fingerprint(np.zeros((4, 5))) != fingerprint(np.ones((4, 5)))
 
 

@@ -115,3 +115,22 @@ def test_failed_prediction_keeps_the_clicks(risnet_widget, qtbot, graphcut_facto
     assert iou(widget.annotation.preview.data > 0, disc_mask(SHAPE, CENTER, RADIUS)) > 0.9
     press_key(widget, "c")
     assert widget.session.objects
+
+
+def test_manifest_docked_widget_answers_clicks_on_the_real_layers(make_napari_viewer, qtbot,
+                                                                  graphcut_factory) -> None:
+    """Docked through the manifest the widget sees napari's proxies of the viewer and layers,
+    while mouse callbacks receive the real layers: clicks must still be recognised."""
+    viewer = make_napari_viewer()
+    viewer.add_image(make_disc_image(SHAPE, CENTER, RADIUS), name="img")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-risnet",
+                                                     "RIS-Net interactive segmentation")
+    widget.segmenter_factory = graphcut_factory
+    widget._on_settings_changed()
+    n_layers = len(viewer.layers)
+    click_on(viewer.layers["img RIS-Net clicks"], widget, qtbot, CENTER)  # the real layer
+    assert widget.session.n_current_clicks == 1
+    click_on(viewer.layers["img"], widget, qtbot, (5, 5), button=2)
+    assert widget.session.n_current_clicks == 2
+    widget.set_image_layer(viewer.layers["img"])  # again: the same annotation, no new layers
+    assert len(viewer.layers) == n_layers and widget.session.n_current_clicks == 2

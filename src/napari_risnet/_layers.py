@@ -24,6 +24,19 @@ COMMITTED_ALPHA = 0.45
 FEATURE_COLUMNS = ("object_id", "slice", "sign", "source")
 #: ``layer.metadata[ROLE_KEY]`` marks the layers the widget made: "labels", "preview", "clicks".
 ROLE_KEY = "risnet_role"
+#: Role of the labels layer the project reader adds (the widget replaces it by its own).
+SAVED_ROLE = "saved labels"
+#: ``image_layer.metadata[PROJECT_KEY]``: the project folder an image was opened from.
+PROJECT_KEY = "risnet_project"
+
+
+def unwrap_proxy(obj: Any) -> Any:
+    """The object behind napari's ``PublicOnlyProxy`` (a widget docked through the manifest gets
+    a proxied viewer, whose layers come back proxied too: a fresh proxy on every access, so
+    neither ``is`` nor ``id`` recognise a layer that napari itself hands to a mouse callback)."""
+    while hasattr(obj, "__wrapped__"):
+        obj = obj.__wrapped__
+    return obj
 
 
 def image_ndim(layer: Any) -> int:
@@ -136,5 +149,5 @@ def mask_to_preview(preview: np.ndarray, key: SliceKey, mask: np.ndarray | None,
         target[mask] = value
 
 
-__all__ = ["FEATURE_COLUMNS", "ROLE_KEY", "mask_to_preview", "points_from_records", "records_from_points",
-           "slice_to_str", "str_to_slice", "world_to_click"]
+__all__ = ["FEATURE_COLUMNS", "PROJECT_KEY", "ROLE_KEY", "SAVED_ROLE", "mask_to_preview", "points_from_records", "records_from_points",
+           "slice_to_str", "str_to_slice", "unwrap_proxy", "world_to_click"]

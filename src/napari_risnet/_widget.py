@@ -23,12 +23,14 @@ from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtWidgets import QFileDialog
 
 from napari_risnet._layers import (ROLE_KEY, mask_to_preview, points_from_records,
-                                   records_from_points, world_to_click)
+                                   records_from_points, unwrap_proxy, world_to_click)
 from napari_risnet._plugin_state import register_receiver
 from napari_risnet._triton_guard import keep_triton_out
 from napari_risnet._widget_jobs import (SegmenterFactory, _LazySegmenter, _predict_job, _Relay,
                                         default_segmenter_factory)
 from napari_risnet._widget_layout import CHECKPOINT_MODEL, REPLACE_EXISTING, RISNetLayout
+from napari_risnet._widget_project import ProjectControls
+from napari_risnet.annotation.project import ImageInfo, Project
 from napari_risnet.clicks import Click
 from napari_risnet.session import AnnotationSession, PropagationResult
 
@@ -51,9 +53,12 @@ class _Annotation:
     labels: Labels
     preview: Labels
     preview_slices: set = field(default_factory=set)
+    project: Project | None = None  # where every commit is saved
+    image_info: ImageInfo | None = None
+    overwrite_ids: set = field(default_factory=set)  # objects committed over others
 
 
-class RISNetWidget(RISNetLayout):
+class RISNetWidget(ProjectControls, RISNetLayout):
     """Dock widget for click-based segmentation with RIS-Net.
 
     Args:
@@ -81,6 +86,7 @@ class RISNetWidget(RISNetLayout):
         self._relay = _Relay()
         self._relay.progressed.connect(self._on_progress)
         self._connect_controls()
+        self._connect_project_controls()
         pending = register_receiver(napari_viewer, self)  # fine-tuned checkpoints arrive here
         if pending is not None:
             self.set_checkpoint(pending)
@@ -140,7 +146,7 @@ class RISNetWidget(RISNetLayout):
             self.set_image_layer(layer)
 
     def _on_layer_removed(self, event: Any) -> None:
-        removed = event.value
+        removed = unwrap_proxy(event.value)
         for key, ann in list(self._annotations.items()):
             if removed in (ann.image, ann.points, ann.labels, ann.preview):
                 del self._annotations[key]
@@ -187,6 +193,7 @@ class RISNetWidget(RISNetLayout):
             self.image_combo.blockSignals(True)
             self.image_combo.setCurrentText(layer.name)
             self.image_combo.blockSignals(False)
+        layer = unwrap_proxy(layer)  # one key per layer, whatever proxy napari handed us
         ann = self._annotations.get(id(layer))
         if ann is None:
             self._creating = True
@@ -202,11 +209,13 @@ class RISNetWidget(RISNetLayout):
             self._annotations[id(layer)] = ann
         self.annotation = ann
         self.viewer.layers.selection.active = ann.points
-        self._update_status()
+        self._update_project_label()
+        self._refresh()
 
     def _create_annotation(self, layer: Image) -> _Annotation:
         data = layer.data[0] if layer.multiscale else layer.data
         session = AnnotationSession(data, self._make_segmenter(), rgb=bool(layer.rgb))
+        project = self._attach_project(layer, session, data)  # restores saved work
         transform = {"scale": layer.scale, "translate": layer.translate,
                      "rotate": layer.rotate, "shear": layer.shear,
                      "affine": layer.affine.affine_matrix}
@@ -230,7 +239,8 @@ class RISNetWidget(RISNetLayout):
         for action, keys in KEYS.items():
             for key in keys:
                 points.bind_key(key, self._key_handler(action), overwrite=True)
-        return _Annotation(layer, session, points, labels, preview)
+        return _Annotation(layer, session, *map(unwrap_proxy, (points, labels, preview)),
+                           **project)
 
     def _key_handler(self, action: str) -> Callable[[Any], None]:
         ref = weakref.ref(self)
@@ -246,6 +256,7 @@ class RISNetWidget(RISNetLayout):
 
     # -- mouse -----------------------------------------------------------------------------------
     def _annotation_of(self, layer: Any) -> _Annotation | None:
+        layer = unwrap_proxy(layer)
         for ann in self._annotations.values():
             if layer is ann.image or layer is ann.points or layer is ann.labels \
                     or layer is ann.preview:
@@ -294,7 +305,7 @@ class RISNetWidget(RISNetLayout):
             return  # the layer was removed meanwhile
         if ann is not self.annotation:
             self.set_image_layer(ann.image)  # a click on another annotated image: switch to it
-        elif layer is not ann.points:
+        elif unwrap_proxy(layer) is not ann.points:
             self.viewer.layers.selection.active = ann.points  # so c / u / Esc answer
         self.add_click_at(position, positive=not negative)
 
@@ -378,6 +389,7 @@ class RISNetWidget(RISNetLayout):
         session = self._guard()
         if session is None:
             return None
+        ann = self.annotation  # the session belongs to it
         replace = self.overlap_combo.currentText() == REPLACE_EXISTING
         try:
             object_id = session.commit(overwrite=replace)
@@ -390,19 +402,24 @@ class RISNetWidget(RISNetLayout):
             self._refresh()
             return None
         self._generation += 1  # results of older clicks belong to the committed object
+        if replace:
+            ann.overwrite_ids.add(object_id)
+        else:
+            ann.overwrite_ids.discard(object_id)
         self.object_spin.setValue(0)
         self._refresh()
+        self._autosave()
         return object_id
 
     def undo(self) -> None:
         session = self._guard()
-        if session is not None and session.undo() is not None:
-            self._after_history_change(session)
+        if session is not None:
+            self._after_history_change(session, session.undo())
 
     def redo(self) -> None:
         session = self._guard()
-        if session is not None and session.redo() is not None:
-            self._after_history_change(session)
+        if session is not None:
+            self._after_history_change(session, session.redo())
 
     def clear(self) -> None:
         session = self._guard()
@@ -410,9 +427,13 @@ class RISNetWidget(RISNetLayout):
             self._generation += 1
             self._refresh()
 
-    def _after_history_change(self, session: AnnotationSession) -> None:
+    def _after_history_change(self, session: AnnotationSession, kind: str | None) -> None:
+        if kind is None:
+            return
         self._generation += 1
         self._refresh()
+        if kind not in ("click", "clear"):  # committed objects changed: the project too
+            self._autosave()
         if session.has_pending:
             self._schedule_prediction()
 
@@ -476,6 +497,7 @@ class RISNetWidget(RISNetLayout):
     def _on_propagated(self, result: PropagationResult) -> None:
         self._end_long_job()
         self._refresh()
+        self._autosave()
         reasons = "; ".join(f"{'up' if d > 0 else 'down'}: {r}" for d, r in result.stopped.items())
         show_info(f"RIS-Net: object {result.object_id} propagated to {len(result.slices)} "
                   f"slices{' (stopped)' if result.cancelled else ''}. {reasons}")
@@ -504,12 +526,14 @@ class RISNetWidget(RISNetLayout):
         self._propagating = True
         self.recompute_button.setEnabled(False)
         self._pbar = progress(total=0, desc="Recomputing from points")
+        overwrite_ids = set(self.annotation.overwrite_ids)
         relay = self._relay
 
         def job() -> list[int]:
             return session.recompute(records,
                                      progress=lambda d, t, m: relay.progressed.emit(d, t, m),
-                                     should_stop=lambda: self._stop_requested)
+                                     should_stop=lambda: self._stop_requested,
+                                     overwrite_ids=overwrite_ids)
 
         self._stop_requested = False
         self.stop_button.setEnabled(True)
@@ -519,6 +543,7 @@ class RISNetWidget(RISNetLayout):
         self._end_long_job()
         self._generation += 1
         self._refresh()
+        self._autosave()
         if self.session is not None and self.session.has_pending:
             self._schedule_prediction()
         show_info(f"RIS-Net: recomputed {len(ids)} objects from the clicks")

@@ -2,13 +2,14 @@
 arrangement, without behaviour (the controller in ``_widget.py`` wires them to the session)."""
 from __future__ import annotations
 
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QLabel, QLineEdit,
-                            QPushButton, QSpinBox, QVBoxLayout, QWidget)
+                            QPushButton, QSizePolicy, QSpinBox, QVBoxLayout, QWidget)
 
 DEFAULT_MODEL = "bundled default"
 CHECKPOINT_MODEL = "checkpoint file"
-KEEP_EXISTING = "keep existing objects"
-REPLACE_EXISTING = "replace existing objects"
+KEEP_EXISTING = "keep existing"
+REPLACE_EXISTING = "replace existing"
 
 
 class RISNetLayout(QWidget):
@@ -35,7 +36,7 @@ class RISNetLayout(QWidget):
         self.overlap_combo.addItems([KEEP_EXISTING, REPLACE_EXISTING])
         self.overlap_combo.setToolTip("where a new object overlaps committed ones: keep their "
                                       "pixels, or paint the new object over them")
-        self.negative_check = QCheckBox("left click adds negative clicks (n)")
+        self.negative_check = QCheckBox("left click = negative (n)")
         self.commit_button = QPushButton("Commit object (c)")
         self.undo_button = QPushButton("Undo (u)")
         self.redo_button = QPushButton("Redo (Shift-U)")
@@ -49,6 +50,15 @@ class RISNetLayout(QWidget):
         self.recompute_button = QPushButton("Recompute from points")
         self.recompute_button.setToolTip("rebuild the labels from the selected Points layer "
                                          "(e.g. a saved clicks CSV) or from our clicks layer")
+        self.project_label = QLabel("no project yet")
+        self.project_label.setWordWrap(True)
+        self.project_label.setToolTip("every commit is saved here (labels.tif, project.json)")
+        self.project_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        # a long path must not widen the dock (and squeeze the canvas): it is clipped instead
+        self.project_label.setSizePolicy(QSizePolicy.Policy.Ignored,
+                                         QSizePolicy.Policy.Preferred)
+        self.project_button = QPushButton("Change folder…")
+        self.open_project_button = QPushButton("Open project…")
         self.status_label = QLabel("pick an image layer")
         self.status_label.setWordWrap(True)
 
@@ -77,6 +87,12 @@ class RISNetLayout(QWidget):
         prop.addWidget(self.stop_button)
         layout.addLayout(prop)
         layout.addWidget(self.recompute_button)
+        layout.addWidget(QLabel("project (autosaved on every commit):"))
+        layout.addWidget(self.project_label)
+        project_row = QHBoxLayout()
+        project_row.addWidget(self.project_button)
+        project_row.addWidget(self.open_project_button)
+        layout.addLayout(project_row)
         layout.addWidget(self.status_label)
         layout.addStretch()
 

@@ -138,7 +138,7 @@ def _segment_into_project(args: argparse.Namespace, image, method) -> int:
     object_id = session.commit(overwrite=False)
     model = _model_record(args.method, args.checkpoint, args.device, not args.no_graphcut)
     project.save(session, ImageInfo.of(image, session.rgb, args.channels, args.image), model,
-                 settings={"overlaps": "keep existing objects"},
+                 settings={"overlaps": "keep existing"},
                  overwrite_ids=state.overwrite_ids if state else ())
     obj = session.labels == object_id
     if args.output:

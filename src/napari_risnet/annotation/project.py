@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 FORMAT = "napari-risnet-project"
 VERSION = 1
+SUFFIX = ".risnet"
 LABELS_FILE = "labels.tif"
 RECORD_FILE = "project.json"
 #: Above this size labels.tif is written as BigTIFF (classic TIFF stops at 4 GiB).
@@ -94,14 +95,15 @@ def fingerprint(image: Any) -> str:
 
 
 def default_folder(image_path: str | Path | None, name: str) -> Path:
-    """Beside the image file (``<stem>.risnet``), else ``~/napari-risnet-projects/<name>`` (the
-    root can be moved with the NAPARI_RISNET_PROJECTS environment variable)."""
+    """Beside the image file (``<stem>.risnet``), else ``~/napari-risnet-projects/<name>.risnet``
+    (the root can be moved with the NAPARI_RISNET_PROJECTS environment variable). The suffix
+    lets napari's reader recognise the folder."""
     if image_path:
         path = Path(image_path)
-        return path.with_name(f"{path.stem}.risnet")
+        return path.with_name(f"{path.stem}{SUFFIX}")
     root = Path(os.environ.get(PROJECTS_ENV) or Path.home() / "napari-risnet-projects")
     safe = "".join(ch if ch.isalnum() or ch in "-_.() " else "_" for ch in name).strip() or "image"
-    return root / safe
+    return root / f"{safe}{SUFFIX}"
 
 
 def is_project(folder: str | Path) -> bool:
