@@ -121,3 +121,22 @@ def test_change_folder(risnet_widget, qtbot, tmp_path) -> None:
     assert str(target) in widget.project_label.text()
     assert not widget.choose_project_folder(old)  # another project: refused, not overwritten
     assert widget.annotation.project.folder == target
+
+
+def test_a_widget_project_replays_identically(make_napari_viewer, graphcut_factory, qtbot,
+                                              tmp_path, capsys) -> None:
+    from napari_risnet.cli import main
+
+    img = two_discs()
+    tifffile.imwrite(tmp_path / "img.tif", img)
+    graphcut_factory.method_name = "graphcut"  # what the project records for replay
+    viewer, widget = dock(make_napari_viewer, graphcut_factory, img)
+    commit_disc(widget, qtbot, DISCS[0], DISCS[1])
+    commit_disc(widget, qtbot, DISCS[1], DISCS[0])
+    folder = widget.annotation.project.folder
+    assert Project(folder).load().model["method"] == "graphcut"
+    out = tmp_path / "replayed.tif"
+    assert main(["replay", str(folder), "--image", str(tmp_path / "img.tif"), "-o",
+                 str(out)]) == 0
+    assert "identical" in capsys.readouterr().out
+    np.testing.assert_array_equal(tifffile.imread(out), widget.annotation.labels.data)

@@ -72,7 +72,10 @@ class ProjectControls:
     # -- saving ----------------------------------------------------------------------------------
     def _project_record(self) -> tuple[dict, dict]:
         settings = self._settings()
-        method = getattr(self.segmenter_factory, "method_name", "risnet")
+        from napari_risnet._widget_jobs import default_segmenter_factory
+
+        default = self.segmenter_factory is default_segmenter_factory
+        method = getattr(self.segmenter_factory, "method_name", "risnet" if default else "custom")
         model = {"method": method, **settings}
         if model.get("checkpoint") not in (None, "default"):
             model["checkpoint"] = str(Path(model["checkpoint"]).expanduser().resolve())

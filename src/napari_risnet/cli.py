@@ -165,6 +165,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
     project.check_image(state, image)
     model = state.model
     method_name = args.method or model.get("method", "risnet")
+    if method_name not in METHODS:
+        raise ValueError(f"the project was made with the method {method_name!r}, which the "
+                         f"command line does not know: give --method ({', '.join(METHODS)})")
     checkpoint = args.checkpoint or model.get("checkpoint")
     if method_name != "risnet" or checkpoint == "default":
         checkpoint = None
