@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 
-import numpy as np
 from napari.utils.interactions import mouse_press_callbacks, mouse_release_callbacks
 from napari.utils._proxies import ReadOnlyWrapper
 from napari.utils.notifications import notification_manager

@@ -40,6 +40,8 @@ LABELS_FILE = "labels.tif"
 RECORD_FILE = "project.json"
 #: Above this size labels.tif is written as BigTIFF (classic TIFF stops at 4 GiB).
 BIGTIFF_BYTES = 2 * 2 ** 30
+#: Labels up to this size are zlib-compressed (mostly zeros: small files, fast enough).
+COMPRESS_BYTES = 256 * 2 ** 20
 #: First line of labels.tif's ImageDescription (a bare JSON object would be taken by tifffile
 #: for its own "shaped" metadata).
 DESCRIPTION_HEADER = "napari-risnet project record"
@@ -206,9 +208,10 @@ class Project:
         text = json.dumps(record, indent=1)
         self.folder.mkdir(parents=True, exist_ok=True)
         big = labels.nbytes > BIGTIFF_BYTES
+        compress = labels.nbytes <= COMPRESS_BYTES  # zlib on GiBs would stall every commit
         _atomic_write(self.labels_path, lambda p: tifffile.imwrite(
             p, labels, description=f"{DESCRIPTION_HEADER}\n{text}", metadata=None, bigtiff=big,
-            compression="zlib" if not big else None))
+            compression="zlib" if compress else None))
         _atomic_write(self.record_path, lambda p: p.write_text(text, encoding="utf-8"))
 
     # -- reading ---------------------------------------------------------------------------------
