@@ -133,7 +133,7 @@ def test_first_click_zooms_in_on_a_small_or_unseen_object(predictor, monkeypatch
     predictor.set_image(np.random.default_rng(0).integers(0, 255, (400, 400), dtype=np.uint8))
     windows = []
 
-    def fake(t, clicks, timings):
+    def fake(t, clicks, timings, prev_mask=None):
         windows.append(t)
         return np.zeros(t.crop_shape, np.float32), np.zeros(t.crop_shape, bool)
 

@@ -161,7 +161,7 @@ class Predictor:
         prev_box = _mask_box(prev_mask, shape)
         timings: dict[str, float] = {}
         t = self._choose_window(clicks, prev_box)
-        probs_crop, mask_crop = self._predict_window(t, clicks, timings)
+        probs_crop, mask_crop = self._predict_window(t, clicks, timings, prev_mask)
         if prev_box is None and len(clicks) == 1:
             box = self._refine_box(mask_crop, t, clicks[0])
             if box is not None:
@@ -204,27 +204,32 @@ class Predictor:
                                     min_side=self.min_window)
 
     def _predict_window(self, t: CropTransform, clicks: Sequence[Click],
-                        timings: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
+                        timings: dict[str, float],
+                        prev_mask: "np.ndarray | Prediction | None" = None
+                        ) -> tuple[np.ndarray, np.ndarray]:
         tic = time.perf_counter()
         rgb_crop = self._window(t)
         rgb = t.image(rgb_crop)
         net_clicks = [c for c in t.clicks(clicks)
                       if -0.5 <= c.row < t.out_shape[0] - 0.5 and -0.5 <= c.col < t.out_shape[1] - 0.5]
         dist = distance_maps(t.out_shape, net_clicks)
-        x = network_input(rgb, dist, self.model.image_mean, self.model.image_std).to(
-            self.device, memory_format=torch.channels_last)
+        x = network_input(rgb, dist, self.model.image_mean, self.model.image_std)
+        if self.model.config.prev_mask:
+            x = torch.cat([x, t.mask(_prev_in_window(prev_mask, t))[None, None]], dim=1)
+        x = x.to(self.device, memory_format=torch.channels_last)
         boxes = propose_rois(net_clicks, t.out_shape, self.n_roi) if net_clicks else None
         _add(timings, "preprocess", time.perf_counter() - tic)
         tic = time.perf_counter()
         with torch.inference_mode():
-            feats = self.model.backbone(x)
+            feats, low = self.model.encode(x)
             _add(timings, "backbone", time.perf_counter() - tic)
             tic = time.perf_counter()
             out = self.model.heads(feats, x.shape[-2:],
-                                   None if boxes is None else torch.from_numpy(boxes).to(self.device))
+                                   None if boxes is None else torch.from_numpy(boxes).to(self.device),
+                                   low=low)
             _add(timings, "local", time.perf_counter() - tic)
             tic = time.perf_counter()
-            probs = torch.sigmoid(out.fused_logits(self.model.config.fusion))[0, 0]
+            probs = torch.sigmoid(out.final_logits(self.model.config.fusion))[0, 0]
             if self.click_sigma > 0:
                 probs = click_prior(probs, torch.from_numpy(dist).to(probs.device),
                                     self.click_sigma * max(t.out_shape))
@@ -274,6 +279,25 @@ def click_prior(probs: torch.Tensor, dist: torch.Tensor, sigma: float) -> torch.
     g = torch.exp(-dist.float() ** 2 / (2 * sigma ** 2))
     probs = probs + (1 - probs) * g[0]
     return probs * (1 - g[1])
+
+
+def _prev_in_window(prev: "np.ndarray | Prediction | None", t: CropTransform
+                    ) -> np.ndarray | None:
+    """The previous mask cut to the window ``t`` (None when there is none)."""
+    if prev is None:
+        return None
+    if isinstance(prev, Prediction):
+        mask, window = prev.mask, prev.window
+        if window is None or mask.shape[:2] != (window[2] - window[0], window[3] - window[1]):
+            window = (0, 0, *mask.shape[:2])
+        out = np.zeros(t.crop_shape, bool)
+        r0, c0 = max(t.r0, window[0]), max(t.c0, window[1])
+        r1, c1 = min(t.r1, window[2]), min(t.c1, window[3])
+        if r1 > r0 and c1 > c0:
+            out[r0 - t.r0:r1 - t.r0, c0 - t.c0:c1 - t.c0] = \
+                mask[r0 - window[0]:r1 - window[0], c0 - window[1]:c1 - window[1]]
+        return out
+    return np.asarray(prev)[t.r0:t.r1, t.c0:t.c1]
 
 
 def _mask_box(prev: "np.ndarray | Prediction | None", shape: tuple[int, int]

@@ -30,6 +30,11 @@ class TrainConfig:
     out_dir: str = "runs/default"
     model: dict[str, Any] = field(default_factory=dict)  # RISNetConfig fields
     init_checkpoint: str = ""  # fine-tune from this checkpoint ("default" = bundled)
+    # grow the init_checkpoint's model: {prev_mask = true, decoder_channels = 32} (new parts
+    # start so that the grown model answers exactly as the old one)
+    grow: dict[str, Any] = field(default_factory=dict)
+    freeze_stages: int = 0  # stem + this many EfficientNet stages not trained (CPU speed)
+    refine_weight: float = 1.0  # loss weight of the decoder's refined fusion
     crop_size: int = 320
     loss_stride: int = 2  # loss on logits at 1/loss_stride of the crop (speed)
     batch_size: int = 8
@@ -67,6 +72,10 @@ class TrainConfig:
             raise ValueError(f"optimizer must be sgd or adamw, got {self.optimizer!r}")
         if not 0.0 <= self.gamma <= 1.0:
             raise ValueError(f"gamma must be in [0, 1], got {self.gamma}")
+        unknown = set(self.grow) - {"prev_mask", "decoder_channels"}
+        if unknown:
+            raise ValueError(f"unknown key(s) in grow: {sorted(unknown)}; known: "
+                             f"['decoder_channels', 'prev_mask']")
         if self.crop_size % 16:
             raise ValueError(f"crop_size must be a multiple of 16, got {self.crop_size}")
         for name in ("batch_size", "epochs", "steps_per_epoch", "n_roi"):

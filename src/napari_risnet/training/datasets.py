@@ -196,17 +196,25 @@ def _pad(rgb: np.ndarray, gt: np.ndarray, ignore: np.ndarray, others: np.ndarray
 
 
 def make_batch(samples: list[Sample], clicks: list[list[Click]], n_roi: int,
-               mean: tuple[float, ...], std: tuple[float, ...]) -> dict[str, torch.Tensor]:
-    """Network tensors for a batch: x (B, 5, S, S), gt / valid (B, 1, S, S), boxes (B*n_roi, 4),
-    roi_batch (B*n_roi,). Every image gets exactly n_roi ROIs (repeated when fewer)."""
+               mean: tuple[float, ...], std: tuple[float, ...],
+               prev_masks: list[np.ndarray | None] | None = None) -> dict[str, torch.Tensor]:
+    """Network tensors for a batch: x (B, 5, S, S) — (B, 6, S, S) with ``prev_masks`` (one
+    bool (S, S) mask or None = empty per sample) —, gt / valid (B, 1, S, S), boxes
+    (B*n_roi, 4), roi_batch (B*n_roi,). Every image gets exactly n_roi ROIs (repeated when
+    fewer)."""
     xs, gts, valids, boxes = [], [], [], []
     m = torch.tensor(mean)[:, None, None]
     s = torch.tensor(std)[:, None, None]
-    for sample, cl in zip(samples, clicks):
+    for k, (sample, cl) in enumerate(zip(samples, clicks)):
         shape = sample.gt.shape
         img = (torch.from_numpy(sample.rgb).permute(2, 0, 1) - m) / s
         dist = torch.from_numpy(distance_maps(shape, cl)) / 255.0
-        xs.append(torch.cat([img, dist]))
+        parts = [img, dist]
+        if prev_masks is not None:
+            prev = prev_masks[k]
+            parts.append(torch.zeros((1, *shape)) if prev is None
+                         else torch.from_numpy(np.asarray(prev, np.float32))[None])
+        xs.append(torch.cat(parts))
         gts.append(torch.from_numpy(sample.gt)[None].float())
         valids.append(torch.from_numpy(~sample.ignore)[None].float())
         boxes.append(torch.from_numpy(pad_rois(propose_rois(cl, shape, n_roi), n_roi)))

@@ -22,6 +22,7 @@ from napari_risnet.data import ObjectSample, list_objects, load_object, spread
 from napari_risnet.evaluation import evaluate
 from napari_risnet.inference.predictor import Predictor, default_checkpoint, resolve_device
 from napari_risnet.model.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from napari_risnet.model.grow import grow_model
 from napari_risnet.model.risnet import RISNet, RISNetConfig
 from napari_risnet.robot import RobotUser
 from napari_risnet.training.config import TrainConfig, save_config
@@ -38,12 +39,18 @@ def is_validation(key: str, fraction: float) -> bool:
 
 
 def build_model(config: TrainConfig, device: torch.device) -> tuple[RISNet, dict]:
-    """A fresh model (ImageNet backbone) or the ``init_checkpoint`` to fine-tune."""
+    """A fresh model (ImageNet backbone) or the ``init_checkpoint`` to fine-tune, grown by
+    ``config.grow`` (new parts initialised so the starting model answers as before)."""
     if config.init_checkpoint:
         path = default_checkpoint() if config.init_checkpoint == "default" \
             else Path(config.init_checkpoint)
         model, meta = load_checkpoint(path, map_location=device)
+        if config.grow:
+            model = grow_model(model, **config.grow)
         return model, meta
+    if config.grow:
+        raise ValueError("`grow` needs an init_checkpoint to grow; for a fresh model put "
+                         "prev_mask / decoder_channels in [model]")
     return RISNet(RISNetConfig.from_dict(config.model)).to(device), {}
 
 
@@ -62,36 +69,79 @@ def make_optimizer(config: TrainConfig, model: torch.nn.Module
 
 def add_iterative_clicks(model: RISNet, samples: list[Sample], clicks: list[list[Click]],
                          config: TrainConfig, rng: np.random.Generator,
-                         device: torch.device) -> list[list[Click]]:
-    """Place extra clicks where the current model errs, with the evaluation's RobotUser."""
+                         device: torch.device
+                         ) -> tuple[list[list[Click]], list[np.ndarray | None]]:
+    """Place extra clicks where the current model errs, with the evaluation's RobotUser.
+
+    Returns the clicks and, per sample, the model's own mask *before* its last click (None =
+    no previous answer): what a model with the previous-mask input sees at that click, as in
+    RITM's iterative training.
+    """
+    prev: list[np.ndarray | None] = [None] * len(samples)
     chosen = [i for i in range(len(samples)) if rng.random() < config.iterative_prob
               and clicks[i]]
     if not chosen:
-        return clicks
+        return clicks, prev
     clicks = [list(c) for c in clicks]
     n_iter = int(rng.integers(1, config.iterative_clicks + 1))
+    with_prev = model.config.prev_mask
     was_training = model.training
     model.eval()
     try:
         for _ in range(n_iter):
             batch = make_batch([samples[i] for i in chosen], [clicks[i] for i in chosen],
-                               config.n_roi, model.image_mean, model.image_std)
+                               config.n_roi, model.image_mean, model.image_std,
+                               [prev[i] for i in chosen] if with_prev else None)
             with torch.no_grad():
                 # the same memory format as the model (train_step): no per-layer conversion
                 x = batch["x"].to(device, memory_format=torch.channels_last)
                 out = model(x, batch["boxes"].to(device),
                             batch["roi_batch"].to(device))
-                probs = torch.sigmoid(out.fused_logits(model.config.fusion))[:, 0].cpu().numpy()
+                probs = torch.sigmoid(out.final_logits(model.config.fusion))[:, 0].float()
+                probs = probs.cpu().numpy()
             for k, i in enumerate(chosen):
                 s = samples[i]
                 robot = RobotUser(s.gt, s.ignore)
                 robot.clicks = list(clicks[i])
-                nxt = robot.next_click(probs[k] >= 0.5)
+                mask = probs[k] >= 0.5
+                nxt = robot.next_click(mask)
                 if nxt is not None:
                     clicks[i].append(nxt)
+                    prev[i] = mask
     finally:
         model.train(was_training)
-    return clicks
+    return clicks, prev
+
+
+def freeze_early_stages(model: RISNet, n_blocks: int) -> list[str]:
+    """Stop training the stem and the first ``n_blocks`` EfficientNet stages (high resolution,
+    generic edges: a large part of a CPU step's backward, little to gain from a short
+    schedule). The previous mask joins after stage 2, so it keeps its gradient. Returns the
+    frozen parameter names."""
+    if n_blocks <= 0:
+        return []
+    body = getattr(model.backbone, "body", None)
+    if body is None:
+        raise ValueError(f"freeze_stages needs the efficientnet_lite0 backbone, not "
+                         f"{model.config.backbone}")
+    frozen = []
+    modules = [("conv_stem", body.conv_stem), ("bn1", body.bn1)] + \
+        [(f"blocks.{i}", body.blocks[i]) for i in range(min(n_blocks, len(body.blocks)))]
+    for prefix, module in modules:
+        for name, p in module.named_parameters():
+            p.requires_grad_(False)
+            frozen.append(f"{prefix}.{name}")
+    return frozen
+
+
+def _frozen_bn_eval(model: RISNet, n_blocks: int) -> None:
+    """Frozen stages keep their BatchNorm statistics (eval mode) while the rest trains."""
+    body = getattr(model.backbone, "body", None)
+    if body is None or n_blocks <= 0:
+        return
+    body.bn1.eval()
+    for i in range(min(n_blocks, len(body.blocks))):
+        body.blocks[i].eval()
 
 
 @dataclass
@@ -149,7 +199,9 @@ class Trainer:
         self.out = Path(config.out_dir)
         self.out.mkdir(parents=True, exist_ok=True)
         self.model, self.base_meta = build_model(config, self.device)
+        self.frozen = freeze_early_stages(self.model, config.freeze_stages)
         self.model.train()
+        _frozen_bn_eval(self.model, config.freeze_stages)
         self.model.to(memory_format=torch.channels_last)  # ~1.6x faster depthwise convs on CPU
         self.opt, self.sched = make_optimizer(config, self.model)
         self.rng = np.random.default_rng(config.seed + 1000 * self.rank)
@@ -193,15 +245,19 @@ class Trainer:
 
     def train_step(self) -> dict[str, float]:
         cfg = self.config
+        _frozen_bn_eval(self.model, cfg.freeze_stages)  # validation / iterative clicks reset it
         samples = [self.pool.sample(self.rng, cfg.crop_size, cfg.full_image_prob)
                    for _ in range(cfg.batch_size)]
         clicks = [sample_clicks(s.gt, s.ignore, s.others, self.rng, cfg.max_positive,
                                 cfg.max_negative) for s in samples]
+        prev: list[np.ndarray | None] = [None] * len(samples)
         if cfg.iterative_prob > 0:
-            clicks = add_iterative_clicks(self.model, samples, clicks, cfg, self.rng, self.device)
+            clicks, prev = add_iterative_clicks(self.model, samples, clicks, cfg, self.rng,
+                                                self.device)
         keep = [i for i, c in enumerate(clicks) if c]
         batch = make_batch([samples[i] for i in keep], [clicks[i] for i in keep], cfg.n_roi,
-                           self.model.image_mean, self.model.image_std)
+                           self.model.image_mean, self.model.image_std,
+                           [prev[i] for i in keep] if self.model.config.prev_mask else None)
         batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
         net = self.ddp or self.model
         use_amp = cfg.amp and self.device.type == "cuda"
@@ -215,13 +271,18 @@ class Trainer:
         out.global_logits = out.global_logits.float()
         if out.pasted_logits is not None:
             out.pasted_logits = out.pasted_logits.float()
+        if out.refined_logits is not None:
+            out.refined_logits = out.refined_logits.float()
         terms = click_discount_loss(out, gt, valid, cfg.n_roi, cfg.gamma,
-                                    cfg.local_aux_weight)
+                                    cfg.local_aux_weight, cfg.refine_weight)
         self.opt.zero_grad(set_to_none=True)
         terms.total.backward()
         self.opt.step()
-        return {"loss": terms.total.item(), "global": terms.global_loss.item(),
-                "local": terms.local_term.item(), "fused": terms.fused_loss.item()}
+        result = {"loss": terms.total.item(), "global": terms.global_loss.item(),
+                  "local": terms.local_term.item(), "fused": terms.fused_loss.item()}
+        if terms.refined_loss is not None:
+            result["refined"] = terms.refined_loss.item()
+        return result
 
     def run(self) -> dict:
         """Train to ``config.epochs``; returns the summary (also in out_dir/summary.json)."""
