@@ -188,3 +188,19 @@ def test_loader_workers_shrink_to_the_shared_memory_there_is(monkeypatch, tmp_pa
     monkeypatch.setattr(loader.shutil, "disk_usage", lambda _: usage(0, 0, 64 * 2 ** 20))
     assert loader.workers_that_fit(config, tmp_path) == 0  # a 64 MB /dev/shm: main process
     assert loader.workers_that_fit(config, tmp_path / "missing") == 12
+
+
+def test_batched_click_maps_equal_the_distance_transform():
+    from napari_risnet.clicks import Click, distance_maps
+    from napari_risnet.training.datasets import click_distance_maps
+
+    rng = np.random.default_rng(1)
+    shape = (37, 50)
+    clicks = [[Click(float(rng.uniform(-3, 40)), float(rng.uniform(-3, 53)), bool(rng.random() < .5))
+               for _ in range(n)] for n in (0, 1, 4, 9)]
+    clicks.append([Click(2.5, 3.5, True), Click(400.0, 3.0, True)])  # .5 rounding, off-image
+    got = click_distance_maps(shape, clicks).numpy()
+    want = np.stack([distance_maps(shape, c) for c in clicks])
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-4)
+    far = click_distance_maps((300, 300), [[Click(0, 0, True)]]).numpy()
+    assert far[0, 0, 299, 299] == 255.0 and far[0, 1].min() == 255.0  # truncated / no click

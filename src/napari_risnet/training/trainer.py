@@ -93,7 +93,7 @@ def add_iterative_clicks(model: RISNet, samples: list[Sample], clicks: list[list
         for _ in range(n_iter):
             batch = make_batch([samples[i] for i in chosen], [clicks[i] for i in chosen],
                                config.n_roi, model.image_mean, model.image_std,
-                               [prev[i] for i in chosen] if with_prev else None)
+                               [prev[i] for i in chosen] if with_prev else None, device)
             with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16,
                                                  enabled=config.amp and device.type == "cuda"):
                 # the same memory format as the model (train_step): no per-layer conversion
@@ -283,7 +283,8 @@ class Trainer:
         keep = [i for i, c in enumerate(clicks) if c]
         batch = make_batch([samples[i] for i in keep], [clicks[i] for i in keep], cfg.n_roi,
                            self.model.image_mean, self.model.image_std,
-                           [prev[i] for i in keep] if self.model.config.prev_mask else None)
+                           [prev[i] for i in keep] if self.model.config.prev_mask else None,
+                           self.device)
         batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
         net = self.ddp or self.model
         use_amp = cfg.amp and self.device.type == "cuda"
