@@ -146,7 +146,7 @@ def test_gpu_run_trains_on_the_cpu_within_its_budget_and_writes_loadable_checkpo
     cmd = [sys.executable, "-c", _RUNNER.format(blocked=BLOCKED), "--config", str(RECIPE),
            "--out", str(out), "--pack", str(root / "pack"), "--device", "cpu",
            "--set", f"time_budget_s={budget}", "--set", "checkpoint_every_s=1",
-           "--set", "batch_size=2", "--set", "crop_size=64", "--set", "workers=1",
+           "--set", "batch_size=2", "--set", "crop_size=64", "--set", "workers=1", "--set", "robot_workers=1",
            "--set", "steps_per_epoch=3", "--set", "val_max_clicks=2", "--set", "threads=1",
            # asks for the graph cut although PyMaxflow is missing: validation falls back
            "--set", "val_graphcut=true"]

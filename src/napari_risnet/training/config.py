@@ -68,6 +68,7 @@ class TrainConfig:
     time_budget_s: float = 0.0  # stop training (then validate and save) by this wall time; 0 = off
     checkpoint_every_s: float = 0.0  # also write last.pt + history.json this often; 0 = off
     workers: int = 0  # DataLoader worker processes sampling crops + clicks; 0 = main process
+    robot_workers: int = 0  # processes placing the iterative robot clicks; 0 = main process
     val_graphcut: bool = True  # validate with the graph cut (off, or no PyMaxflow: network mask)
 
     def __post_init__(self) -> None:
@@ -83,7 +84,7 @@ class TrainConfig:
                              f"['decoder_channels', 'prev_mask']")
         if self.crop_size % 16:
             raise ValueError(f"crop_size must be a multiple of 16, got {self.crop_size}")
-        for name in ("time_budget_s", "checkpoint_every_s", "workers"):
+        for name in ("time_budget_s", "checkpoint_every_s", "workers", "robot_workers"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         for name in ("batch_size", "epochs", "steps_per_epoch", "n_roi"):

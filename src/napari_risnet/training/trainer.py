@@ -8,6 +8,7 @@ import logging
 import os
 import time
 import zlib
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -25,7 +26,7 @@ from napari_risnet.inference.predictor import Predictor, default_checkpoint, res
 from napari_risnet.model.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from napari_risnet.model.grow import grow_model
 from napari_risnet.model.risnet import RISNet, RISNetConfig
-from napari_risnet.robot import RobotUser
+from napari_risnet.robot import robot_next_click
 from napari_risnet.training.config import TrainConfig, save_config
 from napari_risnet.training.datasets import ObjectPool, Sample, image_key, make_batch
 from napari_risnet.training.loss import click_discount_loss
@@ -71,9 +72,11 @@ def make_optimizer(config: TrainConfig, model: torch.nn.Module
 
 def add_iterative_clicks(model: RISNet, samples: list[Sample], clicks: list[list[Click]],
                          config: TrainConfig, rng: np.random.Generator,
-                         device: torch.device
+                         device: torch.device, robot_pool: Executor | None = None
                          ) -> tuple[list[list[Click]], list[np.ndarray | None]]:
-    """Place extra clicks where the current model errs, with the evaluation's RobotUser.
+    """Place extra clicks where the current model errs, with the evaluation's RobotUser
+    (in ``robot_pool``'s processes when given: its distance transforms are a GPU step's main
+    CPU cost).
 
     Returns the clicks and, per sample, the model's own mask *before* its last click (None =
     no previous answer): what a model with the previous-mask input sees at that click, as in
@@ -100,17 +103,15 @@ def add_iterative_clicks(model: RISNet, samples: list[Sample], clicks: list[list
                 x = batch["x"].to(device, memory_format=torch.channels_last)
                 out = model(x, batch["boxes"].to(device),
                             batch["roi_batch"].to(device))
-                probs = torch.sigmoid(out.final_logits(model.config.fusion))[:, 0].float()
-                probs = probs.cpu().numpy()
-            for k, i in enumerate(chosen):
-                s = samples[i]
-                robot = RobotUser(s.gt, s.ignore)
-                robot.clicks = list(clicks[i])
-                mask = probs[k] >= 0.5
-                nxt = robot.next_click(mask)
+                masks = (out.final_logits(model.config.fusion)[:, 0] >= 0).cpu().numpy()
+            args = ([samples[i].gt for i in chosen], [samples[i].ignore for i in chosen],
+                    [clicks[i] for i in chosen], list(masks))
+            nexts = map(robot_next_click, *args) if robot_pool is None else robot_pool.map(
+                robot_next_click, *args, chunksize=max(1, len(chosen) // 16))
+            for k, (i, nxt) in enumerate(zip(chosen, nexts)):
                 if nxt is not None:
                     clicks[i].append(nxt)
-                    prev[i] = mask
+                    prev[i] = masks[k]
     finally:
         model.train(was_training)
     return clicks, prev
@@ -218,6 +219,13 @@ class Trainer:
         self.history: list[dict] = []
         self.progress, self.should_stop = progress, should_stop
         self.batches = batches
+        self.robot_pool = None
+        if config.robot_workers > 0:  # forkserver: safe after CUDA initialisation
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            self.robot_pool = ProcessPoolExecutor(
+                config.robot_workers, mp_context=multiprocessing.get_context("forkserver"))
         self.deadline = (clock_start or time.time()) + config.time_budget_s \
             if config.time_budget_s > 0 else None
         self._last_save, self._save_s, self._val_s, self._step_s = time.time(), 0.0, 0.0, 0.0
@@ -279,7 +287,7 @@ class Trainer:
         prev: list[np.ndarray | None] = [None] * len(samples)
         if cfg.iterative_prob > 0:
             clicks, prev = add_iterative_clicks(self.model, samples, clicks, cfg, self.rng,
-                                                self.device)
+                                                self.device, self.robot_pool)
         keep = [i for i, c in enumerate(clicks) if c]
         batch = make_batch([samples[i] for i in keep], [clicks[i] for i in keep], cfg.n_roi,
                            self.model.image_mean, self.model.image_std,
@@ -362,6 +370,8 @@ class Trainer:
                 self._record(running, t0, steps0)
             self._save_last()
         bar.close()
+        if self.robot_pool is not None:
+            self.robot_pool.shutdown(cancel_futures=True)
         if self.rank == 0 and not (self.out / "best.pt").is_file():
             save_checkpoint(self.out / "best.pt", self.model, self._meta())
         return {"history": self.history, "best_val_noc85": self.best, "stopped": stopped,
