@@ -125,15 +125,14 @@ def test_graph_cut_imports_pymaxflow_only_when_it_runs(monkeypatch):
         graph_cut(probs, np.zeros((8, 8), np.float32))
 
 
-_RUNNER = """
-import runpy, sys
+# installed as sitecustomize.py: every process of the run (workers too) lacks these modules
+_BLOCKER = """
+import sys
 class Block:
     def find_spec(self, name, path=None, target=None):
         if name.split(".")[0] in {blocked!r}:
             raise ImportError(f"{{name}} is not installed on a bare GPU node")
 sys.meta_path.insert(0, Block())
-sys.argv = ["gpu_run"] + sys.argv[1:]
-runpy.run_module("napari_risnet.training.gpu_run", run_name="__main__", alter_sys=True)
 """
 
 
@@ -142,12 +141,17 @@ def test_gpu_run_trains_on_the_cpu_within_its_budget_and_writes_loadable_checkpo
     root, _ = packed
     out = tmp_path / "run"
     budget = 25  # seconds from process start; steps begin after ~5-10 s on a busy 2-core CPU
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-c", _RUNNER.format(blocked=BLOCKED), "--config", str(RECIPE),
-           "--out", str(out), "--pack", str(root / "pack"), "--device", "cpu",
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "sitecustomize.py").write_text(_BLOCKER.format(blocked=BLOCKED))
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "site"), "PYTHON": sys.executable,
+           "OMP_NUM_THREADS": "1"}
+    # the documented command (training/gpu/run.sh OUT), from another folder, on the test's pack
+    cmd = ["bash", str(ROOT / "training" / "gpu" / "run.sh"), "run",
+           "--pack", str(root / "pack"), "--device", "cpu",
            "--set", f"time_budget_s={budget}", "--set", "checkpoint_every_s=1",
-           "--set", "batch_size=2", "--set", "crop_size=64", "--set", "workers=1", "--set", "robot_workers=1",
-           "--set", "steps_per_epoch=3", "--set", "val_max_clicks=2", "--set", "threads=1",
+           "--set", "batch_size=2", "--set", "crop_size=64", "--set", "workers=1",
+           "--set", "robot_workers=1", "--set", "steps_per_epoch=3",
+           "--set", "val_max_clicks=2", "--set", "threads=1",
            # asks for the graph cut although PyMaxflow is missing: validation falls back
            "--set", "val_graphcut=true"]
     tic = time.time()
@@ -155,6 +159,7 @@ def test_gpu_run_trains_on_the_cpu_within_its_budget_and_writes_loadable_checkpo
                           timeout=120)
     wall = time.time() - tic
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "GPU none" in proc.stdout and "PyMaxflow" not in proc.stderr
     summary = json.loads((out / "summary.json").read_text())
     assert summary["out_of_time"] and summary["elapsed_s"] <= budget + 3, summary
     assert wall < budget + 30
@@ -162,8 +167,7 @@ def test_gpu_run_trains_on_the_cpu_within_its_budget_and_writes_loadable_checkpo
     assert history[0]["epoch"] == 0 and np.isfinite(history[0]["val_noc85"])  # the start model
     trained = [h for h in history[1:] if h.get("step")]
     assert trained, f"no training step within the budget: {history}"
-    assert all(np.isfinite(h["val_noc85"]) and np.isfinite(h["loss"])
-                           for h in trained)
+    assert all(np.isfinite(h["val_noc85"]) and np.isfinite(h["loss"]) for h in trained)
     for name in ("last.pt", "best.pt"):
         model, meta = load_checkpoint(out / name)
         assert model.config.prev_mask and model.config.decoder_channels == 32  # grown to v2
