@@ -51,7 +51,8 @@ def make_folders(root: Path, n: int = 10) -> list[Path]:
         rgb = rng.integers(0, 90, (120, 400, 3), dtype=np.uint8)
         rgb[lab > 0] += np.array([150, 60, 20], np.uint8)
         Image.fromarray(rgb).save(natural / "images" / f"photo {i}.jpg", quality=95)
-        Image.fromarray((lab > 0).astype(np.uint8) * 255).save(natural / "masks" / f"photo {i}.png")
+        mask = (lab > 0).astype(np.uint8) * 255
+        Image.fromarray(mask).save(natural / "masks" / f"photo {i}.png")
         lab = _discs(rng, (96, 96), 3)
         grey = (rng.integers(0, 40, (96, 96)) + 180 * (lab > 0)).astype(np.uint8)
         Image.fromarray(grey).save(nuclei / "images" / f"cell{i}.png")
@@ -162,6 +163,7 @@ def test_gpu_run_trains_on_the_cpu_within_its_budget_and_writes_loadable_checkpo
     assert "GPU none" in proc.stdout and "PyMaxflow" not in proc.stderr
     summary = json.loads((out / "summary.json").read_text())
     assert summary["out_of_time"] and summary["elapsed_s"] <= budget + 3, summary
+    assert summary["steps"] > 0 and summary["samples"] == 2 * summary["steps"]
     assert wall < budget + 30
     history = json.loads((out / "history.json").read_text())
     assert history[0]["epoch"] == 0 and np.isfinite(history[0]["val_noc85"])  # the start model
@@ -200,8 +202,8 @@ def test_batched_click_maps_equal_the_distance_transform():
 
     rng = np.random.default_rng(1)
     shape = (37, 50)
-    clicks = [[Click(float(rng.uniform(-3, 40)), float(rng.uniform(-3, 53)), bool(rng.random() < .5))
-               for _ in range(n)] for n in (0, 1, 4, 9)]
+    clicks = [[Click(float(rng.uniform(-3, 40)), float(rng.uniform(-3, 53)),
+                     bool(rng.random() < .5)) for _ in range(n)] for n in (0, 1, 4, 9)]
     clicks.append([Click(2.5, 3.5, True), Click(400.0, 3.0, True)])  # .5 rounding, off-image
     got = click_distance_maps(shape, clicks).numpy()
     want = np.stack([distance_maps(shape, c) for c in clicks])

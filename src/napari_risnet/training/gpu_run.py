@@ -92,8 +92,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Path(config.out_dir)
     (out / "summary.json").write_text(json.dumps(
         {"elapsed_s": round(elapsed, 1), "best_val_noc85": summary["best_val_noc85"],
-         "out_of_time": summary["out_of_time"], "steps": summary["history"][-1].get("step")
-         if summary["history"] else 0, "torch": torch.__version__, "gpu": gpu}, indent=1))
+         "out_of_time": summary["out_of_time"], "steps": summary["steps"],
+         "samples": summary["steps"] * config.batch_size, "torch": torch.__version__,
+         "gpu": gpu}, indent=1))
     print(f"done in {elapsed:.0f} s: best validation NoC@85 {summary['best_val_noc85']:.2f}; "
           f"wrote {out / 'last.pt'}, {out / 'best.pt'}, {out / 'history.json'}", flush=True)
     return 0

@@ -267,13 +267,18 @@ def read_pack(path: str | Path) -> tuple[list[StoredImage], list[ObjectSample], 
 
 def pool_from_packs(config: TrainConfig) -> tuple[ObjectPool, list[ObjectSample]]:
     """The training pool and validation objects of a recipe whose ``[[data]]`` are all packs
-    (the pack decides max_side and the held-out split; the recipe gives the weights)."""
+    (the pack decides max_side and the held-out images; the recipe gives the weights and, up
+    to what was packed, the number of validation objects: ``val_objects`` over the folders)."""
     groups, weights, val = [], [], []
+    per_source = max(1, config.val_objects // len(config.data))
     for src in config.data:
         train, val_samples, _ = read_pack(src.path)
         if not train:
             raise ValueError(f"{src.path}: the pack holds no training images")
         groups.append(train)
         weights.append(src.weight)
+        if len(val_samples) > per_source:  # spread evenly, as the trainer's own selection
+            keep = np.linspace(0, len(val_samples) - 1, per_source).round().astype(int)
+            val_samples = [val_samples[i] for i in keep]
         val += val_samples
     return ObjectPool(groups, weights), val

@@ -375,7 +375,8 @@ class Trainer:
         if self.rank == 0 and not (self.out / "best.pt").is_file():
             save_checkpoint(self.out / "best.pt", self.model, self._meta())
         return {"history": self.history, "best_val_noc85": self.best, "stopped": stopped,
-                "out_of_time": out_of_time, "best": str(self.out / "best.pt")}
+                "out_of_time": out_of_time, "steps": self.step,
+                "best": str(self.out / "best.pt")}
 
     def _record(self, running: dict[str, float], t0: float, steps0: int,
                 partial: bool = False) -> None:
