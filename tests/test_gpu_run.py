@@ -210,3 +210,20 @@ def test_batched_click_maps_equal_the_distance_transform():
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-4)
     far = click_distance_maps((300, 300), [[Click(0, 0, True)]]).numpy()
     assert far[0, 0, 299, 299] == 255.0 and far[0, 1].min() == 255.0  # truncated / no click
+
+
+def test_robot_clicks_survive_a_broken_process_pool():
+    from concurrent.futures import BrokenExecutor
+
+    from napari_risnet.clicks import Click
+    from napari_risnet.training.trainer import _robot_clicks
+
+    class Broken:
+        def map(self, *args, **kwargs):
+            raise BrokenExecutor("a worker died")
+
+    gt = np.zeros((20, 20), bool)
+    gt[5:15, 5:15] = True
+    args = ([gt], [np.zeros_like(gt)], [[Click(10, 10, True)]], [np.zeros_like(gt)])
+    assert _robot_clicks(args, Broken()) == _robot_clicks(args, None)
+    assert _robot_clicks(args, None)[0].positive

@@ -8,7 +8,7 @@ import logging
 import os
 import time
 import zlib
-from concurrent.futures import Executor
+from concurrent.futures import BrokenExecutor, Executor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -106,8 +106,7 @@ def add_iterative_clicks(model: RISNet, samples: list[Sample], clicks: list[list
                 masks = (out.final_logits(model.config.fusion)[:, 0] >= 0).cpu().numpy()
             args = ([samples[i].gt for i in chosen], [samples[i].ignore for i in chosen],
                     [clicks[i] for i in chosen], list(masks))
-            nexts = map(robot_next_click, *args) if robot_pool is None else robot_pool.map(
-                robot_next_click, *args, chunksize=max(1, len(chosen) // 16))
+            nexts = _robot_clicks(args, robot_pool)
             for k, (i, nxt) in enumerate(zip(chosen, nexts)):
                 if nxt is not None:
                     clicks[i].append(nxt)
@@ -115,6 +114,17 @@ def add_iterative_clicks(model: RISNet, samples: list[Sample], clicks: list[list
     finally:
         model.train(was_training)
     return clicks, prev
+
+
+def _robot_clicks(args: tuple, pool: Executor | None) -> list[Click | None]:
+    """``robot_next_click`` over the samples, in ``pool`` when it works (a node whose process
+    pool breaks loses speed, not the run)."""
+    if pool is not None:
+        try:
+            return list(pool.map(robot_next_click, *args, chunksize=max(1, len(args[0]) // 16)))
+        except (BrokenExecutor, OSError) as exc:
+            log.warning("robot click processes failed (%s): placing them in this process", exc)
+    return list(map(robot_next_click, *args))
 
 
 def freeze_early_stages(model: RISNet, n_blocks: int) -> list[str]:
