@@ -141,7 +141,7 @@ def test_gpu_run_trains_on_the_cpu_within_its_budget_and_writes_loadable_checkpo
         packed, tmp_path):
     root, _ = packed
     out = tmp_path / "run"
-    budget = 25  # seconds from process start; steps begin after ~5-10 s on a busy 2-core CPU
+    budget = 30  # seconds from process start; steps begin after ~5-15 s on a busy 2-core CPU
     (tmp_path / "site").mkdir()
     (tmp_path / "site" / "sitecustomize.py").write_text(_BLOCKER.format(blocked=BLOCKED))
     env = {**os.environ, "PYTHONPATH": str(tmp_path / "site"), "PYTHON": sys.executable,
@@ -162,10 +162,11 @@ def test_gpu_run_trains_on_the_cpu_within_its_budget_and_writes_loadable_checkpo
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "GPU none" in proc.stdout and "PyMaxflow" not in proc.stderr
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["out_of_time"] and summary["elapsed_s"] <= budget + 3, summary
-    assert summary["steps"] > 0 and summary["samples"] == 2 * summary["steps"]
-    assert wall < budget + 30
     history = json.loads((out / "history.json").read_text())
+    why = f"{summary}\n{history}\n{proc.stdout[-2000:]}"
+    assert summary["out_of_time"] and summary["elapsed_s"] <= budget + 5, why
+    assert summary["steps"] > 0 and summary["samples"] == 2 * summary["steps"], why
+    assert wall < budget + 30
     assert history[0]["epoch"] == 0 and np.isfinite(history[0]["val_noc85"])  # the start model
     trained = [h for h in history[1:] if h.get("step")]
     assert trained, f"no training step within the budget: {history}"

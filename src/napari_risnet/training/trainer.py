@@ -236,6 +236,8 @@ class Trainer:
 
             self.robot_pool = ProcessPoolExecutor(
                 config.robot_workers, mp_context=multiprocessing.get_context("forkserver"))
+            for _ in range(config.robot_workers):  # start them now, beside the first validation
+                self.robot_pool.submit(int)
         self.deadline = (clock_start or time.time()) + config.time_budget_s \
             if config.time_budget_s > 0 else None
         self._last_save, self._save_s, self._val_s, self._step_s = time.time(), 0.0, 0.0, 0.0
@@ -381,7 +383,7 @@ class Trainer:
             self._save_last()
         bar.close()
         if self.robot_pool is not None:
-            self.robot_pool.shutdown(cancel_futures=True)
+            self.robot_pool.shutdown(wait=False, cancel_futures=True)
         if self.rank == 0 and not (self.out / "best.pt").is_file():
             save_checkpoint(self.out / "best.pt", self.model, self._meta())
         return {"history": self.history, "best_val_noc85": self.best, "stopped": stopped,
