@@ -1,4 +1,4 @@
-"""`napari-risnet` command line: evaluate, segment, train, finetune, demo.
+"""`napari-risnet` command line: evaluate, segment, train, finetune, pack, demo.
 
 Thin over the library; imports what a subcommand needs only when it runs, so `--help` is
 instant and the headless commands never touch napari or Qt.
@@ -133,6 +133,21 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pack(args: argparse.Namespace) -> int:
+    from napari_risnet.training.config import load_config
+    from napari_risnet.training.pack import MIB, write_pack
+
+    config = load_config(args.config)
+    packed = write_pack(config, args.out, max_side=args.max_side, budget_mb=args.budget_mb,
+                        val_objects=args.val_objects, jpeg_quality=args.jpeg_quality)
+    for p in packed:
+        print(f"{p.name}: {p.train_images} training images ({p.train_objects} objects), "
+              f"{p.val_objects} validation objects, {p.bytes / MIB:.1f} MiB")
+    total = sum(p.bytes for p in packed)
+    print(f"wrote {args.out}: {total / MIB:.1f} MiB of {args.budget_mb:g} MiB")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from napari_risnet._demo import run_demo
 
@@ -195,6 +210,19 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--val-fraction", type=float, default=0.2)
     f.add_argument("--device", default="auto")
     f.set_defaults(func=cmd_finetune)
+
+    k = sub.add_parser("pack", help="pack a recipe's training folders, resized, into one "
+                                     "folder (for a GPU node without the data)")
+    k.add_argument("--config", required=True, help="the recipe whose [[data]] folders to pack")
+    k.add_argument("--out", required=True, help="output folder (replaced if it is a pack)")
+    k.add_argument("--max-side", type=int, default=320, help="long side of every image")
+    k.add_argument("--budget-mb", type=float, default=40.0,
+                   help="fail (and keep nothing) if the pack is larger (MiB)")
+    k.add_argument("--val-objects", type=int,
+                   help="validation objects per folder (default: the recipe's share)")
+    k.add_argument("--jpeg-quality", type=int, default=90,
+                   help="JPEG quality of colour images; 0 = lossless PNG")
+    k.set_defaults(func=cmd_pack)
 
     d = sub.add_parser("demo", help="open napari with a sample image and the widget docked")
     d.add_argument("--sample", choices=("nuclei", "stack"), default="nuclei")

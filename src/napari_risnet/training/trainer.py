@@ -8,9 +8,10 @@ import logging
 import os
 import time
 import zlib
+from concurrent.futures import BrokenExecutor, Executor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -20,14 +21,16 @@ from tqdm import tqdm
 from napari_risnet.clicks import Click
 from napari_risnet.data import ObjectSample, list_objects, load_object, spread
 from napari_risnet.evaluation import evaluate
+from napari_risnet.inference.graphcut import graphcut_available
 from napari_risnet.inference.predictor import Predictor, default_checkpoint, resolve_device
 from napari_risnet.model.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from napari_risnet.model.grow import grow_model
 from napari_risnet.model.risnet import RISNet, RISNetConfig
-from napari_risnet.robot import RobotUser
+from napari_risnet.robot import robot_next_click
 from napari_risnet.training.config import TrainConfig, save_config
 from napari_risnet.training.datasets import ObjectPool, Sample, image_key, make_batch
 from napari_risnet.training.loss import click_discount_loss
+from napari_risnet.training.pack import is_pack, pool_from_packs
 from napari_risnet.training.sampling import sample_clicks
 
 log = logging.getLogger(__name__)
@@ -69,9 +72,11 @@ def make_optimizer(config: TrainConfig, model: torch.nn.Module
 
 def add_iterative_clicks(model: RISNet, samples: list[Sample], clicks: list[list[Click]],
                          config: TrainConfig, rng: np.random.Generator,
-                         device: torch.device
+                         device: torch.device, robot_pool: Executor | None = None
                          ) -> tuple[list[list[Click]], list[np.ndarray | None]]:
-    """Place extra clicks where the current model errs, with the evaluation's RobotUser.
+    """Place extra clicks where the current model errs, with the evaluation's RobotUser
+    (in ``robot_pool``'s processes when given: its distance transforms are a GPU step's main
+    CPU cost).
 
     Returns the clicks and, per sample, the model's own mask *before* its last click (None =
     no previous answer): what a model with the previous-mask input sees at that click, as in
@@ -91,26 +96,35 @@ def add_iterative_clicks(model: RISNet, samples: list[Sample], clicks: list[list
         for _ in range(n_iter):
             batch = make_batch([samples[i] for i in chosen], [clicks[i] for i in chosen],
                                config.n_roi, model.image_mean, model.image_std,
-                               [prev[i] for i in chosen] if with_prev else None)
-            with torch.no_grad():
+                               [prev[i] for i in chosen] if with_prev else None, device)
+            with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16,
+                                                 enabled=config.amp and device.type == "cuda"):
                 # the same memory format as the model (train_step): no per-layer conversion
                 x = batch["x"].to(device, memory_format=torch.channels_last)
                 out = model(x, batch["boxes"].to(device),
                             batch["roi_batch"].to(device))
-                probs = torch.sigmoid(out.final_logits(model.config.fusion))[:, 0].float()
-                probs = probs.cpu().numpy()
-            for k, i in enumerate(chosen):
-                s = samples[i]
-                robot = RobotUser(s.gt, s.ignore)
-                robot.clicks = list(clicks[i])
-                mask = probs[k] >= 0.5
-                nxt = robot.next_click(mask)
+                masks = (out.final_logits(model.config.fusion)[:, 0] >= 0).cpu().numpy()
+            args = ([samples[i].gt for i in chosen], [samples[i].ignore for i in chosen],
+                    [clicks[i] for i in chosen], list(masks))
+            nexts = _robot_clicks(args, robot_pool)
+            for k, (i, nxt) in enumerate(zip(chosen, nexts)):
                 if nxt is not None:
                     clicks[i].append(nxt)
-                    prev[i] = mask
+                    prev[i] = masks[k]
     finally:
         model.train(was_training)
     return clicks, prev
+
+
+def _robot_clicks(args: tuple, pool: Executor | None) -> list[Click | None]:
+    """``robot_next_click`` over the samples, in ``pool`` when it works (a node whose process
+    pool breaks loses speed, not the run)."""
+    if pool is not None:
+        try:
+            return list(pool.map(robot_next_click, *args, chunksize=max(1, len(args[0]) // 16)))
+        except (BrokenExecutor, OSError) as exc:
+            log.warning("robot click processes failed (%s): placing them in this process", exc)
+    return list(map(robot_next_click, *args))
 
 
 def freeze_early_stages(model: RISNet, n_blocks: int) -> list[str]:
@@ -147,13 +161,15 @@ def _frozen_bn_eval(model: RISNet, n_blocks: int) -> None:
 @dataclass
 class ValidationSet:
     samples: list[ObjectSample]
+    use_graphcut: bool = True  # without PyMaxflow (a bare GPU node) the network's mask alone
 
     def noc85(self, model: RISNet, device: torch.device, max_clicks: int) -> float:
-        """Mean NoC@85 of the robot user (graph cut on, as users get it)."""
+        """Mean NoC@85 of the robot user (graph cut on, as users get it, where available)."""
         if not self.samples:
             return float("nan")
         was_training = model.training
-        predictor = Predictor(model=model, device=device)
+        predictor = Predictor(model=model, device=device,
+                              use_graphcut=self.use_graphcut and graphcut_available())
         summary, _ = evaluate(predictor, self.samples, max_clicks=max_clicks, stop_iou=0.85)
         model.train(was_training)
         return summary.noc85
@@ -186,7 +202,11 @@ class Trainer:
     def __init__(self, config: TrainConfig, pool: ObjectPool, val: ValidationSet,
                  resume: bool = False,
                  progress: Callable[[int, int, str], None] | None = None,
-                 should_stop: Callable[[], bool] | None = None) -> None:
+                 should_stop: Callable[[], bool] | None = None,
+                 batches: Iterator[tuple[list[Sample], list[list[Click]]]] | None = None,
+                 clock_start: float | None = None) -> None:
+        """``batches``: (samples, clicks) made elsewhere (DataLoader workers) instead of in
+        ``train_step``; ``clock_start``: when ``time_budget_s`` started (default: now)."""
         self.config = config
         self.rank, self.world = _init_distributed()
         self.device = resolve_device(config.device) if self.world == 1 else \
@@ -208,6 +228,19 @@ class Trainer:
         self.epoch, self.step, self.best = 0, 0, float("inf")
         self.history: list[dict] = []
         self.progress, self.should_stop = progress, should_stop
+        self.batches = batches
+        self.robot_pool = None
+        if config.robot_workers > 0:  # forkserver: safe after CUDA initialisation
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            self.robot_pool = ProcessPoolExecutor(
+                config.robot_workers, mp_context=multiprocessing.get_context("forkserver"))
+            for _ in range(config.robot_workers):  # start them now, beside the first validation
+                self.robot_pool.submit(int)
+        self.deadline = (clock_start or time.time()) + config.time_budget_s \
+            if config.time_budget_s > 0 else None
+        self._last_save, self._save_s, self._val_s, self._step_s = time.time(), 0.0, 0.0, 0.0
         if resume and (self.out / "last.pt").is_file():
             self._resume(self.out / "last.pt")
         self.ddp = None
@@ -233,11 +266,21 @@ class Trainer:
     def _save_last(self) -> None:
         if self.rank != 0:
             return
+        tic = time.time()
         ts = {"optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
               "epoch": self.epoch, "step": self.step, "best": self.best,
               "history": json.dumps(self.history),
               "rng": json.dumps(self.rng.bit_generator.state)}
         save_checkpoint(self.out / "last.pt", self.model, self._meta(), extra={"train_state": ts})
+        (self.out / "history.json").write_text(json.dumps(self.history, indent=1))
+        self._last_save, self._save_s = time.time(), time.time() - tic
+
+    def _out_of_time(self) -> bool:
+        """True when one more step, a validation and a save would overrun the time budget."""
+        if self.deadline is None:
+            return False
+        return time.time() + self._step_s + 1.5 * self._val_s + self._save_s + 1.0 \
+            >= self.deadline
 
     def _meta(self) -> dict:
         return {"epoch": self.epoch, "step": self.step, "best_val_noc85": self.best,
@@ -246,18 +289,22 @@ class Trainer:
     def train_step(self) -> dict[str, float]:
         cfg = self.config
         _frozen_bn_eval(self.model, cfg.freeze_stages)  # validation / iterative clicks reset it
-        samples = [self.pool.sample(self.rng, cfg.crop_size, cfg.full_image_prob)
-                   for _ in range(cfg.batch_size)]
-        clicks = [sample_clicks(s.gt, s.ignore, s.others, self.rng, cfg.max_positive,
-                                cfg.max_negative) for s in samples]
+        if self.batches is not None:
+            samples, clicks = next(self.batches)
+        else:
+            samples = [self.pool.sample(self.rng, cfg.crop_size, cfg.full_image_prob)
+                       for _ in range(cfg.batch_size)]
+            clicks = [sample_clicks(s.gt, s.ignore, s.others, self.rng, cfg.max_positive,
+                                    cfg.max_negative) for s in samples]
         prev: list[np.ndarray | None] = [None] * len(samples)
         if cfg.iterative_prob > 0:
             clicks, prev = add_iterative_clicks(self.model, samples, clicks, cfg, self.rng,
-                                                self.device)
+                                                self.device, self.robot_pool)
         keep = [i for i, c in enumerate(clicks) if c]
         batch = make_batch([samples[i] for i in keep], [clicks[i] for i in keep], cfg.n_roi,
                            self.model.image_mean, self.model.image_std,
-                           [prev[i] for i in keep] if self.model.config.prev_mask else None)
+                           [prev[i] for i in keep] if self.model.config.prev_mask else None,
+                           self.device)
         batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
         net = self.ddp or self.model
         use_amp = cfg.amp and self.device.type == "cuda"
@@ -295,14 +342,20 @@ class Trainer:
         if cfg.validate_at_start and self.step == 0 and self.rank == 0 and not self.history:
             self.history.append({"epoch": 0, "val_noc85": self._validate()})
         t0, steps0 = time.time(), self.step
-        stopped = False
-        while self.epoch < cfg.epochs and not stopped:
-            running: dict[str, float] = {}
+        stopped = out_of_time = False
+        running: dict[str, float] = {}
+        while self.epoch < cfg.epochs and not stopped and not out_of_time:
+            running = {}
             while self.step < (self.epoch + 1) * cfg.steps_per_epoch:
                 if self.should_stop is not None and self.should_stop():
                     stopped = True
                     break
+                if self._out_of_time():
+                    out_of_time = True
+                    break
+                tic = time.time()
                 terms = self.train_step()
+                self._step_s = time.time() - tic
                 self.step += 1
                 for k, v in terms.items():
                     running[k] = 0.9 * running.get(k, v) + 0.1 * v
@@ -311,32 +364,53 @@ class Trainer:
                 bar.set_postfix(loss=f"{running['loss']:.3f}", sps=f"{rate:.1f}")
                 if self.progress is not None:
                     self.progress(self.step, total, f"loss {running['loss']:.3f}")
-                if self.step % cfg.checkpoint_every == 0:
+                if self.step % cfg.checkpoint_every == 0 or (
+                        cfg.checkpoint_every_s and
+                        time.time() - self._last_save >= cfg.checkpoint_every_s):
                     self._save_last()
             if stopped:
+                break
+            if out_of_time:  # a part-epoch: validate it (best.pt), keep the epoch to resume
+                if self.rank == 0 and self.step > steps0 and (
+                        not self.history or self.history[-1].get("step") != self.step):
+                    self._record(running, t0, steps0, partial=True)
+                self._save_last()
                 break
             self.epoch += 1
             self.sched.step()
             if self.rank == 0:
-                noc = self._validate()
-                rate = (self.step - steps0) * cfg.batch_size * self.world / (time.time() - t0)
-                self.history.append({"epoch": self.epoch, "step": self.step, "val_noc85": noc,
-                                     "samples_per_s": round(rate, 2),
-                                     **{k: round(v, 4) for k, v in running.items()}})
-                log.info("epoch %d: %s", self.epoch, self.history[-1])
-                if noc <= self.best:
-                    self.best = noc
-                    save_checkpoint(self.out / "best.pt", self.model, self._meta())
-                (self.out / "history.json").write_text(json.dumps(self.history, indent=1))
+                self._record(running, t0, steps0)
             self._save_last()
         bar.close()
+        if self.robot_pool is not None:
+            self.robot_pool.shutdown(wait=False, cancel_futures=True)
         if self.rank == 0 and not (self.out / "best.pt").is_file():
             save_checkpoint(self.out / "best.pt", self.model, self._meta())
         return {"history": self.history, "best_val_noc85": self.best, "stopped": stopped,
+                "out_of_time": out_of_time, "steps": self.step,
                 "best": str(self.out / "best.pt")}
 
+    def _record(self, running: dict[str, float], t0: float, steps0: int,
+                partial: bool = False) -> None:
+        """Validate, append to the history, keep best.pt, write history.json."""
+        cfg = self.config
+        rate = (self.step - steps0) * cfg.batch_size * self.world / (time.time() - t0)
+        noc = self._validate()
+        self.history.append({"epoch": self.epoch, "step": self.step, "val_noc85": noc,
+                             "samples_per_s": round(rate, 2),
+                             **({"partial_epoch": True} if partial else {}),
+                             **{k: round(v, 4) for k, v in running.items()}})
+        log.info("epoch %d: %s", self.epoch, self.history[-1])
+        if noc <= self.best:
+            self.best = noc
+            save_checkpoint(self.out / "best.pt", self.model, self._meta())
+        (self.out / "history.json").write_text(json.dumps(self.history, indent=1))
+
     def _validate(self) -> float:
-        return self.val.noc85(self.model, self.device, self.config.val_max_clicks)
+        tic = time.time()
+        noc = self.val.noc85(self.model, self.device, self.config.val_max_clicks)
+        self._val_s = time.time() - tic
+        return noc
 
 
 def _init_distributed() -> tuple[int, int]:
@@ -352,10 +426,20 @@ def _init_distributed() -> tuple[int, int]:
     return dist.get_rank(), dist.get_world_size()
 
 
-def train(config: TrainConfig, resume: bool = False) -> dict:
-    """Train from the recipe's folders (the `napari-risnet train` command)."""
+def train(config: TrainConfig, resume: bool = False, clock_start: float | None = None) -> dict:
+    """Train from the recipe's folders or packs (the `napari-risnet train` command);
+    ``clock_start``: when the recipe's ``time_budget_s`` began (default: when training does)."""
     if not config.data:
         raise ValueError("the training config lists no [[data]] folders")
+    packed = [is_pack(d.path) for d in config.data]
+    if any(packed):
+        if not all(packed):
+            raise ValueError("a recipe reads either packed folders or original ones, not both: "
+                             "pack all its [[data]] folders with `napari-risnet pack`")
+        pool, val_samples = pool_from_packs(config)
+        print(f"{len(pool)} training objects in {len(pool.images)} packed images, "
+              f"{len(val_samples)} validation objects")
+        return _run(config, pool, ValidationSet(val_samples), resume, clock_start)
     val, exclude = validation_from_folders(config)
     bar = tqdm(desc="loading images", unit="img", mininterval=2.0)
 
@@ -369,4 +453,17 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
     bar.close()
     print(f"{len(pool)} training objects in {len(pool.images)} images "
           f"({pool.skipped} skipped), {len(val.samples)} validation objects")
-    return Trainer(config, pool, val, resume=resume).run()
+    return _run(config, pool, val, resume, clock_start)
+
+
+def _run(config: TrainConfig, pool: ObjectPool, val: ValidationSet, resume: bool,
+         clock_start: float | None) -> dict:
+    """Start the loader workers (before the model reaches the GPU), then train."""
+    val.use_graphcut = config.val_graphcut
+    batches = None
+    if config.workers > 0:
+        from napari_risnet.training.loader import sample_batches
+
+        batches = sample_batches(pool, config, config.seed + 7919)
+    return Trainer(config, pool, val, resume=resume, batches=batches,
+                   clock_start=clock_start).run()
