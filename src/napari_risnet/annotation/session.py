@@ -20,10 +20,12 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import numpy as np
+from scipy import ndimage
 
 from napari_risnet.annotation.history import History, Patch, SessionState, Step, write_patch
 from napari_risnet.annotation.propagation import (ProgressFn, PropagationMixin,
-                                                  PropagationResult, StopFn, derive_clicks)
+                                                  PropagationResult, StopFn, StopRule,
+                                                  derive_clicks)
 from napari_risnet.annotation.records import ClickRecord, ObjectRecord, SliceKey, SliceRecord
 from napari_risnet.clicks import Click, validate_clicks
 from napari_risnet.robot import iou
@@ -210,6 +212,11 @@ class AnnotationSession(PropagationMixin):
                  prev: np.ndarray | None) -> np.ndarray:
         """Run the segmenter on one slice (takes the segmenter lock; never hold only the state
         lock when calling this)."""
+        return self._predict_full(key, clicks, prev)[0]
+
+    def _predict_full(self, key: SliceKey, clicks: Sequence[Click], prev: np.ndarray | None
+                      ) -> tuple[np.ndarray, np.ndarray | None]:
+        """The (H, W) mask and probabilities (None if the segmenter gives none) of one slice."""
         with self._seg_lock:
             if self._image_slice != key:
                 self._image_slice = None
@@ -217,6 +224,8 @@ class AnnotationSession(PropagationMixin):
                 self._image_slice = key
             pred = self._segmenter.predict(list(clicks), prev_mask=prev)
         mask = np.asarray(pred.mask, dtype=bool)
+        probs = getattr(pred, "probabilities", None)
+        probs = None if probs is None else np.asarray(probs, dtype=np.float32)
         if mask.shape != self.spatial_shape:
             window = getattr(pred, "window", None)
             if window is None:
@@ -225,8 +234,21 @@ class AnnotationSession(PropagationMixin):
             full = np.zeros(self.spatial_shape, bool)
             full[window[0]:window[2], window[1]:window[3]] = mask
             mask = full
+            if probs is not None and probs.shape != self.spatial_shape:
+                fullp = np.zeros(self.spatial_shape, np.float32)
+                fullp[window[0]:window[2], window[1]:window[3]] = probs
+                probs = fullp
         mask.setflags(write=False)
-        return mask
+        return mask, probs
+
+    def _grey(self, key: SliceKey) -> np.ndarray:
+        """One slice as a float grey image (mean of the channels used), for the stop rule."""
+        img = np.asarray(self.image[key], dtype=np.float32)
+        if self.rgb or img.ndim == 3:
+            if self.channels is not None:
+                img = img[..., self.channels]
+            img = img.mean(axis=-1)
+        return img
 
     def _next_pending(self) -> tuple[SliceKey, tuple[Click, ...], np.ndarray | None] | None:
         for key, clicks in self._state.current.items():
@@ -410,6 +432,119 @@ class AnnotationSession(PropagationMixin):
             return None, 0
         return self._write(index, np.where(paint, object_id, block).astype(block.dtype)), n
 
+    def _replace(self, key: SliceKey, mask: np.ndarray | None, object_id: int
+                 ) -> tuple[Patch | None, int]:
+        """Make ``mask`` the object's pixels on a slice (its other pixels there become
+        background; other objects are kept). Returns the patch and the pixels newly painted."""
+        old = self.labels[key] == object_id
+        new = old.copy() if mask is None else np.asarray(mask, bool)
+        if mask is None:
+            new[:] = False
+        free = (self.labels[key] == 0) | old
+        new = new & free
+        box = _bbox(old | new)
+        if box is None:
+            return None, 0
+        index = key + box
+        block = self.labels[index]
+        o, m = old[box], new[box]
+        if np.array_equal(o, m):
+            return None, 0
+        out = np.where(o & ~m, 0, block)
+        out = np.where(m, object_id, out).astype(block.dtype)
+        return self._write(index, out), int(np.count_nonzero(m & ~o))
+
+    # -- corrections -----------------------------------------------------------------------------
+    def correct(self, object_id: int, click: Click, slice_key: Sequence[int] = ()
+                ) -> np.ndarray:
+        """Add a click to a committed object on one slice and redraw it there (one undo step).
+
+        On a slice the object was propagated to, the click joins the clicks propagation derived
+        there (predicted with the neighbour's mask as ``prev_mask``); on a clicked slice it is
+        the next click of that slice; on a slice without the object it starts it (positive
+        first). The slice becomes *fixed*: propagation keeps it. Call ``propagate(object_id,
+        from_slice=slice_key)`` afterwards to carry the correction to the neighbours.
+
+        Returns:
+            the object's new (H, W) mask on that slice.
+        """
+        key = self._check_slice(slice_key)
+        click = self._check_click(click)
+        with self._seg_lock, self._lock:
+            obj = self._object(object_id)
+            rec = obj.slices.get(key)
+            if rec is None or rec.erased:
+                if not click.positive:
+                    raise ValueError(f"object {obj.object_id} is not on slice {key}: the first "
+                                     f"click there must be positive")
+                rec = SliceRecord((), None, 0)
+            clicks = rec.clicks + (click,)
+            if rec.source is not None:
+                # no prev_mask: the result then depends on this slice's clicks alone, so
+                # ``recompute`` gives it back even after its neighbour was propagated again
+                mask = self._predict(key, clicks, None)
+            else:
+                mask = self._replay(key, clicks)
+            before = self._state.copy()
+            patch, _ = self._replace(key, mask, obj.object_id)
+            self._seq += 1
+            slices = dict(obj.slices)
+            slices[key] = SliceRecord(clicks, rec.source, self._seq, rec.n_derived)
+            self._state.objects[obj.object_id] = ObjectRecord(obj.object_id, slices)
+            self._push("correct", before, [] if patch is None else [patch], key=key)
+            return self.labels[key] == obj.object_id
+
+    def erase_slice(self, object_id: int, slice_key: Sequence[int] = (), axis: int = 0) -> int:
+        """Say the object is not on this slice (one undo step): its pixels there go, the slice
+        becomes fixed (propagation stops at it), and slices propagated *through* it are removed.
+
+        Returns:
+            the number of slices the object lost.
+        """
+        key = self._check_slice(slice_key)
+        with self._seg_lock, self._lock:
+            obj = self._object(object_id)
+            before = self._state.copy()
+            mask = self.labels[key] == obj.object_id
+            slices = dict(obj.slices)
+            if mask.any():
+                d = ndimage.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
+                r, c = np.unravel_index(int(np.argmax(d)), d.shape)
+            else:
+                r, c = self.spatial_shape[0] // 2, self.spatial_shape[1] // 2
+            patches: list[Patch] = []
+            removed: list[SliceKey] = []
+            patch, _ = self._replace(key, None, obj.object_id)
+            if patch is not None:
+                patches.append(patch)
+            if self.leading_shape:
+                for direction in (+1, -1):
+                    nxt = key[:axis] + (key[axis] + direction,) + key[axis + 1:]
+                    if 0 <= nxt[axis] < self.leading_shape[axis]:
+                        self._drop_chain(obj.object_id, nxt, axis, direction, slices, patches,
+                                         removed)
+            self._seq += 1
+            slices[key] = SliceRecord((Click(float(r), float(c), False),), None, self._seq)
+            self._state.objects[obj.object_id] = ObjectRecord(obj.object_id, slices)
+            self._push("erase", before, patches, key=key)
+            return len(removed) + int(mask.any())
+
+    def _object(self, object_id: int) -> ObjectRecord:
+        obj = self._state.objects.get(int(object_id))
+        if obj is None:
+            raise ValueError(f"object {object_id} is not committed; committed objects: "
+                             f"{sorted(self._state.objects)}")
+        return obj
+
+    def object_at(self, slice_key: Sequence[int], row: float, col: float) -> int:
+        """The committed object under a pixel (0 for background or an uncommitted label)."""
+        key = self._check_slice(slice_key)
+        r = min(max(int(round(row)), 0), self.spatial_shape[0] - 1)
+        c = min(max(int(round(col)), 0), self.spatial_shape[1] - 1)
+        value = int(self.labels[key + (r, c)])
+        with self._lock:
+            return value if value in self._state.objects else 0
+
     # -- reproducibility -------------------------------------------------------------------------
     def click_records(self) -> list[ClickRecord]:
         """Every click, committed objects first in the order their slices were made, then the
@@ -418,8 +553,9 @@ class AnnotationSession(PropagationMixin):
             rows: list[tuple[int, ClickRecord]] = []
             for obj in self._state.objects.values():
                 for key, rec in obj.slices.items():
-                    rows += [(rec.seq, ClickRecord(obj.object_id, key, c, rec.source))
-                             for c in rec.clicks]
+                    rows += [(rec.seq, ClickRecord(obj.object_id, key, c, rec.source,
+                                                   i < rec.n_derived))
+                             for i, c in enumerate(rec.clicks)]
             order = sorted(rows, key=lambda r: r[0])
             current = sorted(self._state.current.items(),
                              key=lambda kv: self._state.current_seq.get(kv[0], 0))
@@ -432,7 +568,8 @@ class AnnotationSession(PropagationMixin):
         """Rebuild objects from a click table (e.g. saved Points), as one undo step.
 
         Rows are grouped by (object_id, slice) in order of first appearance; clicked slices are
-        replayed click by click, propagated ones (``source`` set) from their source's mask.
+        replayed click by click, propagated ones (``source`` set) from their source's mask,
+        corrected propagated ones (derived and user clicks) from their clicks alone.
         Rows of object 0 become the current object. Returns the committed ids.
         """
         groups: dict[tuple[int, SliceKey], list[ClickRecord]] = {}
@@ -464,10 +601,12 @@ class AnnotationSession(PropagationMixin):
                         state.current_seq[key] = self._seq
                         continue
                     source = rows[0].source
+                    n_derived = sum(r.is_derived for r in rows) if source is not None else 0
                     if source is not None:
                         source = self._check_slice(source)
                         prev = self.labels[source] == object_id
-                        mask = self._predict(key, clicks, prev)
+                        mask = self._predict(key, clicks, prev if n_derived == len(clicks)
+                                             else None)
                     else:
                         mask = self._replay(key, clicks)
                     patch, _ = self._paint(key, mask, object_id, overwrite=False)
@@ -475,7 +614,7 @@ class AnnotationSession(PropagationMixin):
                         patches.append(patch)
                     old = state.objects.get(object_id)
                     slices = dict(old.slices) if old else {}
-                    slices[key] = SliceRecord(clicks, source, self._seq)
+                    slices[key] = SliceRecord(clicks, source, self._seq, n_derived)
                     state.objects[object_id] = ObjectRecord(object_id, slices)
             except Exception:
                 for p in reversed(patches):
@@ -488,9 +627,13 @@ class AnnotationSession(PropagationMixin):
             return sorted(state.objects)
 
     def _replay(self, key: SliceKey, clicks: tuple[Click, ...]) -> np.ndarray:
-        """The sequential mask of a click list (cached prefixes reused)."""
+        """The sequential mask of a click list (cached prefixes reused); empty while no click
+        is positive (an erased slice)."""
         mask = None
         for n in range(1, len(clicks) + 1):
+            if not any(c.positive for c in clicks[:n]):
+                mask = np.zeros(self.spatial_shape, bool)
+                continue
             cached = self._cache.get((key, clicks[:n]))
             if cached is None:
                 cached = self._predict(key, clicks[:n], mask)
@@ -509,7 +652,5 @@ def _bbox(mask: np.ndarray | None) -> tuple[slice, slice] | None:
     return slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)
 
 
-
-
 __all__ = ["AnnotationSession", "ClickRecord", "ObjectRecord", "PropagationResult",
-           "SliceKey", "SliceRecord", "derive_clicks", "iou"]
+           "SliceKey", "SliceRecord", "StopRule", "derive_clicks", "iou"]
