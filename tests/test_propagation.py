@@ -166,8 +166,13 @@ def test_propagation_keeps_every_clicked_slice_fixed() -> None:
     s.correct(oid, Click(32, 36, False), slice_key=(8,))
     result = s.propagate(oid, from_slice=(8,))
     np.testing.assert_array_equal(s.labels[11], fixed_11)
-    assert s.labels[10, 32, 34] == 0
-    assert (11,) not in result.slices and "clicked" in result.stopped[1]
+    # slice 9 is nearer to 8, slice 10 nearer to 11: a correction rewrites its own side only
+    assert result.slices[0] == (9,) and s.labels[9, 32, 34] == 0
+    assert s.labels[10, 32, 34] == oid and "another clicked slice" in result.stopped[1]
+    result = s.propagate(oid, from_slice=(11,))
+    assert (10,) in result.slices and s.labels[10, 32, 34] == 0
+    assert (12,) in result.slices and "clicked" in result.stopped[-1]
+    np.testing.assert_array_equal(s.labels[11], fixed_11)
     # a full propagation starts from every clicked slice and still keeps them
     s.propagate(oid)
     np.testing.assert_array_equal(s.labels[11], fixed_11)

@@ -38,7 +38,9 @@ class StopRule:
         min_area: fewer pixels: the object vanished.
         min_iou: IoU with the neighbouring slice's mask below this: it jumped elsewhere.
         max_area_ratio: area changed by more than this factor from the neighbour.
-        min_confidence: mean model probability inside the mask below this: the model is unsure.
+        min_confidence: mean model probability inside the mask below this: the model is unsure
+            (skipped for segmenters whose ``calibrated`` attribute is False, e.g. the graph
+            cut baseline, whose probabilities are colour posteriors).
         min_contrast: the object's contrast against a ring around it, as a fraction of that
             contrast on the slice propagation started from, below this: the object fades into
             its surroundings (or the mask spread into background). 0 disables it.
@@ -226,7 +228,9 @@ class PropagationMixin:
         after a correction there) and runs both ways until the stop rule says the object ended,
         the next user-clicked slice (kept as it is), other objects covering it, or the stack's
         end. Slices it passes are predicted again; slices carried from the same start that lie
-        beyond a new stop are removed (the object ended earlier than before). From
+        beyond a new stop are removed (the object ended earlier than before). Each clicked
+        slice rewrites the slices nearer to it than to the next clicked slice; beyond those it
+        only fills slices the object does not reach yet. From
         ``from_slice``, a direction also stops at the first slice that comes out as before
         (IoU >= ``converged_iou``): the neighbours the correction affects are re-run, no more.
 
@@ -285,9 +289,10 @@ class PropagationMixin:
                     if result.cancelled:
                         break
                     source, reason = start, "end of the stack"
+                    owned = self._owned_steps(start, direction, axis, slices)
                     ref = self._chain_reference(start, obj.object_id, rule)
                     carry = slices[start].clicks if self.carry_clicks else ()
-                    for _ in range(room):
+                    for step in range(1, room + 1):
                         if should_stop is not None and should_stop():
                             result.cancelled = True
                             reason = "stopped"
@@ -299,7 +304,7 @@ class PropagationMixin:
                         if target in slices and slices[target].fixed:
                             reason = "reached a slice you clicked on"
                             break
-                        if target in made:
+                        if target in made or (step > owned and target in slices):
                             reason = "met the propagation from another clicked slice"
                             break
                         old = (self.labels[target] == obj.object_id) \
@@ -338,6 +343,18 @@ class PropagationMixin:
                 progress(total, total, "done")
             return result
 
+    def _owned_steps(self, start: SliceKey, direction: int, axis: int,
+                     slices: dict[SliceKey, SliceRecord]) -> int:
+        """How many slices this way belong to ``start``: those nearer to it than to the next
+        clicked slice (ties to ``start``). Beyond them propagation only fills slices the object
+        does not reach yet, so a correction never rewrites what another clicked slice made."""
+        others = [k[axis] for k, rec in slices.items() if rec.fixed and k != start
+                  and k[:axis] + k[axis + 1:] == start[:axis] + start[axis + 1:]
+                  and (k[axis] - start[axis]) * direction > 0]
+        if not others:
+            return 1 << 30
+        return min(abs(z - start[axis]) for z in others) // 2
+
     def _chain_reference(self, start: SliceKey, object_id: int, rule: StopRule
                          ) -> tuple[float | None, float | None] | None:
         """The object's (contrast, brightness) on the slice a chain starts from: the image
@@ -360,6 +377,8 @@ class PropagationMixin:
             return "the object vanished"
         clicks = derive_clicks(prev, negatives, carry=carry, **self.click_options)
         mask, probs = self._predict_full(target, clicks, prev)
+        if not getattr(self._segmenter, "calibrated", True):
+            probs = None  # e.g. a graph cut's colour posteriors: no confidence to judge by
         contrast = brightness = None
         if reference is not None and mask.any():
             grey = self._grey(target)
