@@ -42,10 +42,11 @@ class StopRule:
             (skipped for segmenters whose ``calibrated`` attribute is False, e.g. the graph
             cut baseline, whose probabilities are colour posteriors).
         min_contrast: the object's contrast against a ring around it, as a fraction of that
-            contrast on the slice propagation started from, below this: the object fades into
-            its surroundings (or the mask spread into background). 0 disables it.
+            contrast on its brightest clicked slice, below this: the object fades into its
+            surroundings (or the mask spread into background). 0 disables it.
         min_brightness: the object's mean intensity above the slice's dark level, as a fraction
-            of that on the start slice, below this: the object fades out. 0 disables it.
+            of that on its brightest clicked slice, below this: the object fades out. 0
+            disables it.
     """
 
     min_area: int = 4
@@ -290,7 +291,7 @@ class PropagationMixin:
                         break
                     source, reason = start, "end of the stack"
                     owned = self._owned_steps(start, direction, axis, slices)
-                    ref = self._chain_reference(start, obj.object_id, rule)
+                    ref = self._chain_reference(start, obj.object_id, rule, slices, axis)
                     carry = slices[start].clicks if self.carry_clicks else ()
                     for step in range(1, room + 1):
                         if should_stop is not None and should_stop():
@@ -355,15 +356,28 @@ class PropagationMixin:
             return 1 << 30
         return min(abs(z - start[axis]) for z in others) // 2
 
-    def _chain_reference(self, start: SliceKey, object_id: int, rule: StopRule
+    def _chain_reference(self, start: SliceKey, object_id: int, rule: StopRule,
+                         slices: dict[SliceKey, SliceRecord], axis: int
                          ) -> tuple[float | None, float | None] | None:
-        """The object's (contrast, brightness) on the slice a chain starts from: the image
-        tests' yardsticks (None when the rule does not look at the image)."""
+        """The image tests' yardsticks: the object's (contrast, brightness) on its brightest
+        clicked slice of this line (None when the rule does not look at the image). The
+        body of the object, not the chain's start: a correction on a dim end must not become
+        the measure that lets the next slices fade further."""
         if not rule.uses_image and not self.measure_always:
             return None
-        mask = self.labels[start] == object_id
-        grey = self._grey(start)
-        return object_contrast(grey, mask), object_brightness(grey, mask)
+        line = start[:axis] + start[axis + 1:]
+        best: tuple[float | None, float | None] | None = None
+        for key, rec in slices.items():
+            if not rec.fixed or key[:axis] + key[axis + 1:] != line:
+                continue
+            mask = self.labels[key] == object_id
+            if not mask.any():
+                continue
+            grey = self._grey(key)
+            b = object_brightness(grey, mask)
+            if best is None or (b is not None and (best[1] is None or abs(b) > abs(best[1]))):
+                best = (object_contrast(grey, mask), b)
+        return best
 
     def _propagate_one(self, object_id: int, source: SliceKey, target: SliceKey,
                        slices: dict[SliceKey, SliceRecord], patches: list[Patch],
