@@ -33,8 +33,7 @@ def record(method, obj, max_clicks: int, click_options: dict) -> dict:
     s = AnnotationSession(obj.image, method)
     s.stop_rule = PERMISSIVE
     s.measure_always = True
-    s.click_options = {k: v for k, v in click_options.items() if k != "carry"}
-    s.carry_clicks = bool(click_options.get("carry", 1))
+    s.click_options = click_options
     z0 = int(np.argmax(gt.sum(axis=(1, 2))))
     _click_slice(s, RobotUser(gt[z0]), gt[z0], (z0,), max_clicks, 0.85, None)
     oid = s.commit()
@@ -96,11 +95,10 @@ def main(argv=None) -> int:
     p.add_argument("--max-clicks", type=int, default=5)
     p.add_argument("--margin", type=float, default=1.0)
     p.add_argument("--elongated", type=int, default=1)
-    p.add_argument("--carry", type=int, default=1)
     p.add_argument("--cache", help="JSON of recorded measures (read if present, else written)")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
-    opts = {"margin": args.margin, "elongated": bool(args.elongated), "carry": args.carry}
+    opts = {"margin": args.margin, "elongated": bool(args.elongated)}
     if args.cache and Path(args.cache).is_file():
         data = json.loads(Path(args.cache).read_text())
     else:
@@ -120,7 +118,7 @@ def main(argv=None) -> int:
     rows.sort(key=lambda r: (-round(r[0]["dice"], 3), r[0]["extra"]))
     base = simulate(data, StopRule())
     print(f"objects: {len(data)}; oracle stop (the object's own extent): "
-          f"{oracle(data):.3f}; default rule: {base}")
+          f"{oracle(data):.3f}; area / IoU rule only (the old one): {base}")
     print("| min_iou | max_area_ratio | min_confidence | min_contrast | min_brightness | Dice r0 "
           "| extra | missed | in extent |\n|---|---|---|---|---|---|---|---|---|")
     for m, r in rows[:15]:

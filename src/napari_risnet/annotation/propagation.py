@@ -15,7 +15,7 @@ A mixin of ``AnnotationSession`` (it uses the session's prediction, painting and
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import numpy as np
 from scipy import ndimage
@@ -136,7 +136,7 @@ def object_contrast(grey: np.ndarray, mask: np.ndarray) -> float | None:
 
 
 def derive_clicks(prev: np.ndarray, negatives: bool = True, elongated: bool = True,
-                  margin: float = 1.0, carry: Sequence[Click] = ()) -> list[Click]:
+                  margin: float = 1.0) -> list[Click]:
     """Clicks for the next slice from a neighbouring mask.
 
     A positive click at the mask's most interior point; on an elongated mask (``elongated``),
@@ -144,11 +144,8 @@ def derive_clicks(prev: np.ndarray, negatives: bool = True, elongated: bool = Tr
     first (one click in the middle of a long object says little about its ends). With
     ``negatives``, negative clicks left / right / above / below the mask's centre, ``margin``
     object half-extents beyond its edge (so a moderately larger object still lies inside
-    them). Those off the image or on the mask (concave shapes) are dropped.
-
-    ``carry``: the user's clicks on the slice propagation started from; those that still agree
-    with ``prev`` (positive inside it, negative outside it) are added -- a negative click that
-    cut a neighbouring structure off on one slice is usually right on the next ones too.
+    them). Those off the image or on the mask (concave shapes) are dropped. (``margin`` 1.0
+    and ``elongated`` were chosen on msd_hippocampus/train: benchmarks/stack_tuning_*.md.)
     """
     dist = ndimage.distance_transform_edt(np.pad(prev, 1))[1:-1, 1:-1]
     r, c = np.unravel_index(int(np.argmax(dist)), dist.shape)
@@ -161,17 +158,6 @@ def derive_clicks(prev: np.ndarray, negatives: bool = True, elongated: bool = Tr
         if d2.max() >= 0.5 * radius:
             r2, c2 = np.unravel_index(int(np.argmax(d2)), d2.shape)
             clicks.append(Click(float(r2), float(c2), True))
-    if carry:
-        near = ndimage.binary_dilation(prev, iterations=1)
-        for k in carry:
-            r_, c_ = int(round(k.row)), int(round(k.col))
-            if not (0 <= r_ < prev.shape[0] and 0 <= c_ < prev.shape[1]):
-                continue
-            if k.positive and prev[r_, c_] and all(
-                    (k.row - q.row) ** 2 + (k.col - q.col) ** 2 > 4 for q in clicks):
-                clicks.append(Click(k.row, k.col, True))
-            elif not k.positive and not near[r_, c_]:
-                clicks.append(Click(k.row, k.col, False))
     if not negatives:
         return clicks
     rows, cols = np.nonzero(prev)
@@ -198,25 +184,30 @@ class PropagationResult:
     stopped: dict[int, str] = field(default_factory=dict)
     removed: list[SliceKey] = field(default_factory=list)
     cancelled: bool = False
-    #: per predicted slice: slice, direction, area, iou, confidence, contrast (relative to the
-    #: start), reason (None when kept) -- what the stop rule saw, to explain or tune it
+    #: per predicted slice: slice, direction, area, area_ratio, iou, confidence, contrast and
+    #: brightness (relative to the brightest clicked slice), reason (None when kept) -- what
+    #: the stop rule saw, to explain or tune it
     measures: list[dict[str, Any]] = field(default_factory=list)
 
 
 class PropagationMixin:
     """``propagate`` for ``AnnotationSession`` (needs its ``_predict_full``, ``_replace``,
-    ``_grey``, ``_state``, ``_push``, locks and ``labels``)."""
+    ``_grey``, ``_state``, ``_push``, locks and ``labels``).
 
-    stop_rule: StopRule = DEFAULT_STOP_RULE
-    #: extra keyword arguments of ``derive_clicks`` (e.g. ``margin``), settable per session.
-    click_options: dict[str, Any] = {}
-    #: a re-propagation (``from_slice``) stops where a slice comes out like before (this IoU
-    #: with its previous mask): the slices beyond would not change either
-    converged_iou: float = 0.95
-    #: carry the start slice's clicks along (``derive_clicks(carry=...)``)
-    carry_clicks: bool = False
-    #: measure the contrast even when the rule does not use it (for tuning)
-    measure_always: bool = False
+    Settings, per session (set by ``_init_propagation``):
+        stop_rule: the ``StopRule`` (default ``DEFAULT_STOP_RULE``).
+        click_options: extra keyword arguments of ``derive_clicks`` (e.g. ``margin``).
+        converged_iou: a re-propagation (``from_slice``) stops where a slice comes out like
+            before (this IoU with its previous mask): the slices beyond would not change.
+        measure_always: measure contrast and brightness even when the rule ignores them
+            (tuning).
+    """
+
+    def _init_propagation(self) -> None:
+        self.stop_rule: StopRule = DEFAULT_STOP_RULE
+        self.click_options: dict[str, Any] = {}
+        self.converged_iou = 0.95
+        self.measure_always = False
 
     def propagate(self, object_id: int, axis: int = 0, min_iou: float | None = None,
                   max_area_ratio: float | None = None, min_area: int | None = None,
@@ -292,7 +283,6 @@ class PropagationMixin:
                     source, reason = start, "end of the stack"
                     owned = self._owned_steps(start, direction, axis, slices)
                     ref = self._chain_reference(start, obj.object_id, rule, slices, axis)
-                    carry = slices[start].clicks if self.carry_clicks else ()
                     for step in range(1, room + 1):
                         if should_stop is not None and should_stop():
                             result.cancelled = True
@@ -312,7 +302,7 @@ class PropagationMixin:
                             if start_key is not None and target in slices else None
                         reason = self._propagate_one(obj.object_id, source, target, slices,
                                                      patches, rule, negatives, ref,
-                                                     result.measures, direction, carry)
+                                                     result.measures, direction)
                         if not reason and old is not None and old.any() \
                                 and iou(self.labels[target] == obj.object_id, old) \
                                 >= self.converged_iou:
@@ -383,13 +373,12 @@ class PropagationMixin:
                        slices: dict[SliceKey, SliceRecord], patches: list[Patch],
                        rule: StopRule, negatives: bool,
                        reference: tuple[float | None, float | None] | None,
-                       measures: list[dict[str, Any]], direction: int,
-                       carry: Sequence[Click] = ()) -> str | None:
+                       measures: list[dict[str, Any]], direction: int) -> str | None:
         """Predict one slice from its neighbour; write it and return None, or say why not."""
         prev = self.labels[source] == object_id
         if not prev.any():
             return "the object vanished"
-        clicks = derive_clicks(prev, negatives, carry=carry, **self.click_options)
+        clicks = derive_clicks(prev, negatives, **self.click_options)
         mask, probs = self._predict_full(target, clicks, prev)
         if not getattr(self._segmenter, "calibrated", True):
             probs = None  # e.g. a graph cut's colour posteriors: no confidence to judge by

@@ -2,7 +2,9 @@
 
 The session holds the image, the label array, the clicks of the current object (per slice) and
 the committed objects (per slice: their clicks and, for propagated slices, the slice they were
-carried from). Every change is one undo step that restores the label array exactly.
+carried from). A committed object can be corrected on any slice (``correct``, ``erase_slice``)
+and propagated again from there (``propagate(..., from_slice=...)``, in ``propagation.py``).
+Every change is one undo step that restores the label array exactly.
 
 Masks follow *sequential* semantics: the mask after click ``k`` of a slice is
 ``predict(clicks[:k], prev_mask=mask after click k-1)``. They are cached by (slice, clicks), so
@@ -126,6 +128,7 @@ class AnnotationSession(PropagationMixin):
         self._seq = 0
         self._lock = threading.RLock()
         self._seg_lock = threading.RLock()
+        self._init_propagation()
 
     # -- properties ------------------------------------------------------------------------------
     @property
