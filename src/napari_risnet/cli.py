@@ -1,4 +1,4 @@
-"""`napari-risnet` command line: evaluate, evaluate-stack, segment, train, finetune, demo.
+"""`napari-risnet` command line: evaluate, segment, train, finetune, demo.
 
 Thin over the library; imports what a subcommand needs only when it runs, so `--help` is
 instant and the headless commands never touch napari or Qt.
