@@ -116,7 +116,8 @@ def cmd_evaluate_stack(args: argparse.Namespace) -> int:
         save_stack_json(summary, args.out, results)
         print(f"wrote {args.out}")
     if args.plot:
-        plot_stack_curves({args.method: summary}, args.plot, Path(args.dataset).name)
+        plot_stack_curves({args.method: summary}, args.plot,
+                          "/".join(Path(args.dataset).resolve().parts[-2:]))
         print(f"wrote {args.plot}")
     return 0
 

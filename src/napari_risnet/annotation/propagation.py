@@ -318,9 +318,9 @@ class PropagationMixin:
                         result.slices.append(target)
                         source = target
                     else:
-                        if room < ((n_axis - 1 - start[axis]) if direction > 0
-                                   else start[axis]):
-                            reason = "max_slices reached"
+                        reason = "max_slices reached" if room < (
+                            (n_axis - 1 - start[axis]) if direction > 0 else start[axis]) \
+                            else "end of the stack"
                     if start == outer[direction] or direction not in result.stopped:
                         result.stopped[direction] = reason
             except Exception:
