@@ -166,6 +166,7 @@ class RISNetWidget(QWidget):
         self.clear_button = QPushButton("Clear object (Esc)")
         self.object_spin = QSpinBox()
         self.object_spin.setRange(0, 2 ** 31 - 1)
+        self.object_spin.valueChanged.connect(lambda _: self._update_status())
         self.object_spin.setToolTip("committed object that clicks correct and Propagate carries "
                                     "(0 = clicks make a new object; Propagate takes the last "
                                     "committed one)")
@@ -693,9 +694,12 @@ class RISNetWidget(QWidget):
             return
         latency = "-" if self.last_latency is None else f"{self.last_latency * 1000:.0f} ms"
         sign = "negative" if self.negative_mode else "positive"
+        editing = self.object_spin.value()
+        target = (f"clicks correct object {editing} (Esc: stop)"
+                  if editing and editing in session.objects else
+                  f"{session.n_current_clicks} clicks on the current object")
         self.status_label.setText(
-            f"{session.n_current_clicks} clicks on the current object · "
-            f"{len(session.objects)} objects · last prediction {latency} · "
+            f"{target} · {len(session.objects)} objects · last prediction {latency} · "
             f"left click = {sign}")
 
 

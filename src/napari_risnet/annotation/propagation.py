@@ -222,9 +222,9 @@ class PropagationMixin:
         end. Slices it passes are predicted again; slices carried from the same start that lie
         beyond a new stop are removed (the object ended earlier than before). Each clicked
         slice rewrites the slices nearer to it than to the next clicked slice; beyond those it
-        only fills slices the object does not reach yet. From
-        ``from_slice``, a direction also stops at the first slice that comes out as before
-        (IoU >= ``converged_iou``): the neighbours the correction affects are re-run, no more.
+        only fills slices the object does not reach yet. From ``from_slice``, a direction also
+        stops at the first slice that comes out as before (IoU >= ``converged_iou``): the
+        neighbours the correction affects are re-run, no more.
 
         Args:
             object_id: a committed object.
