@@ -228,6 +228,30 @@ def test_corrections_replay_to_the_same_labels() -> None:
     assert {k for k, r in fresh.objects[oid].slices.items() if r.fixed} == {(4,), (9,), (13,)}
 
 
+def test_corrections_survive_the_points_round_trip() -> None:
+    from napari_risnet._layers import points_from_records, records_from_points
+
+    img = touching_blobs()
+    s = AnnotationSession(img, SplitSegmenter())
+    s.add_click(Click(32, 20), slice_key=(4,))
+    oid = s.commit()
+    s.propagate(oid, negatives=False)
+    s.correct(oid, Click(32, 36, False), slice_key=(9,))
+    data, features, _ = points_from_records(s.click_records(), 1)
+    # as a CSV gives them back: plain columns, slice keys mangled to numbers
+    table = {k: features[k].to_numpy() for k in features}
+    records = records_from_points(data, table, 1)
+    assert records == s.click_records()
+    fresh = AnnotationSession(img, SplitSegmenter())
+    fresh.recompute(records)
+    np.testing.assert_array_equal(fresh.labels, s.labels)
+    assert fresh.objects[oid].slices[(9,)].fixed and not fresh.objects[oid].slices[(8,)].fixed
+    # files written before the derived column: propagated rows count as derived
+    del table["derived"]
+    old = records_from_points(data, table, 1)
+    assert all(r.is_derived == (r.source is not None) for r in old)
+
+
 def test_correction_inputs_are_checked(sphere) -> None:
     image, _ = sphere
     s = AnnotationSession(image, SplitSegmenter())
