@@ -107,6 +107,24 @@ def test_a_dim_end_stops_the_propagation() -> None:
     assert max(filled(s2.labels, 1)) == 14
 
 
+def test_hold_contrast_keeps_a_fading_end_from_spreading() -> None:
+    img = fading_stack()
+    for z in range(10, 15):  # the dim end sits in a faint halo the segmenter takes too
+        halo = disc((64, 64), (32, 32), 11) & ~disc((64, 64), (32, 32), 8)
+        img[z][halo] = 0.3 * img[z, 32, 32]
+    grown = {}
+    for hold in (0.0, 0.7):
+        s = AnnotationSession(img, SplitSegmenter(threshold=0.05))
+        s.stop_rule = StopRule(min_brightness=0.0, hold_contrast=hold)
+        s.add_click(Click(32, 32), slice_key=(5,))
+        oid = s.commit()
+        s.propagate(oid)
+        grown[hold] = int((s.labels[12] == oid).sum())
+    core = int(disc((64, 64), (32, 32), 8).sum())
+    assert grown[0.0] > 1.5 * core  # without the brake the halo joins the object
+    assert grown[0.7] == core     # with it the outline of the bright slices is kept
+
+
 def test_low_model_confidence_stops_the_propagation() -> None:
     img = fading_stack()
     # the fake is sure of bright slices only (probability = slice maximum)
