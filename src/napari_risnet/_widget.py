@@ -4,7 +4,12 @@ session state -> layers. Predictions and propagation run in thread workers.
 Mouse (on the clicks layer, in pan / zoom mode): left click = positive click; right click or
 Control-click (Command on macOS) = negative click; dragging pans as usual.
 Keys (bound on the clicks layer only): ``c`` or Enter commit, ``u`` undo, ``Shift-U`` redo,
-``Escape`` clear the current object, ``n`` toggle the sign of left clicks.
+``Escape`` clear the current object (or stop editing a committed one), ``n`` toggle the sign of
+left clicks, ``p`` propagate, ``e`` erase the edited object on the shown slice.
+
+Stacks: a click on a committed object (with no object in progress), or any click while the
+"object" box names one, *corrects* that object on that slice; ``p`` then re-propagates from the
+corrected slice, keeping every slice you clicked on as it is.
 """
 from __future__ import annotations
 
@@ -41,7 +46,8 @@ PREVIEW_COLOR = (1.0, 0.85, 0.0, 1.0)
 #: Canvas pixels the mouse may move between press and release and still count as a click.
 CLICK_TOLERANCE_PX = 4.0
 KEYS = {"commit": ("c", "Enter"), "undo": ("u",), "redo": ("Shift-U",),
-        "clear": ("Escape",), "toggle_sign": ("n",)}
+        "clear": ("Escape",), "toggle_sign": ("n",), "propagate": ("p",),
+        "erase_slice": ("e",)}
 
 _WIDGETS: "weakref.WeakSet[RISNetWidget]" = weakref.WeakSet()
 _PENDING_CHECKPOINTS: dict[int, Path] = {}
@@ -67,6 +73,11 @@ class _LazySegmenter:
         if self._segmenter is None:
             self._segmenter = self.factory(**self.settings)
         return self._segmenter
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether the probabilities are a model's confidence (propagation's stop rule)."""
+        return getattr(self._get(), "calibrated", True)
 
     def set_image(self, image: Any, channels: Any = None) -> None:
         self._get().set_image(image, channels)
@@ -116,6 +127,7 @@ class RISNetWidget(QWidget):
         self._propagating = False
         self._creating = False
         self._stop_requested = False
+        self._corrected: tuple[int, tuple] | None = None  # (object, slice) last corrected
         self._pbar: progress | None = None
         self._relay = _Relay()
         self._relay.progressed.connect(self._on_progress)
@@ -154,8 +166,11 @@ class RISNetWidget(QWidget):
         self.clear_button = QPushButton("Clear object (Esc)")
         self.object_spin = QSpinBox()
         self.object_spin.setRange(0, 2 ** 31 - 1)
-        self.object_spin.setToolTip("object to propagate (0 = the last committed one)")
-        self.propagate_button = QPushButton("Propagate through the stack")
+        self.object_spin.valueChanged.connect(lambda _: self._update_status())
+        self.object_spin.setToolTip("committed object that clicks correct and Propagate carries "
+                                    "(0 = clicks make a new object; Propagate takes the last "
+                                    "committed one)")
+        self.propagate_button = QPushButton("Propagate through the stack (p)")
         self.stop_button = QPushButton("Stop")
         self.stop_button.setEnabled(False)
         self.recompute_button = QPushButton("Recompute from points")
@@ -328,7 +343,8 @@ class RISNetWidget(QWidget):
             widget = ref()
             if widget is not None:
                 {"commit": widget.commit, "undo": widget.undo, "redo": widget.redo,
-                 "clear": widget.clear, "toggle_sign": widget.toggle_sign}[action]()
+                 "clear": widget.clear, "toggle_sign": widget.toggle_sign,
+                 "propagate": widget.propagate, "erase_slice": widget.erase_slice}[action]()
         handler.__name__ = f"risnet_{action}"
         handler.__doc__ = f"RIS-Net: {action.replace('_', ' ')}"
         return handler
@@ -371,12 +387,69 @@ class RISNetWidget(QWidget):
         try:
             key, row, col = world_to_click(ann.image, world_position,
                                            len(ann.session.leading_shape))
+            target = self._correction_target(key, row, col)
+            if target:
+                self._correct(target, Click(row, col, positive), key)
+                return
             ann.session.add_click(Click(row, col, positive), key, predict=False)
         except (ValueError, TypeError) as exc:
             show_warning(f"RIS-Net: {exc}")
             return
         self._refresh_points()
         self._schedule_prediction()
+
+    # -- corrections of committed objects --------------------------------------------------------
+    def _correction_target(self, key: tuple, row: float, col: float) -> int:
+        """The committed object a click corrects: the one the "object" box names, else the one
+        under the click when no object is in progress; 0 = the click is for a new object."""
+        session = self.session
+        chosen = self.object_spin.value()
+        if chosen and chosen in session.objects:
+            return chosen
+        if session.n_current_clicks == 0:
+            return session.object_at(key, row, col)
+        return 0
+
+    def _correct(self, object_id: int, click: Click, key: tuple) -> None:
+        """Correct a committed object on one slice in a worker (the object becomes the edited
+        one: the next clicks correct it too, until Escape or a commit)."""
+        session = self.session
+        self.object_spin.setValue(object_id)
+        self._corrected = (object_id, key)
+        self._generation += 1
+
+        def job() -> float:
+            tic = time.perf_counter()
+            session.correct(object_id, click, key)
+            return time.perf_counter() - tic
+
+        self._start_worker(job, returned=self._on_corrected,
+                           errored=lambda exc: (show_warning(f"RIS-Net: {exc}"),
+                                                self._refresh()))
+
+    def _on_corrected(self, elapsed: float) -> None:
+        self.last_latency = elapsed
+        self._refresh()
+
+    def erase_slice(self) -> None:
+        """Take the edited object (the "object" box) off the slice shown: it ends there."""
+        session = self._guard()
+        if session is None or not session.leading_shape:
+            return
+        object_id = self.object_spin.value()
+        if object_id not in session.objects:
+            show_warning("RIS-Net: click on a committed object first (or pick it in the "
+                         "object box), then press e on a slice it should not reach")
+            return
+        key, _, _ = world_to_click(self.annotation.image, self.viewer.dims.point,
+                                   len(session.leading_shape))
+        try:
+            session.erase_slice(object_id, key)
+        except ValueError as exc:
+            show_warning(f"RIS-Net: {exc}")
+            return
+        self._corrected = None
+        self._refresh()
 
     def toggle_sign(self) -> None:
         self.negative_check.setChecked(not self.negative_mode)
@@ -458,6 +531,9 @@ class RISNetWidget(QWidget):
         if session is not None and session.clear():
             self._generation += 1
             self._refresh()
+        elif session is not None:  # nothing in progress: stop editing a committed object
+            self.object_spin.setValue(0)
+            self._corrected = None
 
     def _after_history_change(self, session: AnnotationSession) -> None:
         self._generation += 1
@@ -487,6 +563,15 @@ class RISNetWidget(QWidget):
             else:
                 show_warning("RIS-Net: click on an object first, then propagate it")
                 return
+        if object_id not in session.objects:
+            show_warning(f"RIS-Net: object {object_id} is not committed")
+            return
+        # after a correction: carry it to the neighbours (clicked slices stay as they are)
+        from_slice = None
+        if self._corrected is not None and self._corrected[0] == object_id \
+                and self._corrected[1] in session.objects[object_id].slices:
+            from_slice = self._corrected[1]
+        self._corrected = None
         self._propagating = True
         self._stop_requested = False
         self.stop_button.setEnabled(True)
@@ -495,7 +580,7 @@ class RISNetWidget(QWidget):
         relay = self._relay
 
         def job() -> PropagationResult:
-            return session.propagate(object_id,
+            return session.propagate(object_id, from_slice=from_slice,
                                      progress=lambda d, t, m: relay.progressed.emit(d, t, m),
                                      should_stop=lambda: self._stop_requested)
 
@@ -609,9 +694,12 @@ class RISNetWidget(QWidget):
             return
         latency = "-" if self.last_latency is None else f"{self.last_latency * 1000:.0f} ms"
         sign = "negative" if self.negative_mode else "positive"
+        editing = self.object_spin.value()
+        target = (f"clicks correct object {editing} (Esc: stop)"
+                  if editing and editing in session.objects else
+                  f"{session.n_current_clicks} clicks on the current object")
         self.status_label.setText(
-            f"{session.n_current_clicks} clicks on the current object · "
-            f"{len(session.objects)} objects · last prediction {latency} · "
+            f"{target} · {len(session.objects)} objects · last prediction {latency} · "
             f"left click = {sign}")
 
 
