@@ -180,16 +180,34 @@ def section_propagation(predictor) -> None:
 
 
 def _drive_propagation(session) -> None:
-    """Click the middle slice, commit, propagate both ways; prints time and slices filled."""
+    """Click the middle slice, commit, propagate both ways; then one correction round (a click
+    on slice 45 and the re-propagation of the neighbours it affects). Prints times."""
     mid = 30
     session.add_click(Click(128, 128, True), slice_key=(mid,))
     obj = session.commit()
     tic = time.perf_counter()
-    session.propagate(obj)
+    result = session.propagate(obj)
     dt = time.perf_counter() - tic
     filled = int((session.labels == obj).any(axis=(1, 2)).sum())
-    print(f"| slices filled | seconds | s / slice |\n|---|---|---|\n"
-          f"| {filled} / 60 | {dt:.2f} | {dt / max(filled - 1, 1):.3f} |")
+    print(f"| slices filled | seconds | s / slice | stopped |\n|---|---|---|---|\n"
+          f"| {filled} / 60 | {dt:.2f} | {dt / max(filled - 1, 1):.3f} | "
+          f"{'; '.join(f'{d:+d}: {r}' for d, r in result.stopped.items())} |")
+    print("\n| correction round on slice 45 | click s | re-propagation s | slices re-run | "
+          "round s |\n|---|---|---|---|---|")
+    for name, converged in (("neighbours until they come out as before", 0.95),
+                            ("worst case: every slice it may rewrite", 1.01)):
+        session.converged_iou = converged
+        rows, cols = np.nonzero(session.labels[45] == obj)
+        tic = time.perf_counter()
+        session.correct(obj, Click(float(rows.max()) + 2, float(cols.mean()), True), (45,))
+        t_click = time.perf_counter() - tic
+        tic = time.perf_counter()
+        again = session.propagate(obj, from_slice=(45,))
+        t_prop = time.perf_counter() - tic
+        print(f"| {name} | {t_click:.2f} | {t_prop:.2f} | {len(again.slices)} | "
+              f"{t_click + t_prop:.2f} |")
+        session.undo()
+        session.undo()
 
 
 def section_sam(threads: int) -> None:

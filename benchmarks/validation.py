@@ -6,7 +6,11 @@ trainer's per-epoch check, to choose between checkpoints without touching GrabCu
 `test` split. Usage:
 
     python benchmarks/validation.py training/default.toml default runs/stage2/last.pt \
-        [--per-source 30] [--threads 1]
+        [--per-source 30] [--threads 1] [--ablate no_prev_mask|no_decoder]
+
+``--ablate`` switches a part of an architecture-v2 model off at inference (the previous mask fed
+as zeros, or the fusion used without the decoder's refinement): what each part contributes to
+the trained model (not the same as training without it).
 """
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+import napari_risnet.inference.predictor as predictor_module
 from napari_risnet.evaluation import evaluate
 from napari_risnet.inference.predictor import Predictor
 from napari_risnet.training.config import load_config
@@ -34,15 +39,26 @@ def main() -> None:
     p.add_argument("--per-source", type=int, default=30, help="objects per data folder")
     p.add_argument("--max-clicks", type=int, default=20)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--only", default=None, help="score only the folder with this name")
+    p.add_argument("--ablate", choices=["no_prev_mask", "no_decoder"], default=None)
+    p.add_argument("--merge-from", type=int, default=None,
+                   help="Predictor merge_from (progressive merge from this click; 0 = off)")
     args = p.parse_args()
+    if args.ablate == "no_prev_mask":
+        predictor_module._prev_in_window = lambda prev, t: None  # always an empty mask
     torch.set_num_threads(args.threads)
     cfg = load_config(args.recipe)
     sets, _ = held_out_objects(cfg, args.per_source)  # the trainer's own held-out split
+    if args.only:
+        sets = [(path, samples) for path, samples in sets if _name(path) == args.only]
     print("| model | " + " | ".join(f"{_name(path)} NoC@85 / 90" for path, _ in sets)
           + " | mean NoC@85 / 90 |")
     print("|---" * (len(sets) + 2) + "|")
     for ckpt in args.checkpoints:
-        predictor = Predictor(checkpoint=ckpt, device="cpu")
+        options = {} if args.merge_from is None else {"merge_from": args.merge_from}
+        predictor = Predictor(checkpoint=ckpt, device="cpu", **options)
+        if args.ablate == "no_decoder":
+            predictor.model.decoder = None  # final answer = the max fusion
         cells, n85, n90 = [], [], []
         for _, samples in sets:
             summary, _ = evaluate(predictor, samples, max_clicks=args.max_clicks)
@@ -50,7 +66,10 @@ def main() -> None:
             n85.append(summary.noc85)
             n90.append(summary.noc90)
         mean = f"{sum(n85) / len(n85):.2f} / {sum(n90) / len(n90):.2f}"
-        print(f"| {ckpt} | " + " | ".join(cells) + f" | {mean} |", flush=True)
+        label = ckpt + "".join(f" ({x})" for x in (
+            args.ablate, None if args.merge_from is None else f"merge_from {args.merge_from}")
+            if x)
+        print(f"| {label} | " + " | ".join(cells) + f" | {mean} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -6,8 +6,9 @@ HEADLESS = ["napari_risnet", "napari_risnet.clicks", "napari_risnet.model",
             "napari_risnet.inference", "napari_risnet.robot", "napari_risnet.evaluation",
             "napari_risnet.baselines", "napari_risnet.data", "napari_risnet.training",
             "napari_risnet.training.trainer", "napari_risnet.training.finetune",
-            "napari_risnet.session", "napari_risnet.cli", "napari_risnet.annotation.project",
-            "napari_risnet._plugin_state", "napari_risnet._triton_guard", "napari_risnet._reader"]
+            "napari_risnet.session", "napari_risnet.annotation", "napari_risnet.cli",
+            "napari_risnet.annotation.project", "napari_risnet._plugin_state",
+            "napari_risnet._triton_guard", "napari_risnet._reader"]
 
 
 def test_headless_modules_do_not_import_napari_or_qt():

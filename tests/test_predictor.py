@@ -133,7 +133,7 @@ def test_first_click_zooms_in_on_a_small_or_unseen_object(predictor, monkeypatch
     predictor.set_image(np.random.default_rng(0).integers(0, 255, (400, 400), dtype=np.uint8))
     windows = []
 
-    def fake(t, clicks, timings):
+    def fake(t, clicks, timings, prev_mask=None):
         windows.append(t)
         return np.zeros(t.crop_shape, np.float32), np.zeros(t.crop_shape, bool)
 
@@ -185,3 +185,25 @@ def test_click_seed_disc_shrinks_with_the_magnification(predictor, monkeypatch):
     predictor.predict([Click(60, 60)])
     assert radii[0] == 0
     assert radii[-1] == predictor.graphcut_params.click_radius == 2
+
+
+def test_progressive_merge_edits_only_the_clicked_region(tiny_model, monkeypatch):
+    image = np.random.default_rng(0).integers(0, 255, (200, 200), dtype=np.uint8)
+    prev = np.zeros((200, 200), bool)
+    prev[40:160, 40:160] = True
+
+    def fake(t, clicks, timings, prev_mask=None):
+        new = np.zeros(t.crop_shape, bool)  # forgets prev, finds a blob under the last click
+        c = clicks[-1]
+        new[int(c.row) - t.r0 - 5:int(c.row) - t.r0 + 5, int(c.col) - t.c0 - 5:int(c.col) - t.c0 + 5] = True
+        return new.astype(np.float32), new
+
+    results = {}
+    for merge_from in (0, 2):
+        p = Predictor(model=tiny_model, device="cpu", input_size=64, merge_from=merge_from)
+        p.set_image(image)
+        monkeypatch.setattr(p, "_predict_window", fake)
+        results[merge_from] = p.predict([Click(100, 100), Click(20, 20)], prev_mask=prev).mask
+    assert results[0].sum() == 100  # the fresh answer alone
+    assert results[2][40:160, 40:160].all() and results[2][15:25, 15:25].all()
+    assert results[2].sum() == 120 * 120 + 100  # prev kept + the new blob

@@ -181,6 +181,45 @@ def test_propagation_fills_the_neighbouring_slices(risnet_widget, qtbot) -> None
     assert sorted(np.flatnonzero((labels == 1).any(axis=(1, 2)))) == [5]
 
 
+def test_corrections_on_a_stack_slice(risnet_widget, qtbot) -> None:
+    rng = np.random.default_rng(0)
+    stack = rng.normal(30, 8, (12, 64, 64))
+    for z in range(2, 10):
+        stack[z][disc_mask((64, 64), (32, 30), 12)] += 170
+    stack = np.clip(stack, 0, 255).astype(np.uint8)
+    viewer, widget = risnet_widget(stack)
+    user_click(widget, qtbot, (5, 32, 30))
+    press_key(widget, "c")
+    press_key(widget, "p")
+    wait(widget, qtbot)
+    labels = widget.annotation.labels.data
+    session = widget.session
+    assert sorted(np.flatnonzero((labels == 1).any(axis=(1, 2)))) == list(range(2, 10))
+    assert not session.objects[1].slices[(7,)].fixed
+    # a click on the committed object corrects it on that slice and selects it
+    user_click(widget, qtbot, (7, 30, 30))
+    assert widget.object_spin.value() == 1 and session.n_current_clicks == 0
+    assert session.objects[1].slices[(7,)].fixed
+    calls = []
+    original = session.propagate
+    session.propagate = lambda *a, **k: calls.append(k["from_slice"]) or original(*a, **k)
+    press_key(widget, "p")  # carries the correction from slice 7
+    wait(widget, qtbot)
+    assert calls == [(7,)]
+    # e: the object does not reach the slice shown; p keeps it so
+    viewer.dims.set_current_step(0, 9)
+    press_key(widget, "e")
+    assert not (labels[9] == 1).any() and session.objects[1].slices[(9,)].erased
+    press_key(widget, "p")
+    wait(widget, qtbot)
+    assert calls[-1] is None and not (labels[9] == 1).any() and (labels[8] == 1).any()
+    # Escape stops editing: the next click on the background starts a new object
+    press_key(widget, "Escape")
+    assert widget.object_spin.value() == 0
+    user_click(widget, qtbot, (5, 5, 5))
+    assert session.n_current_clicks == 1
+
+
 @pytest.mark.parametrize("image, message", [
     (np.zeros((1, 1), np.float32), "too small"),
     (np.full((32, 32), np.nan, np.float32), "NaN"),

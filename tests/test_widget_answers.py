@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 
+import numpy as np
+
 from napari.utils.interactions import mouse_press_callbacks, mouse_release_callbacks
 from napari.utils._proxies import ReadOnlyWrapper
 from napari.utils.notifications import notification_manager
@@ -76,23 +78,47 @@ def test_first_prediction_says_loading_the_model(risnet_widget, qtbot, graphcut_
     wait(widget, qtbot)
 
 
-def test_overlapping_object_keep_or_replace(risnet_widget, qtbot) -> None:
+def test_overlapping_object_keep_or_replace(risnet_widget, qtbot, monkeypatch) -> None:
     from napari_risnet._widget_layout import KEEP_EXISTING, REPLACE_EXISTING
 
-    viewer, widget = risnet_widget(make_disc_image(SHAPE, CENTER, RADIUS))
-    user_click(widget, qtbot, CENTER)
-    press_key(widget, "c")
-    user_click(widget, qtbot, CENTER)  # the same disc again: entirely under object 1
+    a, b = (30, 30), (66, 66)
+    img = np.maximum(make_disc_image(SHAPE, a, 12), make_disc_image(SHAPE, b, 12, seed=1))
+    viewer, widget = risnet_widget(img)
+    user_click(widget, qtbot, a)
+    user_click(widget, qtbot, b, button=2)
+    press_key(widget, "c")  # object 1: disc a
     assert widget.overlap_combo.currentText() == KEEP_EXISTING
+
+    def new_object_over_a() -> None:
+        user_click(widget, qtbot, b)  # a new object (b is free) that also takes disc a
+        user_click(widget, qtbot, a)
+
+    new_object_over_a()
+    press_key(widget, "c")
+    labels = widget.annotation.labels.data
+    assert iou(labels == 1, disc_mask(SHAPE, a, 12)) > 0.9  # kept
+    assert iou(labels == 2, disc_mask(SHAPE, b, 12)) > 0.9
+    widget.undo()
+    widget.overlap_combo.setCurrentText(REPLACE_EXISTING)
+    widget.object_spin.setValue(0)
+    new_object_over_a()
+    press_key(widget, "c")
+    labels = widget.annotation.labels.data
+    assert not (labels == 1).any() and (labels[a] == 2) and (labels[b] == 2)
+    assert 2 in widget.annotation.overwrite_ids  # the project remembers it for replay
+
+    # an object entirely under others: the message names the GUI choice, not overwrite=True
+    def refuse(overwrite=False):
+        raise ValueError("the object lies entirely under other objects (overwrite replaces "
+                         "them)")
+
+    widget.overlap_combo.setCurrentText(KEEP_EXISTING)
+    user_click(widget, qtbot, (5, 5))
+    monkeypatch.setattr(widget.session, "commit", refuse)
     n = len(notification_manager.records)
     press_key(widget, "c")
     said = " ".join(messages_since(n))
-    assert REPLACE_EXISTING in said and "overwrite=True" not in said
-    assert widget.session.n_current_clicks == 1  # nothing lost
-    widget.overlap_combo.setCurrentText(REPLACE_EXISTING)
-    press_key(widget, "c")
-    labels = widget.annotation.labels.data
-    assert iou(labels == 2, disc_mask(SHAPE, CENTER, RADIUS)) > 0.9 and not (labels == 1).any()
+    assert REPLACE_EXISTING in said and "overwrite" not in said
 
 
 def test_failed_prediction_keeps_the_clicks(risnet_widget, qtbot, graphcut_factory) -> None:

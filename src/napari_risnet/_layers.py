@@ -4,7 +4,8 @@ Points are stored in the image's *data* coordinates (leading indices..., row, co
 layer made with the image's scale and translate lies on it, and napari's CSV writer saves
 coordinates that ``records_from_points`` turns back into the same clicks. Features per point:
 ``object_id`` (0 = the object being annotated), ``slice`` and ``source`` (slice keys written as
-"z" or "t,z"; ``source`` is empty for clicked slices) and ``sign`` (+1 positive, -1 negative).
+"z" or "t,z"; ``source`` is empty for clicked slices), ``sign`` (+1 positive, -1 negative) and
+``derived`` (1 = placed by propagation, 0 = by the user: a correction on a propagated slice).
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ POSITIVE_COLOR = (0.1, 0.9, 0.1, 1.0)
 NEGATIVE_COLOR = (0.95, 0.1, 0.1, 1.0)
 #: Clicks of committed objects are drawn fainter than those of the current object.
 COMMITTED_ALPHA = 0.45
-FEATURE_COLUMNS = ("object_id", "slice", "sign", "source")
+FEATURE_COLUMNS = ("object_id", "slice", "sign", "source", "derived")
 #: ``layer.metadata[ROLE_KEY]`` marks the layers the widget made: "labels", "preview", "clicks".
 ROLE_KEY = "risnet_role"
 #: Role of the labels layer the project reader adds (the widget replaces it by its own).
@@ -97,6 +98,7 @@ def points_from_records(records: Sequence[ClickRecord], n_leading: int
         "slice": [slice_to_str(r.slice) for r in records],
         "sign": np.array([1 if r.click.positive else -1 for r in records], dtype=int),
         "source": [slice_to_str(r.source) for r in records],
+        "derived": np.array([int(r.is_derived) for r in records], dtype=int),
     })
     return data, features, colors
 
@@ -122,6 +124,7 @@ def records_from_points(data: np.ndarray, features: Any, n_leading: int) -> list
     else:
         positive = np.ones(n, bool)
     sources = cols.get("source", [None] * n)
+    derived = cols.get("derived", [None] * n)  # missing (older files): derived iff source set
     records = []
     for i in range(n):
         if not np.all(np.isfinite(data[i])):
@@ -130,8 +133,17 @@ def records_from_points(data: np.ndarray, features: Any, n_leading: int) -> list
         records.append(ClickRecord(int(round(float(object_ids[i]))), key,
                                    Click(float(data[i, -2]), float(data[i, -1]),
                                          bool(positive[i])),
-                                   str_to_slice(sources[i])))
+                                   str_to_slice(sources[i]), _flag(derived[i])))
     return records
+
+
+def _flag(value: Any) -> bool | None:
+    """A ``derived`` cell: None when missing (NaN / empty), else its truth value."""
+    if value is None or (isinstance(value, (float, np.floating)) and math.isnan(value)):
+        return None
+    if isinstance(value, str) and value.strip() in ("", "nan", "None"):
+        return None
+    return _truthy(value)
 
 
 def _truthy(value: Any) -> bool:

@@ -5,10 +5,16 @@ propagation run in thread workers (``_widget_jobs.py``).
 Mouse (on the clicks layer, in pan / zoom mode): left click = positive click; right click or
 Control-click (Command on macOS) = negative click; dragging pans as usual.
 Keys (bound on the clicks layer only): ``c`` or Enter commit, ``u`` undo, ``Shift-U`` redo,
-``Escape`` clear the current object, ``n`` toggle the sign of left clicks.
+``Escape`` clear the current object (or stop editing a committed one), ``n`` toggle the sign of
+left clicks, ``p`` propagate, ``e`` erase the edited object on the shown slice.
+
+Stacks: a click on a committed object (with no object in progress), or any click while the
+"object" box names one, *corrects* that object on that slice; ``p`` then re-propagates from the
+corrected slice, keeping every slice you clicked on as it is.
 """
 from __future__ import annotations
 
+import time
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +46,8 @@ PREVIEW_COLOR = (1.0, 0.85, 0.0, 1.0)
 #: Canvas pixels the mouse may move between press and release and still count as a click.
 CLICK_TOLERANCE_PX = 4.0
 KEYS = {"commit": ("c", "Enter"), "undo": ("u",), "redo": ("Shift-U",),
-        "clear": ("Escape",), "toggle_sign": ("n",)}
+        "clear": ("Escape",), "toggle_sign": ("n",), "propagate": ("p",),
+        "erase_slice": ("e",)}
 
 
 @dataclass
@@ -81,6 +88,7 @@ class RISNetWidget(ProjectControls, RISNetLayout):
         self._propagating = False
         self._creating = False
         self._stop_requested = False
+        self._corrected: tuple[int, tuple] | None = None  # (object, slice) last corrected
         self._pbar: progress | None = None
         self._note = ""  # what the widget is doing now, shown in the status line
         self._relay = _Relay()
@@ -102,6 +110,7 @@ class RISNetWidget(ProjectControls, RISNetLayout):
                        self.device_combo.currentTextChanged, self.graphcut_check.toggled):
             signal.connect(self._on_settings_changed)
         self.negative_check.toggled.connect(self._set_negative_mode)
+        self.object_spin.valueChanged.connect(lambda _: self._update_status())
         self.commit_button.clicked.connect(self.commit)
         self.undo_button.clicked.connect(self.undo)
         self.redo_button.clicked.connect(self.redo)
@@ -249,7 +258,8 @@ class RISNetWidget(ProjectControls, RISNetLayout):
             widget = ref()
             if widget is not None:
                 {"commit": widget.commit, "undo": widget.undo, "redo": widget.redo,
-                 "clear": widget.clear, "toggle_sign": widget.toggle_sign}[action]()
+                 "clear": widget.clear, "toggle_sign": widget.toggle_sign,
+                 "propagate": widget.propagate, "erase_slice": widget.erase_slice}[action]()
         handler.__name__ = f"risnet_{action}"
         handler.__doc__ = f"RIS-Net: {action.replace('_', ' ')}"
         return handler
@@ -321,12 +331,71 @@ class RISNetWidget(ProjectControls, RISNetLayout):
         try:
             key, row, col = world_to_click(ann.image, world_position,
                                            len(ann.session.leading_shape))
+            target = self._correction_target(key, row, col)
+            if target:
+                self._correct(target, Click(row, col, positive), key)
+                return
             ann.session.add_click(Click(row, col, positive), key, predict=False)
         except (ValueError, TypeError) as exc:
             show_warning(f"RIS-Net: {exc}")
             return
         self._refresh_points()
         self._schedule_prediction()
+
+    # -- corrections of committed objects --------------------------------------------------------
+    def _correction_target(self, key: tuple, row: float, col: float) -> int:
+        """The committed object a click corrects: the one the "object" box names, else the one
+        under the click when no object is in progress; 0 = the click is for a new object."""
+        session = self.session
+        chosen = self.object_spin.value()
+        if chosen and chosen in session.objects:
+            return chosen
+        if session.n_current_clicks == 0:
+            return session.object_at(key, row, col)
+        return 0
+
+    def _correct(self, object_id: int, click: Click, key: tuple) -> None:
+        """Correct a committed object on one slice in a worker (the object becomes the edited
+        one: the next clicks correct it too, until Escape or a commit)."""
+        session = self.session
+        self.object_spin.setValue(object_id)
+        self._corrected = (object_id, key)
+        self._generation += 1
+
+        def job() -> float:
+            tic = time.perf_counter()
+            session.correct(object_id, click, key)
+            return time.perf_counter() - tic
+
+        self._start_worker(job, returned=self._on_corrected,
+                           errored=lambda exc: (show_warning(f"RIS-Net: {exc}"),
+                                                self._refresh()))
+
+    def _on_corrected(self, elapsed: float) -> None:
+        self.last_latency = elapsed
+        self._refresh()
+        self._autosave()  # a corrected object is a changed committed object
+
+    def erase_slice(self) -> None:
+        """Take the edited object (the "object" box) off the slice shown: it ends there."""
+        session = self._guard()
+        if session is None or not session.leading_shape:
+            return
+        object_id = self.object_spin.value()
+        if object_id not in session.objects:
+            show_warning("RIS-Net: click on a committed object first (or pick it in the "
+                         "object box), then press e on a slice it should not reach")
+            return
+        key, _, _ = world_to_click(self.annotation.image, self.viewer.dims.point,
+                                   len(session.leading_shape))
+        try:
+            session.erase_slice(object_id, key)
+        except ValueError as exc:
+            show_warning(f"RIS-Net: {exc}")
+            return
+        self._corrected = None
+        self._refresh()
+        self._autosave()
 
     def toggle_sign(self) -> None:
         self.negative_check.setChecked(not self.negative_mode)
@@ -426,6 +495,9 @@ class RISNetWidget(ProjectControls, RISNetLayout):
         if session is not None and session.clear():
             self._generation += 1
             self._refresh()
+        elif session is not None:  # nothing in progress: stop editing a committed object
+            self.object_spin.setValue(0)
+            self._corrected = None
 
     def _after_history_change(self, session: AnnotationSession, kind: str | None) -> None:
         if kind is None:
@@ -459,6 +531,15 @@ class RISNetWidget(ProjectControls, RISNetLayout):
             else:
                 show_warning("RIS-Net: click on an object first, then propagate it")
                 return
+        if object_id not in session.objects:
+            show_warning(f"RIS-Net: object {object_id} is not committed")
+            return
+        # after a correction: carry it to the neighbours (clicked slices stay as they are)
+        from_slice = None
+        if self._corrected is not None and self._corrected[0] == object_id \
+                and self._corrected[1] in session.objects[object_id].slices:
+            from_slice = self._corrected[1]
+        self._corrected = None
         self._propagating = True
         self._stop_requested = False
         self.stop_button.setEnabled(True)
@@ -467,7 +548,7 @@ class RISNetWidget(ProjectControls, RISNetLayout):
         relay = self._relay
 
         def job() -> PropagationResult:
-            return session.propagate(object_id,
+            return session.propagate(object_id, from_slice=from_slice,
                                      progress=lambda d, t, m: relay.progressed.emit(d, t, m),
                                      should_stop=lambda: self._stop_requested)
 
@@ -586,9 +667,12 @@ class RISNetWidget(ProjectControls, RISNetLayout):
         latency = "-" if self.last_latency is None else f"{self.last_latency * 1000:.0f} ms"
         sign = "negative" if self.negative_mode else "positive"
         note = f"{self._note} · " if self._note else ""
+        editing = self.object_spin.value()
+        target = (f"clicks correct object {editing} (Esc: stop)"
+                  if editing and editing in session.objects else
+                  f"{session.n_current_clicks} clicks on the current object")
         self.status_label.setText(
-            f"{note}{session.n_current_clicks} clicks on the current object · "
-            f"{len(session.objects)} objects · last prediction {latency} · "
+            f"{note}{target} · {len(session.objects)} objects · last prediction {latency} · "
             f"left click = {sign}")
 
 

@@ -42,6 +42,11 @@ class _LazySegmenter:
             self._segmenter = self.factory(**self.settings)
         return self._segmenter
 
+    @property
+    def calibrated(self) -> bool:
+        """Whether the probabilities are a model's confidence (propagation's stop rule)."""
+        return getattr(self._get(), "calibrated", True)
+
     def set_image(self, image: Any, channels: Any = None) -> None:
         self._get().set_image(image, channels)
 

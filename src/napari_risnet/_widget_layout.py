@@ -43,8 +43,10 @@ class RISNetLayout(QWidget):
         self.clear_button = QPushButton("Clear object (Esc)")
         self.object_spin = QSpinBox()
         self.object_spin.setRange(0, 2 ** 31 - 1)
-        self.object_spin.setToolTip("object to propagate (0 = the last committed one)")
-        self.propagate_button = QPushButton("Propagate through the stack")
+        self.object_spin.setToolTip("committed object that clicks correct and Propagate carries "
+                                    "(0 = clicks make a new object; Propagate takes the last "
+                                    "committed one)")
+        self.propagate_button = QPushButton("Propagate through the stack (p)")
         self.stop_button = QPushButton("Stop")
         self.stop_button.setEnabled(False)
         self.recompute_button = QPushButton("Recompute from points")

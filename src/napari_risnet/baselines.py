@@ -30,7 +30,12 @@ class _ClickBaseline:
     ``border`` band of the image is background. ``None`` scales both with the image (1 % of its
     long side, at least 1 pixel): 5 px on a 480x640 photo, 1 px on a 50 px MRI slice, where a
     fixed 5 px disc would swallow the object.
+
+    ``calibrated = False``: their probabilities are colour / diffusion posteriors, not a
+    model's confidence, so stack propagation does not read them as such.
     """
+
+    calibrated = False
 
     def __init__(self, seed_radius: int | None = None, border: int | None = None) -> None:
         self.seed_radius = seed_radius

@@ -1,4 +1,4 @@
-"""`napari-risnet` command line: evaluate, segment, replay, train, finetune, demo.
+"""`napari-risnet` command line: evaluate, segment, replay, train, finetune, pack, demo.
 
 Thin over the library; imports what a subcommand needs only when it runs, so `--help` is
 instant and the headless commands never touch napari or Qt.
@@ -79,6 +79,45 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"wrote {args.out}")
     if args.plot:
         plot_curves({args.method: summary}, args.plot, Path(args.dataset).name)
+        print(f"wrote {args.plot}")
+    return 0
+
+
+def cmd_evaluate_stack(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    _set_threads(args.threads)
+
+    from napari_risnet.data import spread
+    from napari_risnet.stack_evaluation import (evaluate_stack, format_stack_table,
+                                                iter_stack_objects, list_stack_objects,
+                                                plot_stack_curves, save_stack_json)
+
+    method = build_method(args.method, args.checkpoint, args.device, not args.no_graphcut)
+    refs, skipped = list_stack_objects(args.dataset, args.min_voxels)
+    refs = spread(refs, args.limit)
+    bar = tqdm(total=len(refs), desc=f"{args.method} on {Path(args.dataset).name}", unit="obj")
+
+    def progress(r):
+        bar.update(1)
+        bar.set_postfix(dice0=f"{r.dice[0]:.2f}", dice=f"{r.dice[-1]:.2f}")
+
+    summary, results = evaluate_stack(method, iter_stack_objects(refs), args.max_clicks,
+                                      args.rounds, args.stop_iou, progress=progress)
+    bar.close()
+    summary.extra.update(method=args.method, dataset=str(args.dataset), skipped_small=skipped,
+                         min_voxels=args.min_voxels, checkpoint=args.checkpoint,
+                         graphcut=not args.no_graphcut, limit=args.limit,
+                         stop_iou=args.stop_iou)
+    print(format_stack_table({args.method: summary}))
+    if skipped:
+        print(f"({skipped} objects under {args.min_voxels} voxels skipped)")
+    if args.out:
+        save_stack_json(summary, args.out, results)
+        print(f"wrote {args.out}")
+    if args.plot:
+        plot_stack_curves({args.method: summary}, args.plot,
+                          "/".join(Path(args.dataset).resolve().parts[-2:]))
         print(f"wrote {args.plot}")
     return 0
 
@@ -217,6 +256,21 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pack(args: argparse.Namespace) -> int:
+    from napari_risnet.training.config import load_config
+    from napari_risnet.training.pack import MIB, write_pack
+
+    config = load_config(args.config)
+    packed = write_pack(config, args.out, max_side=args.max_side, budget_mb=args.budget_mb,
+                        val_objects=args.val_objects, jpeg_quality=args.jpeg_quality)
+    for p in packed:
+        print(f"{p.name}: {p.train_images} training images ({p.train_objects} objects), "
+              f"{p.val_objects} validation objects, {p.bytes / MIB:.1f} MiB")
+    total = sum(p.bytes for p in packed)
+    print(f"wrote {args.out}: {total / MIB:.1f} MiB of {args.budget_mb:g} MiB")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from napari_risnet._demo import run_demo
 
@@ -245,6 +299,24 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", help="write the results as JSON")
     e.add_argument("--plot", help="write a PNG of mean IoU against clicks")
     e.set_defaults(func=cmd_evaluate)
+
+    es = sub.add_parser("evaluate-stack",
+                        help="3D robot-user benchmark: click, propagate, correct (3D Dice)")
+    es.add_argument("dataset", help="folder with images/ and labels/ holding (Z, Y, X) stacks")
+    es.add_argument("--method", choices=("risnet", "graphcut"), default="risnet")
+    es.add_argument("--checkpoint", help="RIS-Net checkpoint (default: the bundled model)")
+    es.add_argument("--max-clicks", type=int, default=5, help="clicks per slice and round")
+    es.add_argument("--rounds", type=int, default=3, help="correction rounds after propagation")
+    es.add_argument("--stop-iou", type=float, default=0.85,
+                    help="the robot stops clicking on a slice at this IoU")
+    es.add_argument("--limit", type=int, help="evaluate N objects spread over the dataset")
+    es.add_argument("--min-voxels", type=int, default=64, help="skip smaller objects")
+    es.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    es.add_argument("--no-graphcut", action="store_true", help="RIS-Net without the graph cut")
+    es.add_argument("--threads", type=int, help="torch CPU threads (default: all cores)")
+    es.add_argument("--out", help="write the results as JSON")
+    es.add_argument("--plot", help="write a PNG of mean 3D Dice against correction rounds")
+    es.set_defaults(func=cmd_evaluate_stack)
 
     s = sub.add_parser("segment", help="segment one image from clicks, headless")
     s.add_argument("image")
@@ -295,6 +367,19 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--val-fraction", type=float, default=0.2)
     f.add_argument("--device", default="auto")
     f.set_defaults(func=cmd_finetune)
+
+    k = sub.add_parser("pack", help="pack a recipe's training folders, resized, into one "
+                                     "folder (for a GPU node without the data)")
+    k.add_argument("--config", required=True, help="the recipe whose [[data]] folders to pack")
+    k.add_argument("--out", required=True, help="output folder (replaced if it is a pack)")
+    k.add_argument("--max-side", type=int, default=320, help="long side of every image")
+    k.add_argument("--budget-mb", type=float, default=40.0,
+                   help="fail (and keep nothing) if the pack is larger (MiB)")
+    k.add_argument("--val-objects", type=int,
+                   help="validation objects per folder (default: the recipe's share)")
+    k.add_argument("--jpeg-quality", type=int, default=90,
+                   help="JPEG quality of colour images; 0 = lossless PNG")
+    k.set_defaults(func=cmd_pack)
 
     d = sub.add_parser("demo", help="open napari with a sample image and the widget docked")
     d.add_argument("--sample", choices=("nuclei", "stack"), default="nuclei")

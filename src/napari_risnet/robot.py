@@ -81,6 +81,15 @@ class RobotUser:
         return click
 
 
+def robot_next_click(gt: np.ndarray, ignore: np.ndarray | None, clicks: list[Click],
+                     pred: np.ndarray) -> Click | None:
+    """The next click of a RobotUser that has placed ``clicks`` and now sees ``pred`` (a plain
+    function of its inputs, so training can run many in a process pool)."""
+    robot = RobotUser(gt, ignore)
+    robot.clicks = list(clicks)
+    return robot.next_click(pred)
+
+
 def iou(pred: np.ndarray, gt: np.ndarray, ignore: np.ndarray | None = None) -> float:
     """Intersection over union, ignoring ``ignore`` pixels (1.0 when both are empty)."""
     valid = np.ones_like(gt, bool) if ignore is None else ~ignore

@@ -117,7 +117,8 @@ def _records_to_json(records: Iterable[ClickRecord]) -> list[dict[str, Any]]:
     return [{"object_id": int(r.object_id), "slice": [int(i) for i in r.slice],
              "row": float(r.click.row), "col": float(r.click.col),
              "positive": bool(r.click.positive),
-             "source": None if r.source is None else [int(i) for i in r.source]}
+             "source": None if r.source is None else [int(i) for i in r.source],
+             "derived": bool(r.is_derived)}
             for r in records]
 
 
@@ -129,7 +130,9 @@ def _records_from_json(rows: Iterable[dict[str, Any]]) -> list[ClickRecord]:
                                    Click(float(row["row"]), float(row["col"]),
                                          bool(row["positive"])),
                                    None if row.get("source") is None
-                                   else tuple(int(v) for v in row["source"])))
+                                   else tuple(int(v) for v in row["source"]),
+                                   None if row.get("derived") is None
+                                   else bool(row["derived"])))
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"click {i} of the project is malformed ({row!r}): {exc}") from exc
     return out

@@ -11,13 +11,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-import maxflow
 import numpy as np
 from scipy import ndimage
 
 from napari_risnet.clicks import Click
 
 INF = 1e9
+
+
+def graphcut_available() -> bool:
+    """Whether PyMaxflow can be imported. It is imported only when a cut runs, so training and
+    its validation (``use_graphcut=False``) work on a machine without it (a bare GPU node)."""
+    try:
+        import maxflow  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -136,6 +145,12 @@ def graph_cut(probs: np.ndarray, image: np.ndarray, clicks: Sequence[Click] = ()
             to_fg, to_bg = edge & outside_fg, edge & ~outside_fg
             cost_bg += np.bincount(inside[to_fg], weights=w[to_fg], minlength=n)
             cost_fg += np.bincount(inside[to_bg], weights=w[to_bg], minlength=n)
+    try:
+        import maxflow
+    except ImportError as exc:
+        raise ImportError("the graph cut needs PyMaxflow (`pip install PyMaxflow`); without it "
+                          "use the network's mask alone (use_graphcut=False, --no-graphcut)"
+                          ) from exc
     g = maxflow.Graph[float](n, 2 * n)
     nodes = g.add_nodes(n)
     pairs = np.stack([np.concatenate(a_list), np.concatenate(b_list)], axis=1) + nodes[0]

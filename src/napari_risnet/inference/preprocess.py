@@ -170,6 +170,16 @@ class CropTransform:
                             antialias=self.scale[0] < 1)
         return out[0].permute(1, 2, 0).numpy()
 
+    def mask(self, window: np.ndarray | None) -> torch.Tensor:
+        """A (crop_h, crop_w) bool mask (already cut; None = empty) -> (h_out, w_out) float 0 / 1
+        on the network input (bilinear, then thresholded: no blocky edges when magnified)."""
+        if window is None or not window.any():
+            return torch.zeros(self.out_shape)
+        t = torch.from_numpy(np.ascontiguousarray(window, dtype=np.float32))[None, None]
+        out = F.interpolate(t, size=self.out_shape, mode="bilinear", align_corners=False,
+                            antialias=self.scale[0] < 1)
+        return (out[0, 0] >= 0.5).float()
+
     def probabilities_back(self, probs: torch.Tensor) -> np.ndarray:
         """(h_out, w_out) network probabilities -> (crop_h, crop_w) float32 on the crop."""
         t = probs.reshape(1, 1, *probs.shape[-2:]).float()

@@ -16,7 +16,8 @@ from torch import nn
 
 log = logging.getLogger(__name__)
 
-IN_CHANNELS = 5  # RGB + positive / negative distance maps
+IN_CHANNELS = 5  # RGB + positive / negative distance maps (+1 with the previous mask)
+MASK_BLOCK = 2  # the previous mask joins the features before this EfficientNet stage
 
 
 class EfficientNetLite0FCN(nn.Module):
@@ -32,7 +33,8 @@ class EfficientNetLite0FCN(nn.Module):
     image_std = (0.5, 0.5, 0.5)
 
     def __init__(self, output_stride: int = 16, out_channels: int = 128, pretrained: bool = True,
-                 click_init_std: float = 0.01) -> None:
+                 click_init_std: float = 0.01, in_channels: int = IN_CHANNELS,
+                 low_level: bool = False) -> None:
         super().__init__()
         import timm
 
@@ -40,12 +42,27 @@ class EfficientNetLite0FCN(nn.Module):
             raise ValueError(f"output_stride must be 8 or 16, got {output_stride}")
         self.output_stride = output_stride
         self.out_channels = out_channels
+        self.in_channels = in_channels
+        # stride-4 features (block 1) only when a decoder uses them; the state dict is the same
+        self.low_level = low_level
+        indices = (1, 2, 4) if low_level else (2, 4)
         self.body = timm.create_model("tf_efficientnet_lite0", pretrained=False, features_only=True,
-                                      out_indices=(2, 4), output_stride=output_stride)
+                                      out_indices=indices, output_stride=output_stride)
         if pretrained:
             load_imagenet_lite0(self.body)
         _widen_stem(self.body, click_init_std)
-        c8, cdeep = self.body.feature_info.channels()
+        channels = self.body.feature_info.channels()
+        # block index after which each feature map is taken ("blocks.1" -> 1)
+        self._taps = [int(n.split(".")[1]) for n in self.body.feature_info.module_name()]
+        self.low_level_channels = channels[0] if low_level else 0
+        c8, cdeep = channels[-2:]
+        if in_channels not in (IN_CHANNELS, IN_CHANNELS + 1):
+            raise ValueError(f"in_channels must be {IN_CHANNELS} or {IN_CHANNELS + 1} (with the "
+                             f"previous mask), got {in_channels}")
+        # The previous mask joins after the two high-resolution stages (stride 4), not in the
+        # stem: those stages can then be frozen on a CPU without cutting the mask's gradient.
+        self.mask_embed = _mask_embedding(self.body.blocks[MASK_BLOCK - 1][-1].conv_pwl
+                                          .out_channels) if in_channels > IN_CHANNELS else None
         self.lateral = nn.Sequential(nn.Conv2d(c8, out_channels, 1, bias=False),
                                      nn.BatchNorm2d(out_channels))
         self.top = nn.Sequential(nn.Conv2d(cdeep, out_channels, 1, bias=False),
@@ -56,12 +73,40 @@ class EfficientNetLite0FCN(nn.Module):
             nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (B, 5, H, W) -> conv7 features (B, C, ceil(H/8), ceil(W/8))."""
-        f8, deep = self.body(x)
+        """x: (B, in_channels, H, W) -> conv7 features (B, C, ceil(H/8), ceil(W/8))."""
+        return self.forward_pyramid(x)[0]
+
+    def forward_pyramid(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """conv7 features and, with ``low_level``, the stride-4 features (else None)."""
+        body = self.body
+        if x.shape[1] != self.in_channels:
+            raise ValueError(f"expected {self.in_channels} input channels, got {x.shape[1]}")
+        mask = x[:, IN_CHANNELS:] if self.mask_embed is not None else None
+        h = body.bn1(body.conv_stem(x[:, :IN_CHANNELS]))
+        feats = []
+        for i, block in enumerate(body.blocks):
+            if mask is not None and i == MASK_BLOCK:
+                m = F.interpolate(mask.to(h.dtype), size=h.shape[-2:], mode="area")
+                h = h + self.mask_embed(m)
+            h = block(h)
+            if i in self._taps:
+                feats.append(h)
+        low = feats[0] if self.low_level else None
+        f8, deep = feats[-2:]
         top = self.top(deep)
         if top.shape[-2:] != f8.shape[-2:]:
             top = F.interpolate(top, size=f8.shape[-2:], mode="bilinear", align_corners=False)
-        return self.fuse(F.relu(self.lateral(f8) + top))
+        return self.fuse(F.relu(self.lateral(f8) + top)), low
+
+
+def _mask_embedding(channels: int) -> nn.Sequential:
+    """Previous mask (1 channel, area-resized) -> a residual added to the stride-4 features.
+    Its last convolution starts at zero: a model grown with it answers exactly as before."""
+    embed = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(inplace=True),
+                          nn.Conv2d(16, channels, 1))
+    nn.init.zeros_(embed[-1].weight)
+    nn.init.zeros_(embed[-1].bias)
+    return embed
 
 
 def _widen_stem(body: nn.Module, click_init_std: float) -> None:
@@ -123,12 +168,16 @@ class VGG16LargeFOV(nn.Module):
     image_mean = (0.485, 0.456, 0.406)
     image_std = (0.229, 0.224, 0.225)
 
-    def __init__(self, out_channels: int = 1024, **_: object) -> None:
+    def __init__(self, out_channels: int = 1024, in_channels: int = IN_CHANNELS,
+                 low_level: bool = False, **_: object) -> None:
         super().__init__()
+        if low_level:
+            raise ValueError("vgg16_largefov has no stride-4 features for the refinement "
+                             "decoder; use decoder_channels = 0 or efficientnet_lite0")
         cfg = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M1", 512, 512, 512,
                "M1"]
         layers: list[nn.Module] = []
-        cin, dilation = IN_CHANNELS, 1
+        cin, dilation = in_channels, 1
         for v in cfg:
             if v == "M":
                 layers.append(nn.MaxPool2d(3, stride=2, padding=1))
@@ -146,10 +195,15 @@ class VGG16LargeFOV(nn.Module):
                                  nn.Dropout2d(0.5))
         self.output_stride = 8
         self.out_channels = out_channels
+        self.in_channels = in_channels
+        self.low_level_channels = 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (B, 5, H, W) -> fc7 features (B, C, ceil(H/8), ceil(W/8))."""
+        """x: (B, in_channels, H, W) -> fc7 features (B, C, ceil(H/8), ceil(W/8))."""
         return self.fc7(self.fc6(self.features(x)))
+
+    def forward_pyramid(self, x: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return self.forward(x), None
 
 
 BACKBONES: dict[str, Callable[..., nn.Module]] = {

@@ -15,6 +15,10 @@ import torch
 from napari_risnet.model.risnet import RISNet, RISNetConfig
 
 FORMAT = "napari-risnet/1"
+#: Architecture version 2 (previous-mask input, refinement decoder) is written as format 2, so
+#: a release that only knows version 1 refuses it by name instead of failing on its config.
+FORMAT_V2 = "napari-risnet/2"
+FORMATS = (FORMAT, FORMAT_V2)
 
 
 class CheckpointError(ValueError):
@@ -35,7 +39,8 @@ def save_checkpoint(path: str | os.PathLike, model: RISNet, meta: dict[str, Any]
              for k, v in model.state_dict().items()}
     cfg = model.config.to_dict()
     cfg["backbone_kwargs"] = {**cfg["backbone_kwargs"], "pretrained": False}
-    payload = {"format": FORMAT, "config": cfg, "state_dict": state, "meta": dict(meta or {})}
+    fmt = FORMAT_V2 if model.config.version == 2 else FORMAT
+    payload = {"format": fmt, "config": cfg, "state_dict": state, "meta": dict(meta or {})}
     if extra:
         payload.update(extra)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
@@ -63,9 +68,15 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     except Exception as exc:  # torch raises many types for damaged / foreign files
         raise CheckpointError(f"{path} is not a readable PyTorch checkpoint (damaged, truncated "
                               f"or not a weights-only file): {exc}") from exc
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+    fmt = payload.get("format") if isinstance(payload, dict) else None
+    if isinstance(fmt, str) and fmt.startswith("napari-risnet/") and fmt not in FORMATS:
+        raise CheckpointError(f"{path} was written by a newer napari-risnet (checkpoint format "
+                              f"{fmt!r}); this version reads {', '.join(FORMATS)}: upgrade "
+                              f"napari-risnet to use it")
+    if fmt not in FORMATS:
         raise CheckpointError(f"{path} is not a napari-risnet checkpoint (expected format "
-                              f"{FORMAT!r}); export one with `napari-risnet train/finetune`")
+                              f"{' or '.join(map(repr, FORMATS))}); export one with "
+                              f"`napari-risnet train/finetune`")
     for key in ("config", "state_dict"):
         if key not in payload:
             raise CheckpointError(f"{path} lacks its {key!r} entry")

@@ -1,4 +1,6 @@
-"""RIS-Net as a trainable ``nn.Module``: global branch, pyramid context, local branch, fusion.
+"""RIS-Net as a trainable ``nn.Module``: global branch, pyramid context, local branch, fusion,
+and (optional, architecture version 2) the previous mask as an input and a stride-4 refinement
+decoder after the fusion.
 
 Shapes: B images, N ROIs in total over the batch, H x W the network input, S = ``roi_size``.
 Boxes are ``[r0, c0, r1, c1]`` in input pixels (row, col; exclusive end).
@@ -33,6 +35,21 @@ class RISNetConfig:
     context_channels: int = 16
     local_channels: int = 64
     fusion: str = "max"
+    #: the previous mask of the object as a 6th input channel (0 / 1; zeros on a first click):
+    #: the network sees what it answered before, so a late click corrects instead of re-guessing
+    prev_mask: bool = False
+    #: channels of the stride-4 refinement decoder after the fusion (0 = none): the fused mask
+    #: is otherwise a bilinear upsampling of a stride-8 grid
+    decoder_channels: int = 0
+
+    @property
+    def in_channels(self) -> int:
+        return 6 if self.prev_mask else 5
+
+    @property
+    def version(self) -> int:
+        """1 = the first released architecture; 2 = with previous mask and / or decoder."""
+        return 2 if (self.prev_mask or self.decoder_channels) else 1
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -85,13 +102,21 @@ class RISNetOutput:
 
     global_logits: (B, 1, H, W). local_logits: (N, 1, S, S) or None. pasted_logits: (N, 1, H, W),
     each local prediction in image space, ``OUTSIDE_LOGIT`` outside its ROI, or None.
-    roi_batch: (N,) image index of each ROI, or None.
+    roi_batch: (N,) image index of each ROI, or None. refined_logits: (B, 1, H, W), the fusion
+    refined by the stride-4 decoder, or None without one.
     """
 
     global_logits: torch.Tensor
     local_logits: torch.Tensor | None = None
     pasted_logits: torch.Tensor | None = None
     roi_batch: torch.Tensor | None = None
+    refined_logits: torch.Tensor | None = None
+
+    def final_logits(self, fusion: str = "max") -> torch.Tensor:
+        """What the model answers: the refined fusion when there is a decoder, else the fusion."""
+        if self.refined_logits is not None:
+            return self.refined_logits
+        return self.fused_logits(fusion)
 
     def fused_logits(self, fusion: str = "max", roi_mask: torch.Tensor | None = None
                      ) -> torch.Tensor:
@@ -151,6 +176,38 @@ def paste_rois(local_logits: torch.Tensor, boxes: torch.Tensor, size: tuple[int,
     return torch.where(inside, sampled, torch.full_like(sampled, OUTSIDE_LOGIT))
 
 
+class RefinementDecoder(nn.Module):
+    """A light decoder to stride 4: the fused logits, the backbone's stride-4 features and conv7
+    predict a correction of the fused logits, added at full resolution.
+
+    Its last convolution starts at zero, so a model grown with a decoder answers exactly as it
+    did without one until training moves it.
+    """
+
+    def __init__(self, low_channels: int, feat_channels: int, channels: int) -> None:
+        super().__init__()
+        self.low = nn.Sequential(nn.Conv2d(low_channels, channels, 1, bias=False),
+                                 nn.BatchNorm2d(channels), nn.ReLU(inplace=True))
+        self.feat = nn.Sequential(nn.Conv2d(feat_channels, channels, 1, bias=False),
+                                  nn.BatchNorm2d(channels), nn.ReLU(inplace=True))
+        self.block = nn.Sequential(_separable(2 * channels + 1, channels),
+                                   _separable(channels, channels))
+        self.out = nn.Conv2d(channels, 1, 1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, low: torch.Tensor, feats: torch.Tensor, fused: torch.Tensor
+                ) -> torch.Tensor:
+        """low: (B, Cl, h4, w4); feats: (B, C, h8, w8); fused: (B, 1, H, W) logits ->
+        refined (B, 1, H, W) logits."""
+        size4 = low.shape[-2:]
+        f = F.interpolate(self.feat(feats), size=size4, mode="bilinear", align_corners=False)
+        p = torch.sigmoid(F.interpolate(fused, size=size4, mode="bilinear", align_corners=False))
+        delta = self.out(self.block(torch.cat([self.low(low), f, p.to(f.dtype)], dim=1)))
+        return fused + F.interpolate(delta, size=fused.shape[-2:], mode="bilinear",
+                                     align_corners=False)
+
+
 class RISNet(nn.Module):
     """Regional Interactive Image Segmentation Network (Liew et al., ICCV 2017).
 
@@ -162,7 +219,12 @@ class RISNet(nn.Module):
     def __init__(self, config: RISNetConfig | None = None) -> None:
         super().__init__()
         self.config = config = config or RISNetConfig()
-        self.backbone = create_backbone(config.backbone, **config.backbone_kwargs)
+        kwargs = dict(config.backbone_kwargs)
+        if config.prev_mask:
+            kwargs["in_channels"] = config.in_channels
+        if config.decoder_channels:
+            kwargs["low_level"] = True
+        self.backbone = create_backbone(config.backbone, **kwargs)
         c = self.backbone.out_channels
         self.stride = self.backbone.output_stride
         self.conv8_global = nn.Conv2d(c, 1, 1)
@@ -180,6 +242,9 @@ class RISNet(nn.Module):
                                              _separable(config.local_channels,
                                                         config.local_channels))
             self.conv8_local = nn.Conv2d(config.local_channels, 1, 1)
+        self.decoder = (RefinementDecoder(self.backbone.low_level_channels, c,
+                                          config.decoder_channels)
+                        if config.decoder_channels else None)
 
     @property
     def image_mean(self) -> tuple[float, ...]:
@@ -194,7 +259,8 @@ class RISNet(nn.Module):
         """Run both branches.
 
         Args:
-            x: (B, 5, H, W) normalised image (3) + distance maps / 255 (2).
+            x: (B, 5, H, W) normalised image (3) + distance maps / 255 (2), and with
+                ``config.prev_mask`` a 6th channel: the previous mask (0 / 1).
             boxes: (N, 4) float [r0, c0, r1, c1] ROIs in input pixels, or None (global only).
             roi_batch: (N,) long, the image of each ROI (default: all image 0).
             out_scale: logits at this fraction of the input resolution (training computes its
@@ -202,21 +268,39 @@ class RISNet(nn.Module):
         Returns:
             RISNetOutput with logits at ``out_scale`` x input resolution.
         """
-        if x.ndim != 4 or x.shape[1] != 5:
-            raise ValueError(f"expected input (B, 5, H, W), got {tuple(x.shape)}")
+        cin = self.config.in_channels
+        if x.ndim != 4 or x.shape[1] != cin:
+            raise ValueError(f"expected input (B, {cin}, H, W), got {tuple(x.shape)}")
         size = (round(x.shape[-2] * out_scale), round(x.shape[-1] * out_scale))
         if boxes is not None and out_scale != 1.0:
             boxes = boxes * out_scale
-        return self.heads(self.backbone(x), size, boxes, roi_batch)
+        feats, low = self.encode(x)
+        return self.heads(feats, size, boxes, roi_batch, low)
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Backbone: conv7 features and the stride-4 features the decoder needs (else None)."""
+        if self.decoder is None:
+            return self.backbone(x), None
+        return self.backbone.forward_pyramid(x)
 
     def heads(self, feats: torch.Tensor, size: tuple[int, int] | torch.Size,
-              boxes: torch.Tensor | None = None, roi_batch: torch.Tensor | None = None
-              ) -> RISNetOutput:
+              boxes: torch.Tensor | None = None, roi_batch: torch.Tensor | None = None,
+              low: torch.Tensor | None = None) -> RISNetOutput:
         """Everything after the backbone (split out so the predictor can time the parts).
 
-        feats: (B, C, h, w) conv7 features of an input of ``size`` = (H, W).
+        feats: (B, C, h, w) conv7 features of an input of ``size`` = (H, W); low: the stride-4
+        features from :meth:`encode` (needed with a decoder).
         """
-        size = (int(size[0]), int(size[1]))
+        out = self._branches(feats, (int(size[0]), int(size[1])), boxes, roi_batch)
+        if self.decoder is not None:
+            if low is None:
+                raise ValueError("this model has a refinement decoder: pass the stride-4 "
+                                 "features from model.encode(x) to heads()")
+            out.refined_logits = self.decoder(low, feats, out.fused_logits(self.config.fusion))
+        return out
+
+    def _branches(self, feats: torch.Tensor, size: tuple[int, int],
+                  boxes: torch.Tensor | None, roi_batch: torch.Tensor | None) -> RISNetOutput:
         global_logits = F.interpolate(self.conv8_global(feats), size=size, mode="bilinear",
                                       align_corners=False)
         if not self.config.use_local or boxes is None or len(boxes) == 0:

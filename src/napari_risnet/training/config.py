@@ -30,6 +30,11 @@ class TrainConfig:
     out_dir: str = "runs/default"
     model: dict[str, Any] = field(default_factory=dict)  # RISNetConfig fields
     init_checkpoint: str = ""  # fine-tune from this checkpoint ("default" = bundled)
+    # grow the init_checkpoint's model: {prev_mask = true, decoder_channels = 32} (new parts
+    # start so that the grown model answers exactly as the old one)
+    grow: dict[str, Any] = field(default_factory=dict)
+    freeze_stages: int = 0  # stem + this many EfficientNet stages not trained (CPU speed)
+    refine_weight: float = 1.0  # loss weight of the decoder's refined fusion
     crop_size: int = 320
     loss_stride: int = 2  # loss on logits at 1/loss_stride of the crop (speed)
     batch_size: int = 8
@@ -59,6 +64,12 @@ class TrainConfig:
     threads: int = 0
     amp: bool = True
     seed: int = 0
+    # --- wall-time budget, data-loader workers, validation without PyMaxflow (the GPU run) ---
+    time_budget_s: float = 0.0  # stop training (then validate and save) by this wall time; 0 = off
+    checkpoint_every_s: float = 0.0  # also write last.pt + history.json this often; 0 = off
+    workers: int = 0  # DataLoader worker processes sampling crops + clicks; 0 = main process
+    robot_workers: int = 0  # processes placing the iterative robot clicks; 0 = main process
+    val_graphcut: bool = True  # validate with the graph cut (off, or no PyMaxflow: network mask)
 
     def __post_init__(self) -> None:
         self.data = [d if isinstance(d, DataSource) else _build(DataSource, d, "data")
@@ -67,8 +78,15 @@ class TrainConfig:
             raise ValueError(f"optimizer must be sgd or adamw, got {self.optimizer!r}")
         if not 0.0 <= self.gamma <= 1.0:
             raise ValueError(f"gamma must be in [0, 1], got {self.gamma}")
+        unknown = set(self.grow) - {"prev_mask", "decoder_channels"}
+        if unknown:
+            raise ValueError(f"unknown key(s) in grow: {sorted(unknown)}; known: "
+                             f"['decoder_channels', 'prev_mask']")
         if self.crop_size % 16:
             raise ValueError(f"crop_size must be a multiple of 16, got {self.crop_size}")
+        for name in ("time_budget_s", "checkpoint_every_s", "workers", "robot_workers"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         for name in ("batch_size", "epochs", "steps_per_epoch", "n_roi"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -113,8 +131,17 @@ def load_config(path: str | Path) -> TrainConfig:
     return cfg
 
 
-def save_config(config: TrainConfig, path: str | Path) -> None:
-    import tomli_w
-
+def save_config(config: TrainConfig, path: str | Path) -> Path:
+    """Write the recipe as TOML; as JSON beside it (``.json``) where tomli-w is not installed
+    (a bare GPU node), so a run never fails for want of a writer. Returns the file written."""
     d = config.to_dict()
+    try:
+        import tomli_w
+    except ImportError:
+        import json
+
+        path = Path(path).with_suffix(".json")
+        path.write_text(json.dumps(d, indent=1))
+        return path
     Path(path).write_text(tomli_w.dumps(d))
+    return Path(path)

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from napari_risnet.clicks import Click, distance_maps, pad_rois, propose_rois
+from napari_risnet.clicks import DISTANCE_TRUNCATION, Click, pad_rois, propose_rois
 from napari_risnet.data import list_objects, load_object
 from napari_risnet.inference.preprocess import CropTransform, ImageNormalizer
 
@@ -203,25 +203,54 @@ def _pad(rgb: np.ndarray, gt: np.ndarray, ignore: np.ndarray, others: np.ndarray
     return Sample(out_rgb, out_gt, out_ign, out_oth)
 
 
+def click_distance_maps(shape: tuple[int, int], clicks: list[list[Click]],
+                        device: torch.device | str | None = None,
+                        truncation: float = DISTANCE_TRUNCATION) -> torch.Tensor:
+    """(B, 2, H, W) float32 distances to the nearest positive / negative click of each sample,
+    truncated — the values of ``clicks.distance_maps`` (the EDT of the click pixels), computed
+    directly from the few clicks, batched and on ``device`` (a GPU step never waits for the
+    CPU's distance transforms)."""
+    h, w = shape
+    out = torch.full((len(clicks), 2, h * w), float(truncation) ** 2, device=device)
+    rows = torch.arange(h, device=device, dtype=torch.float32).repeat_interleave(w)
+    cols = torch.arange(w, device=device, dtype=torch.float32).repeat(h)
+    for k in range(max((len(c) for c in clicks), default=0)):
+        have = [(b, int(not cl[k].positive), min(max(round(cl[k].row), 0), h - 1),
+                 min(max(round(cl[k].col), 0), w - 1))  # the rounding of distance_maps
+                for b, cl in enumerate(clicks) if len(cl) > k]
+        idx = torch.tensor(have, device=device, dtype=torch.long)
+        d2 = (rows - idx[:, 2:3]) ** 2 + (cols - idx[:, 3:4]) ** 2  # (N, H*W), exact integers
+        out[idx[:, 0], idx[:, 1]] = torch.minimum(out[idx[:, 0], idx[:, 1]], d2)
+    return out.sqrt_().view(len(clicks), 2, h, w)
+
+
 def make_batch(samples: list[Sample], clicks: list[list[Click]], n_roi: int,
-               mean: tuple[float, ...], std: tuple[float, ...]) -> dict[str, torch.Tensor]:
-    """Network tensors for a batch: x (B, 5, S, S), gt / valid (B, 1, S, S), boxes (B*n_roi, 4),
-    roi_batch (B*n_roi,). Every image gets exactly n_roi ROIs (repeated when fewer)."""
-    xs, gts, valids, boxes = [], [], [], []
-    m = torch.tensor(mean)[:, None, None]
-    s = torch.tensor(std)[:, None, None]
-    for sample, cl in zip(samples, clicks):
-        shape = sample.gt.shape
-        img = (torch.from_numpy(sample.rgb).permute(2, 0, 1) - m) / s
-        dist = torch.from_numpy(distance_maps(shape, cl)) / 255.0
-        xs.append(torch.cat([img, dist]))
-        gts.append(torch.from_numpy(sample.gt)[None].float())
-        valids.append(torch.from_numpy(~sample.ignore)[None].float())
-        boxes.append(torch.from_numpy(pad_rois(propose_rois(cl, shape, n_roi), n_roi)))
-    b = len(samples)
-    return {"x": torch.stack(xs).float(), "gt": torch.stack(gts), "valid": torch.stack(valids),
-            "boxes": torch.cat(boxes).float(),
-            "roi_batch": torch.arange(b).repeat_interleave(n_roi)}
+               mean: tuple[float, ...], std: tuple[float, ...],
+               prev_masks: list[np.ndarray | None] | None = None,
+               device: torch.device | str | None = None) -> dict[str, torch.Tensor]:
+    """Network tensors for a batch: x (B, 5, S, S) — (B, 6, S, S) with ``prev_masks`` (one
+    bool (S, S) mask or None = empty per sample) —, gt / valid (B, 1, S, S), boxes
+    (B*n_roi, 4), roi_batch (B*n_roi,). Every image gets exactly n_roi ROIs (repeated when
+    fewer). Built on ``device`` (default CPU): normalisation and click maps run there."""
+    shape = samples[0].gt.shape
+    m = torch.tensor(mean, device=device)[:, None, None]
+    s = torch.tensor(std, device=device)[:, None, None]
+    rgb = torch.from_numpy(np.stack([sample.rgb for sample in samples])).to(device)
+    parts = [(rgb.permute(0, 3, 1, 2) - m) / s,
+             click_distance_maps(shape, clicks, device) / 255.0]
+    if prev_masks is not None:
+        prev = np.zeros((len(samples), 1, *shape), np.float32)
+        for k, p in enumerate(prev_masks):
+            if p is not None:
+                prev[k, 0] = p
+        parts.append(torch.from_numpy(prev).to(device))
+    gt = torch.from_numpy(np.stack([sample.gt for sample in samples]))[:, None]
+    valid = ~torch.from_numpy(np.stack([sample.ignore for sample in samples]))[:, None]
+    boxes = np.concatenate([pad_rois(propose_rois(cl, shape, n_roi), n_roi) for cl in clicks])
+    return {"x": torch.cat(parts, 1).float(), "gt": gt.to(device).float(),
+            "valid": valid.to(device).float(),
+            "boxes": torch.from_numpy(boxes).float().to(device),
+            "roi_batch": torch.arange(len(samples), device=device).repeat_interleave(n_roi)}
 
 
 def image_key(ref) -> str:

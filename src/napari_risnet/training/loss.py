@@ -32,16 +32,30 @@ class LossTerms:
     local_term: torch.Tensor
     aux: torch.Tensor
     fused_loss: torch.Tensor  # loss of the fusion with every ROI (monitoring)
+    refined_loss: torch.Tensor | None = None  # the decoder's refined fusion, when there is one
 
 
 def click_discount_loss(out: RISNetOutput, gt: torch.Tensor, valid: torch.Tensor,
-                        n_roi: int, gamma: float = 0.8, aux_weight: float = 0.5) -> LossTerms:
-    """The seed's loss for a batch where every image has exactly ``n_roi`` ROIs.
+                        n_roi: int, gamma: float = 0.8, aux_weight: float = 0.5,
+                        refine_weight: float = 1.0) -> LossTerms:
+    """The seed's loss for a batch where every image has exactly ``n_roi`` ROIs, plus
+    ``refine_weight`` x the BCE of the refined fusion when the model has a decoder (what the
+    user gets must be supervised itself, not only its parts).
 
     Args:
         out: model output (pasted_logits (B*n_roi, 1, H, W) ordered image by image).
         gt, valid: (B, 1, H, W) float targets and valid-pixel weights.
     """
+    terms = _seed_loss(out, gt, valid, n_roi, gamma, aux_weight)
+    if out.refined_logits is not None and refine_weight > 0:
+        refined = masked_bce(out.refined_logits, gt, valid).mean()
+        terms.total = terms.total + refine_weight * refined
+        terms.refined_loss = refined
+    return terms
+
+
+def _seed_loss(out: RISNetOutput, gt: torch.Tensor, valid: torch.Tensor, n_roi: int,
+               gamma: float, aux_weight: float) -> LossTerms:
     g = out.global_logits
     l_global = masked_bce(g, gt, valid)
     zero = g.new_zeros(g.shape[0])

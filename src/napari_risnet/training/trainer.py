@@ -8,9 +8,10 @@ import logging
 import os
 import time
 import zlib
+from concurrent.futures import BrokenExecutor, Executor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -20,13 +21,16 @@ from tqdm import tqdm
 from napari_risnet.clicks import Click
 from napari_risnet.data import ObjectSample, list_objects, load_object, spread
 from napari_risnet.evaluation import evaluate
+from napari_risnet.inference.graphcut import graphcut_available
 from napari_risnet.inference.predictor import Predictor, default_checkpoint, resolve_device
 from napari_risnet.model.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from napari_risnet.model.grow import grow_model
 from napari_risnet.model.risnet import RISNet, RISNetConfig
-from napari_risnet.robot import RobotUser
+from napari_risnet.robot import robot_next_click
 from napari_risnet.training.config import TrainConfig, save_config
 from napari_risnet.training.datasets import ObjectPool, Sample, image_key, make_batch
 from napari_risnet.training.loss import click_discount_loss
+from napari_risnet.training.pack import is_pack, pool_from_packs
 from napari_risnet.training.sampling import sample_clicks
 
 log = logging.getLogger(__name__)
@@ -38,12 +42,18 @@ def is_validation(key: str, fraction: float) -> bool:
 
 
 def build_model(config: TrainConfig, device: torch.device) -> tuple[RISNet, dict]:
-    """A fresh model (ImageNet backbone) or the ``init_checkpoint`` to fine-tune."""
+    """A fresh model (ImageNet backbone) or the ``init_checkpoint`` to fine-tune, grown by
+    ``config.grow`` (new parts initialised so the starting model answers as before)."""
     if config.init_checkpoint:
         path = default_checkpoint() if config.init_checkpoint == "default" \
             else Path(config.init_checkpoint)
         model, meta = load_checkpoint(path, map_location=device)
+        if config.grow:
+            model = grow_model(model, **config.grow)
         return model, meta
+    if config.grow:
+        raise ValueError("`grow` needs an init_checkpoint to grow; for a fresh model put "
+                         "prev_mask / decoder_channels in [model]")
     return RISNet(RISNetConfig.from_dict(config.model)).to(device), {}
 
 
@@ -62,48 +72,104 @@ def make_optimizer(config: TrainConfig, model: torch.nn.Module
 
 def add_iterative_clicks(model: RISNet, samples: list[Sample], clicks: list[list[Click]],
                          config: TrainConfig, rng: np.random.Generator,
-                         device: torch.device) -> list[list[Click]]:
-    """Place extra clicks where the current model errs, with the evaluation's RobotUser."""
+                         device: torch.device, robot_pool: Executor | None = None
+                         ) -> tuple[list[list[Click]], list[np.ndarray | None]]:
+    """Place extra clicks where the current model errs, with the evaluation's RobotUser
+    (in ``robot_pool``'s processes when given: its distance transforms are a GPU step's main
+    CPU cost).
+
+    Returns the clicks and, per sample, the model's own mask *before* its last click (None =
+    no previous answer): what a model with the previous-mask input sees at that click, as in
+    RITM's iterative training.
+    """
+    prev: list[np.ndarray | None] = [None] * len(samples)
     chosen = [i for i in range(len(samples)) if rng.random() < config.iterative_prob
               and clicks[i]]
     if not chosen:
-        return clicks
+        return clicks, prev
     clicks = [list(c) for c in clicks]
     n_iter = int(rng.integers(1, config.iterative_clicks + 1))
+    with_prev = model.config.prev_mask
     was_training = model.training
     model.eval()
     try:
         for _ in range(n_iter):
             batch = make_batch([samples[i] for i in chosen], [clicks[i] for i in chosen],
-                               config.n_roi, model.image_mean, model.image_std)
-            with torch.no_grad():
+                               config.n_roi, model.image_mean, model.image_std,
+                               [prev[i] for i in chosen] if with_prev else None, device)
+            with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16,
+                                                 enabled=config.amp and device.type == "cuda"):
                 # the same memory format as the model (train_step): no per-layer conversion
                 x = batch["x"].to(device, memory_format=torch.channels_last)
                 out = model(x, batch["boxes"].to(device),
                             batch["roi_batch"].to(device))
-                probs = torch.sigmoid(out.fused_logits(model.config.fusion))[:, 0].cpu().numpy()
-            for k, i in enumerate(chosen):
-                s = samples[i]
-                robot = RobotUser(s.gt, s.ignore)
-                robot.clicks = list(clicks[i])
-                nxt = robot.next_click(probs[k] >= 0.5)
+                masks = (out.final_logits(model.config.fusion)[:, 0] >= 0).cpu().numpy()
+            args = ([samples[i].gt for i in chosen], [samples[i].ignore for i in chosen],
+                    [clicks[i] for i in chosen], list(masks))
+            nexts = _robot_clicks(args, robot_pool)
+            for k, (i, nxt) in enumerate(zip(chosen, nexts)):
                 if nxt is not None:
                     clicks[i].append(nxt)
+                    prev[i] = masks[k]
     finally:
         model.train(was_training)
-    return clicks
+    return clicks, prev
+
+
+def _robot_clicks(args: tuple, pool: Executor | None) -> list[Click | None]:
+    """``robot_next_click`` over the samples, in ``pool`` when it works (a node whose process
+    pool breaks loses speed, not the run)."""
+    if pool is not None:
+        try:
+            return list(pool.map(robot_next_click, *args, chunksize=max(1, len(args[0]) // 16)))
+        except (BrokenExecutor, OSError) as exc:
+            log.warning("robot click processes failed (%s): placing them in this process", exc)
+    return list(map(robot_next_click, *args))
+
+
+def freeze_early_stages(model: RISNet, n_blocks: int) -> list[str]:
+    """Stop training the stem and the first ``n_blocks`` EfficientNet stages (high resolution,
+    generic edges: a large part of a CPU step's backward, little to gain from a short
+    schedule). The previous mask joins after stage 2, so it keeps its gradient. Returns the
+    frozen parameter names."""
+    if n_blocks <= 0:
+        return []
+    body = getattr(model.backbone, "body", None)
+    if body is None:
+        raise ValueError(f"freeze_stages needs the efficientnet_lite0 backbone, not "
+                         f"{model.config.backbone}")
+    frozen = []
+    modules = [("conv_stem", body.conv_stem), ("bn1", body.bn1)] + \
+        [(f"blocks.{i}", body.blocks[i]) for i in range(min(n_blocks, len(body.blocks)))]
+    for prefix, module in modules:
+        for name, p in module.named_parameters():
+            p.requires_grad_(False)
+            frozen.append(f"{prefix}.{name}")
+    return frozen
+
+
+def _frozen_bn_eval(model: RISNet, n_blocks: int) -> None:
+    """Frozen stages keep their BatchNorm statistics (eval mode) while the rest trains."""
+    body = getattr(model.backbone, "body", None)
+    if body is None or n_blocks <= 0:
+        return
+    body.bn1.eval()
+    for i in range(min(n_blocks, len(body.blocks))):
+        body.blocks[i].eval()
 
 
 @dataclass
 class ValidationSet:
     samples: list[ObjectSample]
+    use_graphcut: bool = True  # without PyMaxflow (a bare GPU node) the network's mask alone
 
     def noc85(self, model: RISNet, device: torch.device, max_clicks: int) -> float:
-        """Mean NoC@85 of the robot user (graph cut on, as users get it)."""
+        """Mean NoC@85 of the robot user (graph cut on, as users get it, where available)."""
         if not self.samples:
             return float("nan")
         was_training = model.training
-        predictor = Predictor(model=model, device=device)
+        predictor = Predictor(model=model, device=device,
+                              use_graphcut=self.use_graphcut and graphcut_available())
         summary, _ = evaluate(predictor, self.samples, max_clicks=max_clicks, stop_iou=0.85)
         model.train(was_training)
         return summary.noc85
@@ -136,7 +202,11 @@ class Trainer:
     def __init__(self, config: TrainConfig, pool: ObjectPool, val: ValidationSet,
                  resume: bool = False,
                  progress: Callable[[int, int, str], None] | None = None,
-                 should_stop: Callable[[], bool] | None = None) -> None:
+                 should_stop: Callable[[], bool] | None = None,
+                 batches: Iterator[tuple[list[Sample], list[list[Click]]]] | None = None,
+                 clock_start: float | None = None) -> None:
+        """``batches``: (samples, clicks) made elsewhere (DataLoader workers) instead of in
+        ``train_step``; ``clock_start``: when ``time_budget_s`` started (default: now)."""
         self.config = config
         self.rank, self.world = _init_distributed()
         self.device = resolve_device(config.device) if self.world == 1 else \
@@ -149,13 +219,28 @@ class Trainer:
         self.out = Path(config.out_dir)
         self.out.mkdir(parents=True, exist_ok=True)
         self.model, self.base_meta = build_model(config, self.device)
+        self.frozen = freeze_early_stages(self.model, config.freeze_stages)
         self.model.train()
+        _frozen_bn_eval(self.model, config.freeze_stages)
         self.model.to(memory_format=torch.channels_last)  # ~1.6x faster depthwise convs on CPU
         self.opt, self.sched = make_optimizer(config, self.model)
         self.rng = np.random.default_rng(config.seed + 1000 * self.rank)
         self.epoch, self.step, self.best = 0, 0, float("inf")
         self.history: list[dict] = []
         self.progress, self.should_stop = progress, should_stop
+        self.batches = batches
+        self.robot_pool = None
+        if config.robot_workers > 0:  # forkserver: safe after CUDA initialisation
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            self.robot_pool = ProcessPoolExecutor(
+                config.robot_workers, mp_context=multiprocessing.get_context("forkserver"))
+            for _ in range(config.robot_workers):  # start them now, beside the first validation
+                self.robot_pool.submit(int)
+        self.deadline = (clock_start or time.time()) + config.time_budget_s \
+            if config.time_budget_s > 0 else None
+        self._last_save, self._save_s, self._val_s, self._step_s = time.time(), 0.0, 0.0, 0.0
         if resume and (self.out / "last.pt").is_file():
             self._resume(self.out / "last.pt")
         self.ddp = None
@@ -181,11 +266,21 @@ class Trainer:
     def _save_last(self) -> None:
         if self.rank != 0:
             return
+        tic = time.time()
         ts = {"optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
               "epoch": self.epoch, "step": self.step, "best": self.best,
               "history": json.dumps(self.history),
               "rng": json.dumps(self.rng.bit_generator.state)}
         save_checkpoint(self.out / "last.pt", self.model, self._meta(), extra={"train_state": ts})
+        (self.out / "history.json").write_text(json.dumps(self.history, indent=1))
+        self._last_save, self._save_s = time.time(), time.time() - tic
+
+    def _out_of_time(self) -> bool:
+        """True when one more step, a validation and a save would overrun the time budget."""
+        if self.deadline is None:
+            return False
+        return time.time() + self._step_s + 1.5 * self._val_s + self._save_s + 1.0 \
+            >= self.deadline
 
     def _meta(self) -> dict:
         return {"epoch": self.epoch, "step": self.step, "best_val_noc85": self.best,
@@ -193,15 +288,23 @@ class Trainer:
 
     def train_step(self) -> dict[str, float]:
         cfg = self.config
-        samples = [self.pool.sample(self.rng, cfg.crop_size, cfg.full_image_prob)
-                   for _ in range(cfg.batch_size)]
-        clicks = [sample_clicks(s.gt, s.ignore, s.others, self.rng, cfg.max_positive,
-                                cfg.max_negative) for s in samples]
+        _frozen_bn_eval(self.model, cfg.freeze_stages)  # validation / iterative clicks reset it
+        if self.batches is not None:
+            samples, clicks = next(self.batches)
+        else:
+            samples = [self.pool.sample(self.rng, cfg.crop_size, cfg.full_image_prob)
+                       for _ in range(cfg.batch_size)]
+            clicks = [sample_clicks(s.gt, s.ignore, s.others, self.rng, cfg.max_positive,
+                                    cfg.max_negative) for s in samples]
+        prev: list[np.ndarray | None] = [None] * len(samples)
         if cfg.iterative_prob > 0:
-            clicks = add_iterative_clicks(self.model, samples, clicks, cfg, self.rng, self.device)
+            clicks, prev = add_iterative_clicks(self.model, samples, clicks, cfg, self.rng,
+                                                self.device, self.robot_pool)
         keep = [i for i, c in enumerate(clicks) if c]
         batch = make_batch([samples[i] for i in keep], [clicks[i] for i in keep], cfg.n_roi,
-                           self.model.image_mean, self.model.image_std)
+                           self.model.image_mean, self.model.image_std,
+                           [prev[i] for i in keep] if self.model.config.prev_mask else None,
+                           self.device)
         batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
         net = self.ddp or self.model
         use_amp = cfg.amp and self.device.type == "cuda"
@@ -215,13 +318,18 @@ class Trainer:
         out.global_logits = out.global_logits.float()
         if out.pasted_logits is not None:
             out.pasted_logits = out.pasted_logits.float()
+        if out.refined_logits is not None:
+            out.refined_logits = out.refined_logits.float()
         terms = click_discount_loss(out, gt, valid, cfg.n_roi, cfg.gamma,
-                                    cfg.local_aux_weight)
+                                    cfg.local_aux_weight, cfg.refine_weight)
         self.opt.zero_grad(set_to_none=True)
         terms.total.backward()
         self.opt.step()
-        return {"loss": terms.total.item(), "global": terms.global_loss.item(),
-                "local": terms.local_term.item(), "fused": terms.fused_loss.item()}
+        result = {"loss": terms.total.item(), "global": terms.global_loss.item(),
+                  "local": terms.local_term.item(), "fused": terms.fused_loss.item()}
+        if terms.refined_loss is not None:
+            result["refined"] = terms.refined_loss.item()
+        return result
 
     def run(self) -> dict:
         """Train to ``config.epochs``; returns the summary (also in out_dir/summary.json)."""
@@ -235,14 +343,20 @@ class Trainer:
             self._say(total, "measuring the starting model")
             self.history.append({"epoch": 0, "val_noc85": self._validate()})
         t0, steps0 = time.time(), self.step
-        stopped = False
-        while self.epoch < cfg.epochs and not stopped:
-            running: dict[str, float] = {}
+        stopped = out_of_time = False
+        running: dict[str, float] = {}
+        while self.epoch < cfg.epochs and not stopped and not out_of_time:
+            running = {}
             while self.step < (self.epoch + 1) * cfg.steps_per_epoch:
                 if self.should_stop is not None and self.should_stop():
                     stopped = True
                     break
+                if self._out_of_time():
+                    out_of_time = True
+                    break
+                tic = time.time()
                 terms = self.train_step()
+                self._step_s = time.time() - tic
                 self.step += 1
                 for k, v in terms.items():
                     running[k] = 0.9 * running.get(k, v) + 0.1 * v
@@ -251,29 +365,31 @@ class Trainer:
                 bar.set_postfix(loss=f"{running['loss']:.3f}", sps=f"{rate:.1f}")
                 if self.progress is not None:
                     self.progress(self.step, total, f"loss {running['loss']:.3f}")
-                if self.step % cfg.checkpoint_every == 0:
+                if self.step % cfg.checkpoint_every == 0 or (
+                        cfg.checkpoint_every_s and
+                        time.time() - self._last_save >= cfg.checkpoint_every_s):
                     self._save_last()
             if stopped:
+                break
+            if out_of_time:  # a part-epoch: validate it (best.pt), keep the epoch to resume
+                if self.rank == 0 and self.step > steps0 and (
+                        not self.history or self.history[-1].get("step") != self.step):
+                    self._record(running, t0, steps0, partial=True)
+                self._save_last()
                 break
             self.epoch += 1
             self.sched.step()
             if self.rank == 0:
                 self._say(total, f"epoch {self.epoch}: validating")
-                noc = self._validate()
-                rate = (self.step - steps0) * cfg.batch_size * self.world / (time.time() - t0)
-                self.history.append({"epoch": self.epoch, "step": self.step, "val_noc85": noc,
-                                     "samples_per_s": round(rate, 2),
-                                     **{k: round(v, 4) for k, v in running.items()}})
-                log.info("epoch %d: %s", self.epoch, self.history[-1])
-                if noc <= self.best:
-                    self.best = noc
-                    save_checkpoint(self.out / "best.pt", self.model, self._meta())
-                (self.out / "history.json").write_text(json.dumps(self.history, indent=1))
+                self._record(running, t0, steps0)
             self._save_last()
         bar.close()
+        if self.robot_pool is not None:
+            self.robot_pool.shutdown(wait=False, cancel_futures=True)
         if self.rank == 0 and not (self.out / "best.pt").is_file():
             save_checkpoint(self.out / "best.pt", self.model, self._meta())
         return {"history": self.history, "best_val_noc85": self.best, "stopped": stopped,
+                "out_of_time": out_of_time, "steps": self.step,
                 "best": str(self.out / "best.pt")}
 
     def _say(self, total: int, what: str) -> None:
@@ -282,8 +398,27 @@ class Trainer:
             self.progress(self.step, total, f"{what} on {len(self.val.samples)} held-out "
                                             f"objects…")
 
+    def _record(self, running: dict[str, float], t0: float, steps0: int,
+                partial: bool = False) -> None:
+        """Validate, append to the history, keep best.pt, write history.json."""
+        cfg = self.config
+        rate = (self.step - steps0) * cfg.batch_size * self.world / (time.time() - t0)
+        noc = self._validate()
+        self.history.append({"epoch": self.epoch, "step": self.step, "val_noc85": noc,
+                             "samples_per_s": round(rate, 2),
+                             **({"partial_epoch": True} if partial else {}),
+                             **{k: round(v, 4) for k, v in running.items()}})
+        log.info("epoch %d: %s", self.epoch, self.history[-1])
+        if noc <= self.best:
+            self.best = noc
+            save_checkpoint(self.out / "best.pt", self.model, self._meta())
+        (self.out / "history.json").write_text(json.dumps(self.history, indent=1))
+
     def _validate(self) -> float:
-        return self.val.noc85(self.model, self.device, self.config.val_max_clicks)
+        tic = time.time()
+        noc = self.val.noc85(self.model, self.device, self.config.val_max_clicks)
+        self._val_s = time.time() - tic
+        return noc
 
 
 def _init_distributed() -> tuple[int, int]:
@@ -299,10 +434,20 @@ def _init_distributed() -> tuple[int, int]:
     return dist.get_rank(), dist.get_world_size()
 
 
-def train(config: TrainConfig, resume: bool = False) -> dict:
-    """Train from the recipe's folders (the `napari-risnet train` command)."""
+def train(config: TrainConfig, resume: bool = False, clock_start: float | None = None) -> dict:
+    """Train from the recipe's folders or packs (the `napari-risnet train` command);
+    ``clock_start``: when the recipe's ``time_budget_s`` began (default: when training does)."""
     if not config.data:
         raise ValueError("the training config lists no [[data]] folders")
+    packed = [is_pack(d.path) for d in config.data]
+    if any(packed):
+        if not all(packed):
+            raise ValueError("a recipe reads either packed folders or original ones, not both: "
+                             "pack all its [[data]] folders with `napari-risnet pack`")
+        pool, val_samples = pool_from_packs(config)
+        print(f"{len(pool)} training objects in {len(pool.images)} packed images, "
+              f"{len(val_samples)} validation objects")
+        return _run(config, pool, ValidationSet(val_samples), resume, clock_start)
     val, exclude = validation_from_folders(config)
     bar = tqdm(desc="loading images", unit="img", mininterval=2.0)
 
@@ -316,4 +461,17 @@ def train(config: TrainConfig, resume: bool = False) -> dict:
     bar.close()
     print(f"{len(pool)} training objects in {len(pool.images)} images "
           f"({pool.skipped} skipped), {len(val.samples)} validation objects")
-    return Trainer(config, pool, val, resume=resume).run()
+    return _run(config, pool, val, resume, clock_start)
+
+
+def _run(config: TrainConfig, pool: ObjectPool, val: ValidationSet, resume: bool,
+         clock_start: float | None) -> dict:
+    """Start the loader workers (before the model reaches the GPU), then train."""
+    val.use_graphcut = config.val_graphcut
+    batches = None
+    if config.workers > 0:
+        from napari_risnet.training.loader import sample_batches
+
+        batches = sample_batches(pool, config, config.seed + 7919)
+    return Trainer(config, pool, val, resume=resume, batches=batches,
+                   clock_start=clock_start).run()

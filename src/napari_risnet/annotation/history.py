@@ -1,0 +1,102 @@
+"""Undo / redo of an annotation: each step keeps the session state before and after it and the
+label patches it wrote, so undoing restores the label array exactly without predicting again."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from napari_risnet.annotation.records import ObjectRecord, SliceKey
+from napari_risnet.clicks import Click
+
+
+@dataclass
+class SessionState:
+    """The small Python state of a session (arrays are shared, never mutated in place)."""
+
+    objects: dict[int, ObjectRecord] = field(default_factory=dict)
+    current: dict[SliceKey, tuple[Click, ...]] = field(default_factory=dict)
+    current_seq: dict[SliceKey, int] = field(default_factory=dict)
+
+    def copy(self) -> "SessionState":
+        return SessionState(dict(self.objects), dict(self.current), dict(self.current_seq))
+
+
+@dataclass
+class Patch:
+    """A change of ``labels[index]`` from ``old`` to ``new`` (a bounding box per slice)."""
+
+    index: tuple
+    old: np.ndarray
+    new: np.ndarray
+
+
+@dataclass
+class Step:
+    """One undoable change: its kind ('click', 'commit', ...), the states around it and the
+    label patches it wrote."""
+
+    kind: str
+    before: SessionState
+    after: SessionState
+    patches: list[Patch] = field(default_factory=list)
+    slice: SliceKey | None = None
+
+
+class History:
+    """The undo and redo stacks; ``undo`` / ``redo`` write the patches back into ``labels``."""
+
+    def __init__(self) -> None:
+        self.done: list[Step] = []
+        self.undone: list[Step] = []
+
+    @property
+    def can_undo(self) -> bool:
+        return bool(self.done)
+
+    @property
+    def can_redo(self) -> bool:
+        return bool(self.undone)
+
+    def push(self, step: Step) -> None:
+        """Record a new step; a new step makes the redo stack meaningless."""
+        self.done.append(step)
+        self.undone.clear()
+
+    def undo(self, labels: np.ndarray) -> Step | None:
+        """Restore the labels before the last step and return it (None when nothing to undo)."""
+        if not self.done:
+            return None
+        step = self.done.pop()
+        for p in reversed(step.patches):
+            labels[p.index] = p.old
+        self.undone.append(step)
+        return step
+
+    def redo(self, labels: np.ndarray) -> Step | None:
+        """Write the last undone step's patches again and return it (None when none)."""
+        if not self.undone:
+            return None
+        step = self.undone.pop()
+        for p in step.patches:
+            labels[p.index] = p.new
+        self.done.append(step)
+        return step
+
+    def drop_last_while(self, condition: Callable[[Step], bool]) -> None:
+        """Forget the newest steps while ``condition`` holds (e.g. clicks whose prediction
+        failed), without touching the labels; the redo stack is cleared."""
+        while self.done and condition(self.done[-1]):
+            self.done.pop()
+        self.undone.clear()
+
+
+def write_patch(labels: np.ndarray, index: tuple, new: np.ndarray) -> Patch:
+    """Write ``new`` into ``labels[index]`` and return the patch that undoes / redoes it."""
+    old = labels[index].copy()
+    labels[index] = new
+    return Patch(index, old, np.array(new, copy=True))
+
+
+__all__ = ["History", "Patch", "SessionState", "Step", "write_patch"]

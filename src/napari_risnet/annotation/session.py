@@ -1,0 +1,702 @@
+"""AnnotationSession: the state of an interactive annotation, free of napari and Qt.
+
+The session holds the image, the label array, the clicks of the current object (per slice) and
+the committed objects (per slice: their clicks and, for propagated slices, the slice they were
+carried from). A committed object can be corrected on any slice (``correct``, ``erase_slice``)
+and propagated again from there (``propagate(..., from_slice=...)``, in ``propagation.py``).
+Every change is one undo step that restores the label array exactly.
+
+Masks follow *sequential* semantics: the mask after click ``k`` of a slice is
+``predict(clicks[:k], prev_mask=mask after click k-1)``. They are cached by (slice, clicks), so
+undo / redo never predict again, and replaying the recorded clicks (``recompute``) gives the
+same labels with a deterministic segmenter.
+
+Threading: a UI may record clicks on its main thread (``add_click(..., predict=False)``) and
+call ``predict_pending`` in a worker thread. Two re-entrant locks guard the state and the
+segmenter; when both are needed the segmenter lock is always taken first.
+"""
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
+
+import numpy as np
+from scipy import ndimage
+
+from napari_risnet.annotation.history import History, Patch, SessionState, Step, write_patch
+from napari_risnet.annotation.propagation import (ProgressFn, PropagationMixin,
+                                                  PropagationResult, StopFn, StopRule,
+                                                  derive_clicks)
+from napari_risnet.annotation.records import ClickRecord, ObjectRecord, SliceKey, SliceRecord
+from napari_risnet.clicks import Click, validate_clicks
+from napari_risnet.robot import iou
+
+if TYPE_CHECKING:  # the protocol's module imports torch; the session needs numpy only
+    from napari_risnet.inference.predictor import InteractiveSegmenter
+
+
+#: Masks kept for undo / redo / display, in bytes (least recently used ones go first).
+MASK_CACHE_BYTES = 512 * 2 ** 20
+
+
+class _MaskCache:
+    """LRU cache (slice, clicks) -> mask, bounded in bytes."""
+
+    def __init__(self, max_bytes: int = MASK_CACHE_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self._data: OrderedDict[tuple, np.ndarray] = OrderedDict()
+        self._bytes = 0
+
+    def get(self, key: tuple) -> np.ndarray | None:
+        mask = self._data.get(key)
+        if mask is not None:
+            self._data.move_to_end(key)
+        return mask
+
+    def __contains__(self, key: tuple) -> bool:
+        return key in self._data
+
+    def put(self, key: tuple, mask: np.ndarray) -> None:
+        if key in self._data:
+            self._bytes -= self._data.pop(key).nbytes
+        self._data[key] = mask
+        self._bytes += mask.nbytes
+        while self._bytes > self.max_bytes and len(self._data) > 1:
+            _, old = self._data.popitem(last=False)
+            self._bytes -= old.nbytes
+
+    def clear(self) -> None:
+        self._data.clear()
+        self._bytes = 0
+
+
+class AnnotationSession(PropagationMixin):
+    """Clicks -> objects -> a label array, with undo / redo and stack propagation.
+
+    Args:
+        image: (H, W) grey, (H, W, C) RGB(A) / multichannel, or a stack with leading axes,
+            e.g. (Z, H, W), (T, Z, H, W), (Z, H, W, 3). numpy, dask or zarr arrays.
+        segmenter: anything with ``set_image(image2d, channels)`` and
+            ``predict(clicks, prev_mask) -> Prediction`` (RIS-Net Predictor or a baseline).
+        labels: integer array of shape leading + (H, W) to write into (used in place, so a UI
+            can display it); a new int32 array of zeros when None.
+        rgb: whether the last axis holds channels; None guesses like napari (3 or 4 last).
+        channels: channels handed to ``set_image`` for a multichannel image.
+    """
+
+    def __init__(self, image: Any, segmenter: "InteractiveSegmenter",
+                 labels: np.ndarray | None = None, rgb: bool | None = None,
+                 channels: Sequence[int] | None = None) -> None:
+        shape = getattr(image, "shape", None)
+        if shape is None:
+            raise TypeError(f"expected an array-like image, got {type(image).__name__}")
+        shape = tuple(int(s) for s in shape)
+        if rgb is None:
+            rgb = len(shape) >= 3 and shape[-1] in (3, 4)
+        spatial_end = len(shape) - 1 if rgb else len(shape)
+        if spatial_end < 2:
+            raise ValueError(f"expected an image with at least 2 spatial axes "
+                             f"(H, W{', C' if rgb else ''}), got shape {shape}")
+        if any(s < 1 for s in shape):
+            raise ValueError(f"image of shape {shape} is empty")
+        dtype = np.dtype(getattr(image, "dtype", np.float64))
+        if not (np.issubdtype(dtype, np.number) or dtype == bool):
+            raise TypeError(f"image dtype {dtype} is not numeric")
+        self.image = image
+        self.rgb = bool(rgb)
+        self.channels = None if channels is None else [int(c) for c in channels]
+        self.leading_shape: SliceKey = shape[:spatial_end - 2]
+        self.spatial_shape: tuple[int, int] = (shape[spatial_end - 2], shape[spatial_end - 1])
+        self.labels_shape = self.leading_shape + self.spatial_shape
+        if labels is None:
+            labels = np.zeros(self.labels_shape, dtype=np.int32)
+        else:
+            if not isinstance(labels, np.ndarray):
+                raise TypeError(f"labels must be a numpy array, got {type(labels).__name__}")
+            if labels.shape != self.labels_shape:
+                raise ValueError(f"labels of shape {labels.shape} do not match the image: "
+                                 f"expected {self.labels_shape}")
+            if not np.issubdtype(labels.dtype, np.integer):
+                raise TypeError(f"labels must have an integer dtype, got {labels.dtype}")
+        self.labels: np.ndarray = labels
+        self._segmenter = segmenter
+        self._image_slice: SliceKey | None = None
+        self._cache = _MaskCache()
+        self._state = SessionState()
+        self._history = History()
+        self._seq = 0
+        self._lock = threading.RLock()
+        self._seg_lock = threading.RLock()
+        self._init_propagation()
+
+    # -- properties ------------------------------------------------------------------------------
+    @property
+    def segmenter(self) -> "InteractiveSegmenter":
+        return self._segmenter
+
+    @segmenter.setter
+    def segmenter(self, segmenter: "InteractiveSegmenter") -> None:
+        """Swap the method: cached masks are dropped and the current object predicted again."""
+        with self._seg_lock, self._lock:
+            self._segmenter = segmenter
+            self._image_slice = None
+            self._cache.clear()
+
+    @property
+    def objects(self) -> dict[int, ObjectRecord]:
+        """Committed objects by id (a copy)."""
+        with self._lock:
+            return dict(self._state.objects)
+
+    @property
+    def current_clicks(self) -> dict[SliceKey, tuple[Click, ...]]:
+        """Clicks of the current object per slice (a copy)."""
+        with self._lock:
+            return dict(self._state.current)
+
+    @property
+    def n_current_clicks(self) -> int:
+        with self._lock:
+            return sum(len(c) for c in self._state.current.values())
+
+    @property
+    def can_undo(self) -> bool:
+        return self._history.can_undo
+
+    @property
+    def can_redo(self) -> bool:
+        return self._history.can_redo
+
+    @property
+    def has_pending(self) -> bool:
+        """Whether some click of the current object still waits for its prediction."""
+        with self._lock:
+            return self._next_pending() is not None
+
+    def next_label_id(self) -> int:
+        """The id the next commit gets: above every id in the labels and every object."""
+        with self._lock:
+            top = int(self.labels.max()) if self.labels.size else 0
+            return max([top, *self._state.objects]) + 1
+
+    def current_mask(self, slice_key: Sequence[int] = ()) -> np.ndarray | None:
+        """The current object's (H, W) bool mask on a slice; None before its prediction."""
+        key = self._check_slice(slice_key)
+        with self._lock:
+            clicks = self._state.current.get(key)
+            return None if not clicks else self._cache.get((key, clicks))
+
+    # -- validation ------------------------------------------------------------------------------
+    def _check_slice(self, slice_key: Sequence[int] | int) -> SliceKey:
+        if isinstance(slice_key, (int, np.integer)):
+            slice_key = (slice_key,)
+        try:
+            key = tuple(int(i) for i in slice_key)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"slice index must be a tuple of integers, got {slice_key!r}"
+                             ) from exc
+        if len(key) != len(self.leading_shape):
+            raise ValueError(f"slice index {key} has {len(key)} entries but the image has "
+                             f"{len(self.leading_shape)} leading axes {self.leading_shape}")
+        for i, n in zip(key, self.leading_shape):
+            if not 0 <= i < n:
+                raise ValueError(f"slice index {key} lies outside the stack of shape "
+                                 f"{self.leading_shape}")
+        return key
+
+    def _check_click(self, click: Click) -> Click:
+        if not isinstance(click, Click):
+            raise TypeError(f"expected a Click, got {type(click).__name__}")
+        return validate_clicks([click], self.spatial_shape)[0]
+
+    # -- prediction ------------------------------------------------------------------------------
+    def _predict(self, key: SliceKey, clicks: Sequence[Click],
+                 prev: np.ndarray | None) -> np.ndarray:
+        """Run the segmenter on one slice (takes the segmenter lock; never hold only the state
+        lock when calling this)."""
+        return self._predict_full(key, clicks, prev)[0]
+
+    def _predict_full(self, key: SliceKey, clicks: Sequence[Click], prev: np.ndarray | None
+                      ) -> tuple[np.ndarray, np.ndarray | None]:
+        """The (H, W) mask and probabilities (None if the segmenter gives none) of one slice."""
+        with self._seg_lock:
+            if self._image_slice != key:
+                self._image_slice = None
+                self._segmenter.set_image(self.image[key], self.channels)
+                self._image_slice = key
+            pred = self._segmenter.predict(list(clicks), prev_mask=prev)
+        mask = np.asarray(pred.mask, dtype=bool)
+        probs = getattr(pred, "probabilities", None)
+        probs = None if probs is None else np.asarray(probs, dtype=np.float32)
+        if mask.shape != self.spatial_shape:
+            window = getattr(pred, "window", None)
+            if window is None:
+                raise ValueError(f"the segmenter returned a mask of shape {mask.shape} for an "
+                                 f"image of shape {self.spatial_shape}")
+            full = np.zeros(self.spatial_shape, bool)
+            full[window[0]:window[2], window[1]:window[3]] = mask
+            mask = full
+            if probs is not None and probs.shape != self.spatial_shape:
+                fullp = np.zeros(self.spatial_shape, np.float32)
+                fullp[window[0]:window[2], window[1]:window[3]] = probs
+                probs = fullp
+        mask.setflags(write=False)
+        return mask, probs
+
+    def _grey(self, key: SliceKey) -> np.ndarray:
+        """One slice as a float grey image (mean of the channels used), for the stop rule."""
+        img = np.asarray(self.image[key], dtype=np.float32)
+        if self.rgb or img.ndim == 3:
+            if self.channels is not None:
+                img = img[..., self.channels]
+            img = img.mean(axis=-1)
+        return img
+
+    def _next_pending(self) -> tuple[SliceKey, tuple[Click, ...], np.ndarray | None] | None:
+        for key, clicks in self._state.current.items():
+            for n in range(1, len(clicks) + 1):
+                if (key, clicks[:n]) not in self._cache:
+                    prev = self._cache.get((key, clicks[:n - 1])) if n > 1 else None
+                    return key, clicks[:n], prev
+        return None
+
+    def predict_pending(self, keep_failed: bool = False) -> list[SliceKey]:
+        """Predict every click still waiting (safe to call from a worker thread).
+
+        On an error the failed click and the later clicks of its slice are dropped (no undo
+        step), so the session stays consistent, and the error is raised again. With
+        ``keep_failed`` (a UI: the user's clicks must survive a model that failed to load)
+        they stay pending instead, and the next call predicts them again.
+
+        Returns:
+            the slices whose mask changed.
+        """
+        updated: list[SliceKey] = []
+        while True:
+            with self._lock:
+                job = self._next_pending()
+            if job is None:
+                return updated
+            key, clicks, prev = job
+            try:
+                mask = self._predict(key, clicks, prev)
+            except Exception:
+                if not keep_failed:
+                    self._drop_failed(key, clicks)
+                raise
+            with self._lock:
+                self._cache.put((key, clicks), mask)
+            if key not in updated:
+                updated.append(key)
+
+    def _drop_failed(self, key: SliceKey, clicks: tuple[Click, ...]) -> None:
+        with self._lock:
+            current = self._state.current.get(key, ())
+            if current[:len(clicks)] != clicks:
+                return  # the user changed this slice meanwhile: nothing of it is left to drop
+            keep = clicks[:-1]
+            self._history.drop_last_while(
+                lambda step: step.kind == "click" and step.slice == key
+                and len(step.after.current.get(key, ())) > len(keep))
+            if keep:
+                self._state.current[key] = keep
+            else:
+                self._state.current.pop(key, None)
+                self._state.current_seq.pop(key, None)
+
+    # -- steps -----------------------------------------------------------------------------------
+    def _push(self, kind: str, before: SessionState, patches: list[Patch] | None = None,
+              key: SliceKey | None = None) -> None:
+        self._history.push(Step(kind, before, self._state.copy(), patches or [], key))
+
+    def _write(self, index: tuple, new: np.ndarray) -> Patch:
+        return write_patch(self.labels, index, new)
+
+    def undo(self) -> str | None:
+        """Undo the last step (click, commit, clear, propagate, recompute); returns its kind."""
+        with self._lock:
+            step = self._history.undo(self.labels)
+            if step is None:
+                return None
+            self._state = step.before.copy()
+            return step.kind
+
+    def redo(self) -> str | None:
+        """Redo the last undone step; returns its kind."""
+        with self._lock:
+            step = self._history.redo(self.labels)
+            if step is None:
+                return None
+            self._state = step.after.copy()
+            return step.kind
+
+    # -- clicks ----------------------------------------------------------------------------------
+    def add_click(self, click: Click, slice_key: Sequence[int] = (), predict: bool = True
+                  ) -> np.ndarray | None:
+        """Add a click to the current object on a slice.
+
+        Args:
+            click: (row, col) in the slice, positive or negative.
+            slice_key: indices along the leading axes (``()`` for a 2D image).
+            predict: predict now and return the new mask; False only records the click (a UI
+                then calls ``predict_pending`` in a worker).
+        Raises:
+            ValueError / TypeError: the click or slice is invalid (nothing is recorded), or the
+                prediction failed (the click is dropped again).
+        """
+        key = self._check_slice(slice_key)
+        click = self._check_click(click)
+        with self._lock:
+            before = self._state.copy()
+            clicks = self._state.current.get(key, ())
+            if not clicks and not click.positive:
+                raise ValueError("the first click on an object must be positive (left click)")
+            self._state.current[key] = clicks + (click,)
+            if not clicks:
+                self._seq += 1
+                self._state.current_seq[key] = self._seq
+            self._push("click", before, key=key)
+        if not predict:
+            return None
+        self.predict_pending()
+        return self.current_mask(key)
+
+    def clear(self) -> bool:
+        """Forget the current object's clicks (one undo step); False when there were none."""
+        with self._lock:
+            if not self._state.current:
+                return False
+            before = self._state.copy()
+            self._state.current.clear()
+            self._state.current_seq.clear()
+            self._push("clear", before)
+            return True
+
+    # -- commit ----------------------------------------------------------------------------------
+    def commit(self, overwrite: bool = False) -> int:
+        """Write the current object into the labels under the next free id (one undo step).
+
+        Pixels of other objects are kept unless ``overwrite``. Returns the new id.
+
+        Raises:
+            ValueError: no clicks, an empty mask, or nothing left after sparing other objects.
+        """
+        while True:
+            self.predict_pending(keep_failed=True)  # a failed commit keeps the clicks
+            with self._seg_lock, self._lock:
+                if self._next_pending() is not None:
+                    continue  # a click arrived meanwhile
+                return self._commit_locked(overwrite)
+
+    def _commit_locked(self, overwrite: bool) -> int:
+        current = self._state.current
+        if not current:
+            raise ValueError("nothing to commit: click on an object first")
+        masks = {key: self._cache.get((key, clicks)) for key, clicks in current.items()}
+        if not any(m is not None and m.any() for m in masks.values()):
+            raise ValueError("the current object is empty: add a positive click on it")
+        object_id = self.next_label_id()
+        if np.issubdtype(self.labels.dtype, np.integer) \
+                and object_id > np.iinfo(self.labels.dtype).max:
+            raise ValueError(f"label id {object_id} does not fit the labels' dtype "
+                             f"{self.labels.dtype}; use an int32 label array")
+        before = self._state.copy()
+        patches: list[Patch] = []
+        written = 0
+        for key, mask in masks.items():
+            patch, n = self._paint(key, mask, object_id, overwrite)
+            if patch is not None:
+                patches.append(patch)
+                written += n
+        if written == 0:
+            for p in reversed(patches):
+                self.labels[p.index] = p.old
+            raise ValueError("the object lies entirely under other objects (overwrite "
+                             "replaces them)")
+        slices = {key: SliceRecord(clicks, None, self._state.current_seq.get(key, 0))
+                  for key, clicks in current.items()}
+        self._state.objects[object_id] = ObjectRecord(object_id, slices)
+        self._state.current.clear()
+        self._state.current_seq.clear()
+        self._push("commit", before, patches)
+        return object_id
+
+    def _paint(self, key: SliceKey, mask: np.ndarray | None, object_id: int, overwrite: bool
+               ) -> tuple[Patch | None, int]:
+        """Write ``mask`` as ``object_id`` on a slice, inside the mask's bounding box."""
+        box = _bbox(mask)
+        if box is None:
+            return None, 0
+        index = key + box
+        block = self.labels[index]
+        paint = mask[box]
+        if not overwrite:
+            paint = paint & ((block == 0) | (block == object_id))
+        n = int(np.count_nonzero(paint & (block != object_id)))
+        if n == 0:
+            return None, 0
+        return self._write(index, np.where(paint, object_id, block).astype(block.dtype)), n
+
+    def _replace(self, key: SliceKey, mask: np.ndarray | None, object_id: int
+                 ) -> tuple[Patch | None, int]:
+        """Make ``mask`` the object's pixels on a slice (its other pixels there become
+        background; other objects are kept). Returns the patch and the pixels newly painted."""
+        old = self.labels[key] == object_id
+        new = old.copy() if mask is None else np.asarray(mask, bool)
+        if mask is None:
+            new[:] = False
+        free = (self.labels[key] == 0) | old
+        new = new & free
+        box = _bbox(old | new)
+        if box is None:
+            return None, 0
+        index = key + box
+        block = self.labels[index]
+        o, m = old[box], new[box]
+        if np.array_equal(o, m):
+            return None, 0
+        out = np.where(o & ~m, 0, block)
+        out = np.where(m, object_id, out).astype(block.dtype)
+        return self._write(index, out), int(np.count_nonzero(m & ~o))
+
+    # -- corrections -----------------------------------------------------------------------------
+    def correct(self, object_id: int, click: Click, slice_key: Sequence[int] = ()
+                ) -> np.ndarray:
+        """Add a click to a committed object on one slice and redraw it there (one undo step).
+
+        On a slice the object was propagated to, the click joins the clicks propagation derived
+        there (predicted with the neighbour's mask as ``prev_mask``); on a clicked slice it is
+        the next click of that slice; on a slice without the object it starts it (positive
+        first). The slice becomes *fixed*: propagation keeps it. Call ``propagate(object_id,
+        from_slice=slice_key)`` afterwards to carry the correction to the neighbours.
+
+        Returns:
+            the object's new (H, W) mask on that slice.
+        """
+        key = self._check_slice(slice_key)
+        click = self._check_click(click)
+        with self._seg_lock, self._lock:
+            obj = self._object(object_id)
+            rec = obj.slices.get(key)
+            if rec is None or rec.erased:
+                if not click.positive:
+                    raise ValueError(f"object {obj.object_id} is not on slice {key}: the first "
+                                     f"click there must be positive")
+                rec = SliceRecord((), None, 0)
+            clicks = rec.clicks + (click,)
+            if rec.source is not None:
+                # no prev_mask: the result then depends on this slice's clicks alone, so
+                # ``recompute`` gives it back even after its neighbour was propagated again
+                mask = self._predict(key, clicks, None)
+            else:
+                mask = self._replay(key, clicks)
+            before = self._state.copy()
+            patch, _ = self._replace(key, mask, obj.object_id)
+            self._seq += 1
+            slices = dict(obj.slices)
+            slices[key] = SliceRecord(clicks, rec.source, self._seq, rec.n_derived)
+            self._state.objects[obj.object_id] = ObjectRecord(obj.object_id, slices)
+            self._push("correct", before, [] if patch is None else [patch], key=key)
+            return self.labels[key] == obj.object_id
+
+    def erase_slice(self, object_id: int, slice_key: Sequence[int] = (), axis: int = 0) -> int:
+        """Say the object is not on this slice (one undo step): its pixels there go, the slice
+        becomes fixed (propagation stops at it), and slices propagated *through* it are removed.
+
+        Returns:
+            the number of slices the object lost.
+        """
+        key = self._check_slice(slice_key)
+        with self._seg_lock, self._lock:
+            obj = self._object(object_id)
+            before = self._state.copy()
+            mask = self.labels[key] == obj.object_id
+            slices = dict(obj.slices)
+            if mask.any():
+                d = ndimage.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
+                r, c = np.unravel_index(int(np.argmax(d)), d.shape)
+            else:
+                r, c = self.spatial_shape[0] // 2, self.spatial_shape[1] // 2
+            patches: list[Patch] = []
+            removed: list[SliceKey] = []
+            patch, _ = self._replace(key, None, obj.object_id)
+            if patch is not None:
+                patches.append(patch)
+            if self.leading_shape:
+                for direction in (+1, -1):
+                    nxt = key[:axis] + (key[axis] + direction,) + key[axis + 1:]
+                    if 0 <= nxt[axis] < self.leading_shape[axis]:
+                        self._drop_chain(obj.object_id, nxt, axis, direction, slices, patches,
+                                         removed)
+            self._seq += 1
+            slices[key] = SliceRecord((Click(float(r), float(c), False),), None, self._seq)
+            self._state.objects[obj.object_id] = ObjectRecord(obj.object_id, slices)
+            self._push("erase", before, patches, key=key)
+            return len(removed) + int(mask.any())
+
+    def _object(self, object_id: int) -> ObjectRecord:
+        obj = self._state.objects.get(int(object_id))
+        if obj is None:
+            raise ValueError(f"object {object_id} is not committed; committed objects: "
+                             f"{sorted(self._state.objects)}")
+        return obj
+
+    def object_at(self, slice_key: Sequence[int], row: float, col: float) -> int:
+        """The committed object under a pixel (0 for background or an uncommitted label)."""
+        key = self._check_slice(slice_key)
+        r = min(max(int(round(row)), 0), self.spatial_shape[0] - 1)
+        c = min(max(int(round(col)), 0), self.spatial_shape[1] - 1)
+        value = int(self.labels[key + (r, c)])
+        with self._lock:
+            return value if value in self._state.objects else 0
+
+    # -- reproducibility -------------------------------------------------------------------------
+    def click_records(self) -> list[ClickRecord]:
+        """Every click, committed objects first in the order their slices were made, then the
+        current object (id 0): the table that ``recompute`` turns back into the same labels."""
+        with self._lock:
+            rows: list[tuple[int, ClickRecord]] = []
+            for obj in self._state.objects.values():
+                for key, rec in obj.slices.items():
+                    rows += [(rec.seq, ClickRecord(obj.object_id, key, c, rec.source,
+                                                   i < rec.n_derived))
+                             for i, c in enumerate(rec.clicks)]
+            order = sorted(rows, key=lambda r: r[0])
+            current = sorted(self._state.current.items(),
+                             key=lambda kv: self._state.current_seq.get(kv[0], 0))
+            return [r for _, r in order] + [ClickRecord(0, key, c) for key, clicks in current
+                                            for c in clicks]
+
+    def recompute(self, records: Iterable[ClickRecord], clear: bool = True,
+                  progress: ProgressFn | None = None, should_stop: StopFn | None = None,
+                  overwrite_ids: Iterable[int] = ()) -> list[int]:
+        """Rebuild objects from a click table (e.g. saved Points), as one undo step.
+
+        Rows are grouped by (object_id, slice) in order of first appearance; clicked slices are
+        replayed click by click, propagated ones (``source`` set) from their source's mask,
+        corrected propagated ones (derived and user clicks) from their clicks alone.
+        Rows of object 0 become the current object. Objects in ``overwrite_ids`` were committed
+        with ``overwrite`` (their clicked slices paint over others). Returns the committed ids.
+        """
+        overwrite_ids = {int(i) for i in overwrite_ids}
+        groups: dict[tuple[int, SliceKey], list[ClickRecord]] = {}
+        for r in records:
+            if not isinstance(r, ClickRecord):
+                raise TypeError(f"expected ClickRecord rows, got {type(r).__name__}")
+            if r.object_id < 0:
+                raise ValueError(f"object ids must be >= 0, got {r.object_id}")
+            key = self._check_slice(r.slice)
+            self._check_click(r.click)
+            groups.setdefault((int(r.object_id), key), []).append(r)
+        with self._seg_lock, self._lock:
+            before = self._state.copy()
+            patches: list[Patch] = []
+            if clear and self.labels.any():
+                patches.append(self._write((Ellipsis,), np.zeros_like(self.labels)))
+            state = SessionState() if clear else self._state.copy()
+            total = len(groups)
+            try:
+                for i, ((object_id, key), rows) in enumerate(groups.items()):
+                    if should_stop is not None and should_stop():
+                        break
+                    if progress is not None:
+                        progress(i, total, f"object {object_id}, slice {key}")
+                    clicks = tuple(r.click for r in rows)
+                    self._seq += 1
+                    if object_id == 0:
+                        state.current[key] = clicks
+                        state.current_seq[key] = self._seq
+                        continue
+                    source = rows[0].source
+                    n_derived = sum(r.is_derived for r in rows) if source is not None else 0
+                    if source is not None:
+                        source = self._check_slice(source)
+                        prev = self.labels[source] == object_id
+                        mask = self._predict(key, clicks, prev if n_derived == len(clicks)
+                                             else None)
+                    else:
+                        mask = self._replay(key, clicks)
+                    patch, _ = self._paint(key, mask, object_id, overwrite=source is None
+                                           and object_id in overwrite_ids)
+                    if patch is not None:
+                        patches.append(patch)
+                    old = state.objects.get(object_id)
+                    slices = dict(old.slices) if old else {}
+                    slices[key] = SliceRecord(clicks, source, self._seq, n_derived)
+                    state.objects[object_id] = ObjectRecord(object_id, slices)
+            except Exception:
+                for p in reversed(patches):
+                    self.labels[p.index] = p.old
+                raise
+            self._state = state
+            self._push("recompute", before, patches)
+            if progress is not None:
+                progress(total, total, "done")
+            return sorted(state.objects)
+
+    def restore(self, labels: np.ndarray, records: Iterable[ClickRecord]) -> list[int]:
+        """Load saved work (an annotation project) without predicting: ``labels`` become the
+        label array's content and ``records`` (committed objects only) the objects' clicks, in
+        their order. The history starts fresh and the current object is empty.
+
+        Returns the object ids.
+        """
+        labels = np.asarray(labels)
+        if labels.shape != self.labels_shape:
+            raise ValueError(f"saved labels of shape {labels.shape} do not match the image: "
+                             f"expected {self.labels_shape}")
+        if not np.issubdtype(labels.dtype, np.integer):
+            raise TypeError(f"saved labels must have an integer dtype, got {labels.dtype}")
+        groups: dict[tuple[int, SliceKey], list[ClickRecord]] = {}
+        for r in records:
+            if not isinstance(r, ClickRecord):
+                raise TypeError(f"expected ClickRecord rows, got {type(r).__name__}")
+            if r.object_id <= 0:
+                raise ValueError(f"saved objects need ids >= 1, got {r.object_id}")
+            self._check_click(r.click)
+            groups.setdefault((int(r.object_id), self._check_slice(r.slice)), []).append(r)
+        with self._seg_lock, self._lock:
+            state = SessionState()
+            for (object_id, key), rows in groups.items():
+                self._seq += 1
+                source = None if rows[0].source is None else self._check_slice(rows[0].source)
+                n_derived = sum(r.is_derived for r in rows) if source is not None else 0
+                old = state.objects.get(object_id)
+                slices = dict(old.slices) if old else {}
+                slices[key] = SliceRecord(tuple(r.click for r in rows), source, self._seq,
+                                          n_derived)
+                state.objects[object_id] = ObjectRecord(object_id, slices)
+            self.labels[...] = labels
+            self._state = state
+            self._history = History()  # a reopened project starts a fresh history
+            return sorted(state.objects)
+
+    def _replay(self, key: SliceKey, clicks: tuple[Click, ...]) -> np.ndarray:
+        """The sequential mask of a click list (cached prefixes reused); empty while no click
+        is positive (an erased slice)."""
+        mask = None
+        for n in range(1, len(clicks) + 1):
+            if not any(c.positive for c in clicks[:n]):
+                mask = np.zeros(self.spatial_shape, bool)
+                continue
+            cached = self._cache.get((key, clicks[:n]))
+            if cached is None:
+                cached = self._predict(key, clicks[:n], mask)
+                self._cache.put((key, clicks[:n]), cached)
+            mask = cached
+        return mask
+
+
+def _bbox(mask: np.ndarray | None) -> tuple[slice, slice] | None:
+    if mask is None:
+        return None
+    rows = np.flatnonzero(mask.any(axis=1))
+    if len(rows) == 0:
+        return None
+    cols = np.flatnonzero(mask.any(axis=0))
+    return slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)
+
+
+__all__ = ["AnnotationSession", "ClickRecord", "ObjectRecord", "PropagationResult",
+           "SliceKey", "SliceRecord", "StopRule", "derive_clicks", "iou"]
