@@ -214,3 +214,26 @@ def test_a_killed_process_loses_no_committed_object(tmp_path, kill_after) -> Non
         assert session.labels[r, c] == k
     if kill_after == "CLICKING":
         assert ids == [1, 2, 3, 4] and session.n_current_clicks == 0
+
+
+def test_a_propagated_object_restores_and_replays(tmp_path) -> None:
+    """Propagated slices keep their source and derived clicks through save / restore / replay."""
+    from napari_risnet.baselines import GraphCutBaseline
+
+    rng = np.random.default_rng(0)
+    stack = np.clip(rng.normal(40, 8, (6, 64, 64)), 0, 255)
+    rr, cc = np.mgrid[:64, :64]
+    for z in range(6):
+        stack[z][(rr - 32) ** 2 + (cc - 30) ** 2 <= (10 + z) ** 2] += 150
+    stack = stack.astype(np.uint8)
+    session = AnnotationSession(stack, GraphCutBaseline())
+    session.add_click(Click(32, 30), slice_key=(2,))
+    object_id = session.commit()
+    result = session.propagate(object_id)
+    assert result.slices  # carried to some neighbours
+    project = Project(tmp_path / "p")
+    project.save(session, ImageInfo.of(stack), {"method": "graphcut"})
+    reopened, _, state = open_session(tmp_path / "p", stack, GraphCutBaseline())
+    assert reopened.click_records() == session.click_records()
+    assert any(r.source is not None for r in state.records)
+    np.testing.assert_array_equal(replay(state, stack, GraphCutBaseline()), session.labels)
