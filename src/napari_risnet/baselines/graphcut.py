@@ -7,12 +7,10 @@ from typing import Sequence
 
 import numpy as np
 
-from napari_risnet.baselines._base import _ClickBaseline
+from napari_risnet.baselines._base import _ClickBaseline, histogram_costs
 from napari_risnet.clicks import Click
 from napari_risnet.inference.graphcut import GraphCutParams, graph_cut
 from napari_risnet.inference.predictor import Prediction
-
-BINS = 16
 
 
 class GraphCutBaseline(_ClickBaseline):
@@ -23,23 +21,18 @@ class GraphCutBaseline(_ClickBaseline):
         super().__init__(seed_radius)
         self.params = params or GraphCutParams(unary_weight=1.0, pairwise_weight=5.0)
 
-    def _histogram_costs(self, fg: np.ndarray, bg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        q = np.minimum((self.rgb * BINS).astype(np.int32), BINS - 1)
-        idx = (q[..., 0] * BINS + q[..., 1]) * BINS + q[..., 2]
-        costs = []
-        for seed in (fg, bg):
-            hist = np.bincount(idx[seed], minlength=BINS ** 3).astype(np.float64) + 1.0
-            costs.append(-np.log(hist / hist.sum())[idx])
-        return costs[0].astype(np.float32), costs[1].astype(np.float32)
-
     def predict(self, clicks: Sequence[Click], prev_mask: np.ndarray | None = None
                 ) -> Prediction:
         tic = time.perf_counter()
         clicks, fg, bg = self._seeds(clicks)
-        cost_fg, cost_bg = self._histogram_costs(fg, bg)
-        probs = 1.0 / (1.0 + np.exp(cost_fg - cost_bg))
+        cost_fg, cost_bg = histogram_costs(self.rgb, fg, bg)
+        probs = (1.0 / (1.0 + np.exp(cost_fg - cost_bg))).astype(np.float32)
         params = replace(self.params, click_radius=self.radius)
-        mask = graph_cut(probs.astype(np.float32), self.rgb, clicks, params,
-                         unary_costs=(np.where(bg, 1e9, cost_fg), np.where(fg, 1e9, cost_bg)))
-        return Prediction(probs.astype(np.float32), mask,
-                          {"total": time.perf_counter() - tic})
+        mask = graph_cut(probs, self.rgb, clicks, params,
+                         unary_costs=(np.where(bg, 1e9, cost_fg), np.where(fg, 1e9, cost_bg)),
+                         hard_edges=self._hard_edges(fg, bg))
+        return Prediction(probs, mask, {"total": time.perf_counter() - tic})
+
+    def _hard_edges(self, fg: np.ndarray, bg: np.ndarray) -> np.ndarray | None:
+        """Extra "p foreground implies q foreground" edges of a subclass; none here."""
+        return None
