@@ -69,6 +69,21 @@ def test_star_convexity_keeps_only_the_star_around_the_click(cls):
     assert _iou(mask, left) > 0.9
 
 
+@pytest.mark.parametrize("cls", [EuclideanStarConvexityBaseline, GeodesicStarConvexityBaseline])
+def test_star_convexity_on_an_image_larger_than_max_side(cls):
+    """Cut on a downscaled copy, answered at full size with the clicks held."""
+    img, left, right = two_discs()
+    big = lambda a: np.repeat(np.repeat(a, 4, 0), 4, 1)  # 320x480 > max_side=200
+    img, left, right = big(img), big(left), big(right)
+    m = cls(max_side=200)
+    m.set_image(img)
+    clicks = [Click(160, 120, True), Click(40, 240, False), Click(160, 184, False)]
+    pred = m.predict(clicks)
+    assert pred.mask.shape == left.shape and pred.probabilities.shape == left.shape
+    assert not pred.mask[right].any() and _iou(pred.mask, left) > 0.85
+    assert pred.mask[160, 120] and not pred.mask[160, 184]
+
+
 def _straight_segments_inside(mask, centre):
     """Every point of the segment from each mask pixel to ``centre`` lies in the mask (up to
     the one-pixel rounding of digital rays)."""

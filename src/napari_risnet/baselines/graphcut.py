@@ -28,11 +28,14 @@ class GraphCutBaseline(_ClickBaseline):
         cost_fg, cost_bg = histogram_costs(self.rgb, fg, bg)
         probs = (1.0 / (1.0 + np.exp(cost_fg - cost_bg))).astype(np.float32)
         params = replace(self.params, click_radius=self.radius)
+        bg, hard_edges = self._shape_constraint(fg, bg)
         mask = graph_cut(probs, self.rgb, clicks, params,
                          unary_costs=(np.where(bg, 1e9, cost_fg), np.where(fg, 1e9, cost_bg)),
-                         hard_edges=self._hard_edges(fg, bg))
+                         hard_edges=hard_edges)
         return Prediction(probs, mask, {"total": time.perf_counter() - tic})
 
-    def _hard_edges(self, fg: np.ndarray, bg: np.ndarray) -> np.ndarray | None:
-        """Extra "p foreground implies q foreground" edges of a subclass; none here."""
-        return None
+    def _shape_constraint(self, fg: np.ndarray, bg: np.ndarray
+                          ) -> tuple[np.ndarray, np.ndarray | None]:
+        """A subclass's shape prior: pixels forced to background, and "p foreground implies q
+        foreground" edges (flat index pairs). None here."""
+        return bg, None
