@@ -14,10 +14,11 @@ cut stays exact). Chaining the parents, every foreground pixel sees its centre a
 Star centres are the positive seed discs (the clicks as the user's "strokes").
 
 Both cut the image downscaled to ``max_side`` (320 px) and upsample the mask: at full 480x640
-size Boykov-Kolmogorov's max-flow has a heavy tail with the star edges (10-30 s on some clicks
-of natural/coco_mval photos while the CPU was shared, where the plain graph cut takes 0.2 s: the
-flow has to walk parent chains hundreds of pixels long); at 320 px the slowest click we saw took
-under 1 s. Images smaller than ``max_side`` are cut at full size.
+size Boykov-Kolmogorov's max-flow has a heavy tail with the star edges (3-4 s on some clicks of
+natural/coco_mval photos, 10-30 s while the CPU was shared, where the plain graph cut takes
+0.2 s; integer capacities or shortcut edges to further ancestors did not help); at 320 px the
+slowest click we saw took about 1.5 s with the CPU shared. Images up to ``max_side`` are cut at
+full size.
 """
 from __future__ import annotations
 
