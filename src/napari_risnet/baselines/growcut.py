@@ -47,8 +47,8 @@ class GrowCutBaseline(_ClickBaseline):
 
     Args:
         solver: "dijkstra" (the converged state directly) or "automaton" (the steps).
-        max_iterations: the cap on automaton steps (2,000 = 3.4 s at most on 480x640; the
-            longest run we saw on natural/coco_mval photos converged in about 1,000).
+        max_iterations: the cap on automaton steps (2,000: about 3.4 s on 480x640; on
+            natural/coco_mval photos we saw 600 to more than 1,000 steps to converge).
         seed_radius: see ``_ClickBaseline``.
     """
 

@@ -87,7 +87,6 @@ def geodesic_star_parents(centres: np.ndarray, rgb: np.ndarray, gamma: float
 class _StarConvexityBaseline(GraphCutBaseline):
     """A graph cut whose object is a union of stars centred on the positive seed discs."""
 
-
     def __init__(self, params: GraphCutParams | None = None, seed_radius: int | None = None,
                  max_side: int = 320) -> None:
         super().__init__(params, seed_radius)
@@ -103,7 +102,7 @@ class _StarConvexityBaseline(GraphCutBaseline):
         h, w = self._full = self.rgb.shape[:2]
         self._full_radius = self.radius
         self._scale = min(1.0, self.max_side / max(h, w))
-        if self._scale < 1.0:  # the cut runs on a smaller copy (see the class docstring)
+        if self._scale < 1.0:  # the cut runs on a smaller copy (module docstring)
             small = (max(2, round(h * self._scale)), max(2, round(w * self._scale)))
             self.rgb = resize(self.rgb, small + (3,), order=1, anti_aliasing=True
                               ).astype(np.float32)
