@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-METHODS = ("risnet", "graphcut", "random_walker")
+# keep in step with napari_risnet.baselines.BASELINES (not imported here: --help stays instant)
+METHODS = ("risnet", "graphcut", "random_walker", "geodesic_matting", "esc", "gsc", "growcut")
 
 
 def _parse_click(text: str):

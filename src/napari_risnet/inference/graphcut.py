@@ -82,7 +82,8 @@ def click_seeds(shape: tuple[int, int], clicks: Sequence[Click], radius: int
 
 def graph_cut(probs: np.ndarray, image: np.ndarray, clicks: Sequence[Click] = (),
               params: GraphCutParams | None = None,
-              unary_costs: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+              unary_costs: tuple[np.ndarray, np.ndarray] | None = None,
+              hard_edges: np.ndarray | None = None) -> np.ndarray:
     """Refine probabilities into a mask.
 
     Args:
@@ -92,12 +93,18 @@ def graph_cut(probs: np.ndarray, image: np.ndarray, clicks: Sequence[Click] = ()
         params: GraphCutParams.
         unary_costs: optional (cost_fg, cost_bg) replacing the ones derived from ``probs``
             (the click-only baseline brings its colour-model costs).
+        hard_edges: optional (K, 2) flat pixel indices ``(p, q)``: "p foreground implies q
+            foreground" as infinite directed edges (the star-convexity constraint). Needs
+            ``unary_costs`` (then every pixel is a graph node).
     Returns:
         (H, W) bool mask.
     """
     p = params or GraphCutParams()
     if probs.ndim != 2 or image.shape[:2] != probs.shape:
         raise ValueError(f"probabilities {probs.shape} and image {image.shape} do not match")
+    if hard_edges is not None and unary_costs is None:
+        raise ValueError("hard_edges need unary_costs: only a full-image graph keeps every "
+                         "pixel a node")
     fg_seed, bg_seed = click_seeds(probs.shape, clicks, p.click_radius)
     mask = probs >= 0.5
     if unary_costs is None:
@@ -159,6 +166,13 @@ def graph_cut(probs: np.ndarray, image: np.ndarray, clicks: Sequence[Click] = ()
     right = np.array([[0, 0, 0], [0, 0, 1], [0, 0, 0]])
     if len(pairs):
         g.add_grid_edges(pairs, weights=weights, structure=right, symmetric=True)
+    if hard_edges is not None and len(hard_edges):
+        # source = foreground, so p in the source set and q in the sink set cuts p -> q:
+        # an infinite capacity forbids exactly "p foreground, q background".
+        flat = ids.ravel()
+        hard = np.stack([flat[hard_edges[:, 0]], flat[hard_edges[:, 1]]], axis=1) + nodes[0]
+        g.add_grid_edges(hard, weights=np.full(hard.shape, INF), structure=right,
+                         symmetric=False)
     # source = foreground: the edge to the source is cut when the pixel is background.
     g.add_grid_tedges(nodes, cost_bg, cost_fg)
     g.maxflow()

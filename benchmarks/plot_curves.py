@@ -1,0 +1,34 @@
+"""Overlay the mean IoU against clicks of saved `napari-risnet evaluate --out` JSON files.
+
+    python benchmarks/plot_curves.py OUT.png training/results/*_grabcut.json [--title GrabCut]
+
+Each curve is labelled with the JSON's method (or its file stem); uses the evaluate CLI's plot.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from napari_risnet.evaluation import Summary, plot_curves
+
+FIELDS = ("noc85", "noc90", "nof85", "nof90", "miou", "hamming", "coverage", "spc", "n_objects",
+          "max_clicks")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("out", help="PNG to write")
+    p.add_argument("results", nargs="+", help="JSON files written by evaluate --out")
+    p.add_argument("--title", default="")
+    args = p.parse_args()
+    rows: dict[str, Summary] = {}
+    for f in map(Path, args.results):
+        d = json.loads(f.read_text())
+        rows[d.get("method") or f.stem] = Summary(**{k: d[k] for k in FIELDS})
+    plot_curves(rows, args.out, args.title)
+    print(f"wrote {args.out} ({len(rows)} curves)")
+
+
+if __name__ == "__main__":
+    main()
