@@ -76,7 +76,7 @@ def robot_clicks_timings(predictor, image, gt, n_clicks: int = 20) -> list[dict]
 def bare_backbone_ms(model, shape: tuple[int, int], repeats: int = 10) -> float:
     import torch
 
-    x = torch.randn(1, 5, *shape).contiguous(memory_format=torch.channels_last)
+    x = torch.randn(1, model.config.in_channels, *shape).contiguous(memory_format=torch.channels_last)
     with torch.inference_mode():
         model.backbone(x)
         times = []
