@@ -8,7 +8,9 @@ HEADLESS = ["napari_risnet", "napari_risnet.clicks", "napari_risnet.model",
             "napari_risnet.training.trainer", "napari_risnet.training.finetune",
             "napari_risnet.session", "napari_risnet.annotation", "napari_risnet.cli",
             "napari_risnet.annotation.project", "napari_risnet._plugin_state",
-            "napari_risnet._triton_guard", "napari_risnet._reader"]
+            "napari_risnet._triton_guard", "napari_risnet._reader",
+            "napari_risnet.stack_evaluation", "napari_risnet.inference.merge",
+            "napari_risnet.model.grow", "napari_risnet.training.pack"]
 
 
 def test_headless_modules_do_not_import_napari_or_qt():

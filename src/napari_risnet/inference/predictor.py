@@ -163,7 +163,8 @@ class Predictor:
         Args:
             clicks: all clicks on this object so far, in image (row, col).
             prev_mask: the previous (H, W) mask of this object (or the previous Prediction,
-                which is all a huge lazy image can afford), used to place the zoom-in window.
+                which is all a huge lazy image can afford), used to place the zoom-in window and,
+                for an architecture-v2 model, as its previous-mask input (cut to the window).
         Returns:
             Prediction over the whole image (over its ``window`` only for huge images).
         """

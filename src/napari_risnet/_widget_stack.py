@@ -1,0 +1,198 @@
+"""Stack work of the RIS-Net dock widget: corrections of committed objects on any slice,
+propagation through the stack and rebuilding objects from saved clicks — the controller's
+long-running jobs, kept apart from its click / commit handling (``_widget.py``).
+
+A mixin of :class:`napari_risnet._widget.RISNetWidget`: it uses the controller's session,
+layers, worker starter and status helpers, and owns no state of its own beyond what it sets on
+the widget.
+"""
+from __future__ import annotations
+
+import time
+
+from napari.layers import Points
+from napari.utils import progress
+from napari.utils.notifications import show_error, show_info, show_warning
+
+from napari_risnet._layers import records_from_points, world_to_click
+from napari_risnet.clicks import Click
+from napari_risnet.session import PropagationResult
+
+
+class StackControls:
+    """Corrections, propagation and recompute of the dock widget (see the module docstring)."""
+
+    # -- corrections of committed objects --------------------------------------------------------
+    def _correction_target(self, key: tuple, row: float, col: float) -> int:
+        """The committed object a click corrects: the one the "object" box names, else the one
+        under the click when no object is in progress; 0 = the click is for a new object."""
+        session = self.session
+        chosen = self.object_spin.value()
+        if chosen and chosen in session.objects:
+            return chosen
+        if session.n_current_clicks == 0:
+            return session.object_at(key, row, col)
+        return 0
+
+    def _correct(self, object_id: int, click: Click, key: tuple) -> None:
+        """Correct a committed object on one slice in a worker (the object becomes the edited
+        one: the next clicks correct it too, until Escape or a commit)."""
+        session = self.session
+        self.object_spin.setValue(object_id)
+        self._corrected = (object_id, key)
+        self._generation += 1
+
+        def job() -> float:
+            tic = time.perf_counter()
+            session.correct(object_id, click, key)
+            return time.perf_counter() - tic
+
+        self._start_worker(job, returned=self._on_corrected,
+                           errored=lambda exc: (show_warning(f"RIS-Net: {exc}"),
+                                                self._refresh()))
+
+    def _on_corrected(self, elapsed: float) -> None:
+        self.last_latency = elapsed
+        self._refresh()
+        self._autosave()  # a corrected object is a changed committed object
+
+    def erase_slice(self) -> None:
+        """Take the edited object (the "object" box) off the slice shown: it ends there."""
+        session = self._guard()
+        if session is None or not session.leading_shape:
+            return
+        object_id = self.object_spin.value()
+        if object_id not in session.objects:
+            show_warning("RIS-Net: click on a committed object first (or pick it in the "
+                         "object box), then press e on a slice it should not reach")
+            return
+        key, _, _ = world_to_click(self.annotation.image, self.viewer.dims.point,
+                                   len(session.leading_shape))
+        try:
+            session.erase_slice(object_id, key)
+        except ValueError as exc:
+            show_warning(f"RIS-Net: {exc}")
+            return
+        self._corrected = None
+        self._refresh()
+        self._autosave()
+
+    # -- propagation -----------------------------------------------------------------------------
+    def propagate(self, object_id: int | None = None) -> None:
+        """Carry an object (default: the spin box, else the current or last committed one)
+        through the stack in a worker, with a progress bar."""
+        session = self._guard()
+        if session is None:
+            return
+        if not session.leading_shape:
+            show_warning("RIS-Net: propagation needs a stack (an image with a Z or T axis)")
+            return
+        if object_id is None:
+            object_id = self.object_spin.value() or None
+        if object_id is None:
+            if session.n_current_clicks:
+                object_id = self.commit()
+                if object_id is None:
+                    return
+            elif session.objects:
+                object_id = max(session.objects)
+            else:
+                show_warning("RIS-Net: click on an object first, then propagate it")
+                return
+        if object_id not in session.objects:
+            show_warning(f"RIS-Net: object {object_id} is not committed")
+            return
+        # after a correction: carry it to the neighbours (clicked slices stay as they are)
+        from_slice = None
+        if self._corrected is not None and self._corrected[0] == object_id \
+                and self._corrected[1] in session.objects[object_id].slices:
+            from_slice = self._corrected[1]
+        self._corrected = None
+        self._propagating = True
+        self._stop_requested = False
+        self.stop_button.setEnabled(True)
+        self.propagate_button.setEnabled(False)
+        self._pbar = progress(total=0, desc=f"Propagating object {object_id}")
+        relay = self._relay
+
+        def job() -> PropagationResult:
+            return session.propagate(object_id, from_slice=from_slice,
+                                     progress=lambda d, t, m: relay.progressed.emit(d, t, m),
+                                     should_stop=lambda: self._stop_requested)
+
+        self._start_worker(job, returned=self._on_propagated, errored=self._on_long_job_error)
+
+    def request_stop(self) -> None:
+        self._stop_requested = True
+
+    def _on_progress(self, done: int, total: int, message: str) -> None:
+        pbar = self._pbar  # a late signal may arrive after the job ended
+        if pbar is None:
+            return
+        if pbar.total != total:
+            pbar.total = total
+        pbar.set_description(message)
+        pbar.update(done - pbar.n)
+
+    def _end_long_job(self) -> None:
+        self._propagating = False
+        self.stop_button.setEnabled(False)
+        self.propagate_button.setEnabled(True)
+        self.recompute_button.setEnabled(True)
+        if self._pbar is not None:
+            self._pbar.close()
+            self._pbar = None
+
+    def _on_propagated(self, result: PropagationResult) -> None:
+        self._end_long_job()
+        self._refresh()
+        self._autosave()
+        reasons = "; ".join(f"{'up' if d > 0 else 'down'}: {r}" for d, r in result.stopped.items())
+        show_info(f"RIS-Net: object {result.object_id} propagated to {len(result.slices)} "
+                  f"slices{' (stopped)' if result.cancelled else ''}. {reasons}")
+
+    def _on_long_job_error(self, exc: Exception) -> None:
+        self._end_long_job()
+        show_error(f"RIS-Net: {exc}")
+        self._refresh()
+
+    # -- reproducibility -------------------------------------------------------------------------
+    def recompute_from_points(self, points_layer: Points | None = None) -> None:
+        """Rebuild the labels from saved clicks (a Points layer with object_id / sign features,
+        e.g. read back from the CSV napari writes for our clicks layer), in a worker."""
+        session = self._guard()
+        if session is None:
+            return
+        if points_layer is None:
+            active = self.viewer.layers.selection.active
+            points_layer = active if isinstance(active, Points) else self.annotation.points
+        try:
+            records = records_from_points(points_layer.data, points_layer.features,
+                                          len(session.leading_shape))
+        except (ValueError, TypeError) as exc:
+            show_error(f"RIS-Net cannot read clicks from {points_layer.name!r}: {exc}")
+            return
+        self._propagating = True
+        self.recompute_button.setEnabled(False)
+        self._pbar = progress(total=0, desc="Recomputing from points")
+        overwrite_ids = set(self.annotation.overwrite_ids)
+        relay = self._relay
+
+        def job() -> list[int]:
+            return session.recompute(records,
+                                     progress=lambda d, t, m: relay.progressed.emit(d, t, m),
+                                     should_stop=lambda: self._stop_requested,
+                                     overwrite_ids=overwrite_ids)
+
+        self._stop_requested = False
+        self.stop_button.setEnabled(True)
+        self._start_worker(job, returned=self._on_recomputed, errored=self._on_long_job_error)
+
+    def _on_recomputed(self, ids: list[int]) -> None:
+        self._end_long_job()
+        self._generation += 1
+        self._refresh()
+        self._autosave()
+        if self.session is not None and self.session.has_pending:
+            self._schedule_prediction()
+        show_info(f"RIS-Net: recomputed {len(ids)} objects from the clicks")
