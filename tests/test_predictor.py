@@ -133,7 +133,7 @@ def test_first_click_zooms_in_on_a_small_or_unseen_object(predictor, monkeypatch
     predictor.set_image(np.random.default_rng(0).integers(0, 255, (400, 400), dtype=np.uint8))
     windows = []
 
-    def fake(t, clicks, timings, prev_mask=None):
+    def fake(t, clicks, timings, prev_crop=None):
         windows.append(t)
         return np.zeros(t.crop_shape, np.float32), np.zeros(t.crop_shape, bool)
 
@@ -192,7 +192,7 @@ def test_progressive_merge_edits_only_the_clicked_region(tiny_model, monkeypatch
     prev = np.zeros((200, 200), bool)
     prev[40:160, 40:160] = True
 
-    def fake(t, clicks, timings, prev_mask=None):
+    def fake(t, clicks, timings, prev_crop=None):
         new = np.zeros(t.crop_shape, bool)  # forgets prev, finds a blob under the last click
         c = clicks[-1]
         new[int(c.row) - t.r0 - 5:int(c.row) - t.r0 + 5, int(c.col) - t.c0 - 5:int(c.col) - t.c0 + 5] = True

@@ -128,6 +128,15 @@ def _annotation(entry: DatasetEntry, objects: str) -> tuple[np.ndarray, bool]:
     return read_array(entry.mask), False
 
 
+def label_ids(labels: np.ndarray, min_size: int) -> tuple[list[int], int]:
+    """The object ids of a label array (2D or 3D) with at least ``min_size`` pixels / voxels,
+    and how many smaller objects were left out."""
+    ids, counts = np.unique(labels, return_counts=True)
+    objects = (ids != 0)
+    keep = objects & (counts >= min_size)
+    return [int(i) for i in ids[keep]], int((objects & ~keep).sum())
+
+
 def list_objects(root: str | Path, objects: str = "auto", min_area: int = 16
                  ) -> tuple[list[ObjectRef], int]:
     """All objects of a dataset and the number skipped for being smaller than ``min_area``."""
@@ -142,14 +151,9 @@ def list_objects(root: str | Path, objects: str = "auto", min_area: int = 16
         planes = [(None, ann)] if ann.ndim == 2 else [(z, ann[z]) for z in range(ann.shape[0])]
         for z, plane in planes:
             if is_labels:
-                ids, counts = np.unique(plane, return_counts=True)
-                for i, n in zip(ids, counts):
-                    if i == 0:
-                        continue
-                    if n < min_area:
-                        skipped += 1
-                    else:
-                        refs.append(ObjectRef(entry, z, int(i)))
+                ids, small = label_ids(plane, min_area)
+                skipped += small
+                refs += [ObjectRef(entry, z, i) for i in ids]
             else:
                 obj, _ = mask_to_object(plane)
                 n = int(obj.sum())

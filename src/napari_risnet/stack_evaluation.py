@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from napari_risnet.annotation import AnnotationSession, StopRule
-from napari_risnet.data import list_dataset, read_array
+from napari_risnet.data import label_ids, list_dataset, read_array
 from napari_risnet.robot import RobotUser, iou
 
 
@@ -202,14 +202,9 @@ def list_stack_objects(root: str | Path, min_voxels: int = 64
         if labels.ndim != 3:
             raise ValueError(f"{entry.labels}: expected a (Z, Y, X) label stack, got shape "
                              f"{labels.shape}")
-        ids, counts = np.unique(labels, return_counts=True)
-        for i, n in zip(ids, counts):
-            if i == 0:
-                continue
-            if n < min_voxels:
-                skipped += 1
-            else:
-                refs.append((entry.image, entry.labels, int(i)))
+        ids, small = label_ids(labels, min_voxels)
+        skipped += small
+        refs += [(entry.image, entry.labels, i) for i in ids]
     return refs, skipped
 
 

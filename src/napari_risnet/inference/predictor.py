@@ -173,11 +173,12 @@ class Predictor:
         prev_box = _mask_box(prev_mask, shape)
         timings: dict[str, float] = {}
         t = self._choose_window(clicks, prev_box)
-        probs_crop, mask_crop = self._predict_window(t, clicks, timings, prev_mask)
+        prev_crop = _prev_in_window(prev_mask, t)
+        probs_crop, mask_crop = self._predict_window(t, clicks, timings, prev_crop)
         if (self.merge_from and prev_box is not None and len(clicks) >= self.merge_from
                 and max(t.scale) <= MERGE_MAX_SCALE):
             last = clicks[-1]
-            mask_crop = progressive_merge(mask_crop, _prev_in_window(prev_mask, t),
+            mask_crop = progressive_merge(mask_crop, prev_crop,
                                           Click(last.row - t.r0, last.col - t.c0, last.positive))
         if prev_box is None and len(clicks) == 1:
             box = self._refine_box(mask_crop, t, clicks[0])
@@ -221,9 +222,9 @@ class Predictor:
                                     min_side=self.min_window)
 
     def _predict_window(self, t: CropTransform, clicks: Sequence[Click],
-                        timings: dict[str, float],
-                        prev_mask: "np.ndarray | Prediction | None" = None
+                        timings: dict[str, float], prev_crop: np.ndarray | None = None
                         ) -> tuple[np.ndarray, np.ndarray]:
+        """Network (+ graph cut) on window ``t``; ``prev_crop``: the previous mask cut to it."""
         tic = time.perf_counter()
         rgb_crop = self._window(t)
         rgb = t.image(rgb_crop)
@@ -232,7 +233,7 @@ class Predictor:
         dist = distance_maps(t.out_shape, net_clicks)
         x = network_input(rgb, dist, self.model.image_mean, self.model.image_std)
         if self.model.config.prev_mask:
-            x = torch.cat([x, t.mask(_prev_in_window(prev_mask, t))[None, None]], dim=1)
+            x = torch.cat([x, t.mask(prev_crop)[None, None]], dim=1)
         x = x.to(self.device, memory_format=torch.channels_last)
         boxes = propose_rois(net_clicks, t.out_shape, self.n_roi) if net_clicks else None
         _add(timings, "preprocess", time.perf_counter() - tic)
