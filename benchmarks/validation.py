@@ -32,6 +32,21 @@ def _name(folder: str) -> str:
     return parts[-2] if parts[-1] in ("train", "test") else parts[-1]
 
 
+def _setting(text: str) -> tuple[str, object]:
+    """'input_size=320' -> ('input_size', 320); true / false -> bool, numbers -> int / float."""
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise SystemExit(f"--set expects NAME=VALUE, got {text!r}")
+    if value.lower() in ("true", "false"):
+        return name, value.lower() == "true"
+    for kind in (int, float):
+        try:
+            return name, kind(value)
+        except ValueError:
+            pass
+    return name, value
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("recipe", help="training recipe (TOML) whose data folders and split to use")
@@ -43,10 +58,14 @@ def main() -> None:
     p.add_argument("--ablate", choices=["no_prev_mask", "no_decoder"], default=None)
     p.add_argument("--merge-from", type=int, default=None,
                    help="Predictor merge_from (progressive merge from this click; 0 = off)")
+    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                   help="another Predictor setting, e.g. --set input_size=320 "
+                        "--set use_graphcut=false (repeatable)")
     args = p.parse_args()
     if args.ablate == "no_prev_mask":
         predictor_module._prev_in_window = lambda prev, t: None  # always an empty mask
     torch.set_num_threads(args.threads)
+    settings = dict(_setting(text) for text in args.set)
     cfg = load_config(args.recipe)
     sets, _ = held_out_objects(cfg, args.per_source)  # the trainer's own held-out split
     if args.only:
@@ -56,6 +75,7 @@ def main() -> None:
     print("|---" * (len(sets) + 2) + "|")
     for ckpt in args.checkpoints:
         options = {} if args.merge_from is None else {"merge_from": args.merge_from}
+        options.update(settings)
         predictor = Predictor(checkpoint=ckpt, device="cpu", **options)
         if args.ablate == "no_decoder":
             predictor.model.decoder = None  # final answer = the max fusion
@@ -67,8 +87,8 @@ def main() -> None:
             n90.append(summary.noc90)
         mean = f"{sum(n85) / len(n85):.2f} / {sum(n90) / len(n90):.2f}"
         label = ckpt + "".join(f" ({x})" for x in (
-            args.ablate, None if args.merge_from is None else f"merge_from {args.merge_from}")
-            if x)
+            args.ablate, None if args.merge_from is None else f"merge_from {args.merge_from}",
+            *args.set) if x)
         print(f"| {label} | " + " | ".join(cells) + f" | {mean} |", flush=True)
 
 

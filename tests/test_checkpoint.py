@@ -52,3 +52,38 @@ def test_weights_of_another_architecture_are_refused(tmp_path, tiny_model):
 def test_missing_file(tmp_path):
     with pytest.raises(CheckpointError, match="does not exist"):
         load_checkpoint(tmp_path / "nope.pt")
+
+
+def test_average_of_checkpoints_is_the_mean_of_their_weights(tmp_path):
+    from napari_risnet.cli import main
+    from napari_risnet.model import RISNet
+    from conftest import tiny_config
+
+    torch.manual_seed(0)
+    a, b = RISNet(tiny_config()), RISNet(tiny_config())
+    save_checkpoint(tmp_path / "a.pt", a)
+    save_checkpoint(tmp_path / "b.pt", b)
+    assert main(["average", str(tmp_path / "a.pt"), str(tmp_path / "b.pt"),
+                 "--out", str(tmp_path / "ab.pt")]) == 0
+    avg, meta = load_checkpoint(tmp_path / "ab.pt")
+    assert len(meta["averaged_from"]) == 2
+    for name, v in avg.state_dict().items():
+        if v.is_floating_point():
+            torch.testing.assert_close(v, (a.state_dict()[name] + b.state_dict()[name]) / 2)
+    conv = next(k for k, v in a.state_dict().items() if v.is_floating_point() and v.ndim == 4)
+    assert not torch.equal(avg.state_dict()[conv], a.state_dict()[conv])  # a real mean
+
+
+def test_average_refuses_one_file_and_mixed_architectures(tmp_path, capsys):
+    from napari_risnet.cli import main
+    from napari_risnet.model import RISNet
+    from napari_risnet.model.averaging import average_checkpoints
+    from conftest import tiny_config
+
+    save_checkpoint(tmp_path / "a.pt", RISNet(tiny_config()))
+    save_checkpoint(tmp_path / "c.pt", RISNet(tiny_config(context_channels=8)))
+    with pytest.raises(CheckpointError, match="another architecture"):
+        average_checkpoints([tmp_path / "a.pt", tmp_path / "c.pt"])
+    assert main(["average", str(tmp_path / "a.pt"), "--out", str(tmp_path / "x.pt")]) == 2
+    assert "at least two checkpoints" in capsys.readouterr().err
+    assert not (tmp_path / "x.pt").exists()

@@ -108,7 +108,7 @@ def test_help_lists_subcommands(capsys):
         main(["--help"])
     assert e.value.code == 0
     out = capsys.readouterr().out
-    for cmd in ("evaluate", "segment", "train", "finetune", "demo"):
+    for cmd in ("evaluate", "segment", "train", "finetune", "average", "pack", "demo"):
         assert cmd in out
 
 

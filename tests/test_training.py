@@ -264,3 +264,55 @@ def test_finetune_cli_with_a_single_image(tmp_path, base_checkpoint, capsys):
     text = capsys.readouterr().out
     assert "validation NoC@85: before" in text and "1 held-out objects" in text, text
     assert out.is_file()
+
+
+def test_weight_average_is_what_best_pt_keeps_and_resume_restores(tmp_path):
+    """With ema_decay, validation and best.pt use the moving average of the weights (not the
+    raw ones in last.pt), and a resumed run continues the same average."""
+    images, labels = _synthetic_set(3)
+    (tmp_path / "d" / "images").mkdir(parents=True)
+    (tmp_path / "d" / "labels").mkdir()
+    for k, (im, lab) in enumerate(zip(images, labels)):
+        tifffile.imwrite(tmp_path / "d" / "images" / f"i{k}.tif", im)
+        tifffile.imwrite(tmp_path / "d" / "labels" / f"i{k}.tif", lab.astype(np.uint8))
+    (tmp_path / "r.toml").write_text(f'''
+out_dir = "{tmp_path / 'run'}"
+crop_size = 64
+batch_size = 2
+epochs = 1
+steps_per_epoch = 3
+checkpoint_every = 1
+val_fraction = 0.0
+iterative_prob = 0.0
+optimizer = "adamw"
+lr = 1e-2
+ema_decay = 0.5
+[model]
+backbone = "efficientnet_lite0"
+backbone_kwargs = {{ pretrained = false, output_stride = 16, out_channels = 16 }}
+local_channels = 8
+context_channels = 4
+roi_size = 7
+[[data]]
+path = "{tmp_path / 'd'}"
+''')
+    from napari_risnet.training.trainer import train
+
+    cfg = load_config(tmp_path / "r.toml")
+    train(cfg)
+    last = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    best = torch.load(tmp_path / "run" / "best.pt", weights_only=True)
+    ema = last["train_state"]["ema"]
+    assert int(ema["n_averaged"]) == 3
+    name = next(k for k, v in best["state_dict"].items()
+                if v.is_floating_point() and not torch.equal(v, last["state_dict"][k]))
+    assert torch.equal(best["state_dict"][name], ema["module." + name])
+    cfg.epochs = 2
+    train(cfg, resume=True)
+    resumed = torch.load(tmp_path / "run" / "last.pt", weights_only=True)["train_state"]["ema"]
+    assert int(resumed["n_averaged"]) == 6  # continued, not restarted
+
+
+def test_ema_decay_must_be_below_one():
+    with pytest.raises(ValueError, match="ema_decay"):
+        TrainConfig(ema_decay=1.0)

@@ -1,4 +1,5 @@
-"""`napari-risnet` command line: evaluate, segment, replay, train, finetune, pack, demo.
+"""`napari-risnet` command line: evaluate, segment, replay, train, finetune, average, pack,
+demo.
 
 Thin over the library; imports what a subcommand needs only when it runs, so `--help` is
 instant and the headless commands never touch napari or Qt.
@@ -257,6 +258,14 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_average(args: argparse.Namespace) -> int:
+    from napari_risnet.model.averaging import write_average
+
+    out = write_average(args.checkpoints, args.out, half=args.half)
+    print(f"wrote {out}: the mean of {len(args.checkpoints)} checkpoints")
+    return 0
+
+
 def cmd_pack(args: argparse.Namespace) -> int:
     from napari_risnet.training.config import load_config
     from napari_risnet.training.pack import MIB, write_pack
@@ -368,6 +377,13 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--val-fraction", type=float, default=0.2)
     f.add_argument("--device", default="auto")
     f.set_defaults(func=cmd_finetune)
+
+    a = sub.add_parser("average", help="average the weights of checkpoints of one model")
+    a.add_argument("checkpoints", nargs="+", help="two or more checkpoints (.pt) of one "
+                                                  "architecture, e.g. epochs of one run")
+    a.add_argument("--out", required=True, help="output checkpoint (.pt)")
+    a.add_argument("--half", action="store_true", help="store fp16 weights (bundled model)")
+    a.set_defaults(func=cmd_average)
 
     k = sub.add_parser("pack", help="pack a recipe's training folders, resized, into one "
                                      "folder (for a GPU node without the data)")

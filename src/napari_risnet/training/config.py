@@ -35,6 +35,9 @@ class TrainConfig:
     grow: dict[str, Any] = field(default_factory=dict)
     freeze_stages: int = 0  # stem + this many EfficientNet stages not trained (CPU speed)
     refine_weight: float = 1.0  # loss weight of the decoder's refined fusion
+    # exponential moving average of the weights (0 = off): validation, best.pt and the final
+    # model use the average, which does not swing from epoch to epoch as the raw weights do
+    ema_decay: float = 0.0
     crop_size: int = 320
     loss_stride: int = 2  # loss on logits at 1/loss_stride of the crop (speed)
     batch_size: int = 8
@@ -76,6 +79,8 @@ class TrainConfig:
                      for d in self.data]
         if self.optimizer not in ("sgd", "adamw"):
             raise ValueError(f"optimizer must be sgd or adamw, got {self.optimizer!r}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1) (0 = off), got {self.ema_decay}")
         if not 0.0 <= self.gamma <= 1.0:
             raise ValueError(f"gamma must be in [0, 1], got {self.gamma}")
         unknown = set(self.grow) - {"prev_mask", "decoder_channels"}
