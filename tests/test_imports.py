@@ -10,7 +10,8 @@ HEADLESS = ["napari_risnet", "napari_risnet.clicks", "napari_risnet.model",
             "napari_risnet.annotation.project", "napari_risnet._plugin_state",
             "napari_risnet._triton_guard", "napari_risnet._reader",
             "napari_risnet.stack_evaluation", "napari_risnet.inference.merge",
-            "napari_risnet.model.grow", "napari_risnet.training.pack"]
+            "napari_risnet.model.grow", "napari_risnet.training.pack",
+            "napari_risnet.annotation.corrections", "napari_risnet.annotation.replay"]
 
 
 def test_headless_modules_do_not_import_napari_or_qt():
