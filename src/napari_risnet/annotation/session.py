@@ -9,9 +9,9 @@ This file holds the click -> predict -> commit path and undo / redo; corrections
 objects live in ``corrections.py`` and the click table / replay in ``replay.py`` (mixins).
 
 Masks follow *sequential* semantics: the mask after click ``k`` of a slice is
-``predict(clicks[:k], prev_mask=mask after click k-1)``. They are cached by (slice, clicks), so
-undo / redo never predict again, and replaying the recorded clicks (``recompute``) gives the
-same labels with a deterministic segmenter.
+``predict(clicks[:k], prev_mask=mask after click k-1)``. They are cached by (slice, clicks)
+(``cache.py``), so undo / redo never predict again, and replaying the recorded clicks
+(``recompute``) gives the same labels with a deterministic segmenter.
 
 Threading: a UI may record clicks on its main thread (``add_click(..., predict=False)``) and
 call ``predict_pending`` in a worker thread. Two re-entrant locks guard the state and the
@@ -20,11 +20,11 @@ segmenter; when both are needed the segmenter lock is always taken first.
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
+from napari_risnet.annotation.cache import MASK_CACHE_BYTES, MaskCache
 from napari_risnet.annotation.corrections import CorrectionsMixin
 from napari_risnet.annotation.history import History, Patch, SessionState, Step, write_patch
 from napari_risnet.annotation.propagation import (PropagationMixin, PropagationResult, StopRule,
@@ -36,41 +36,6 @@ from napari_risnet.robot import iou
 
 if TYPE_CHECKING:  # the protocol's module imports torch; the session needs numpy only
     from napari_risnet.inference.predictor import InteractiveSegmenter
-
-
-#: Masks kept for undo / redo / display, in bytes (least recently used ones go first).
-MASK_CACHE_BYTES = 512 * 2 ** 20
-
-
-class _MaskCache:
-    """LRU cache (slice, clicks) -> mask, bounded in bytes."""
-
-    def __init__(self, max_bytes: int = MASK_CACHE_BYTES) -> None:
-        self.max_bytes = max_bytes
-        self._data: OrderedDict[tuple, np.ndarray] = OrderedDict()
-        self._bytes = 0
-
-    def get(self, key: tuple) -> np.ndarray | None:
-        mask = self._data.get(key)
-        if mask is not None:
-            self._data.move_to_end(key)
-        return mask
-
-    def __contains__(self, key: tuple) -> bool:
-        return key in self._data
-
-    def put(self, key: tuple, mask: np.ndarray) -> None:
-        if key in self._data:
-            self._bytes -= self._data.pop(key).nbytes
-        self._data[key] = mask
-        self._bytes += mask.nbytes
-        while self._bytes > self.max_bytes and len(self._data) > 1:
-            _, old = self._data.popitem(last=False)
-            self._bytes -= old.nbytes
-
-    def clear(self) -> None:
-        self._data.clear()
-        self._bytes = 0
 
 
 class AnnotationSession(PropagationMixin, CorrectionsMixin, ReplayMixin):
@@ -124,7 +89,7 @@ class AnnotationSession(PropagationMixin, CorrectionsMixin, ReplayMixin):
         self.labels: np.ndarray = labels
         self._segmenter = segmenter
         self._image_slice: SliceKey | None = None
-        self._cache = _MaskCache()
+        self._cache = MaskCache(MASK_CACHE_BYTES)
         self._state = SessionState()
         self._history = History()
         self._seq = 0
