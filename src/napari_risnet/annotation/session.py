@@ -5,11 +5,13 @@ the committed objects (per slice: their clicks and, for propagated slices, the s
 carried from). A committed object can be corrected on any slice (``correct``, ``erase_slice``)
 and propagated again from there (``propagate(..., from_slice=...)``, in ``propagation.py``).
 Every change is one undo step that restores the label array exactly.
+This file holds the click -> predict -> commit path and undo / redo; corrections of committed
+objects live in ``corrections.py`` and the click table / replay in ``replay.py`` (mixins).
 
 Masks follow *sequential* semantics: the mask after click ``k`` of a slice is
-``predict(clicks[:k], prev_mask=mask after click k-1)``. They are cached by (slice, clicks), so
-undo / redo never predict again, and replaying the recorded clicks (``recompute``) gives the
-same labels with a deterministic segmenter.
+``predict(clicks[:k], prev_mask=mask after click k-1)``. They are cached by (slice, clicks)
+(``cache.py``), so undo / redo never predict again, and replaying the recorded clicks
+(``recompute``) gives the same labels with a deterministic segmenter.
 
 Threading: a UI may record clicks on its main thread (``add_click(..., predict=False)``) and
 call ``predict_pending`` in a worker thread. Two re-entrant locks guard the state and the
@@ -18,17 +20,17 @@ segmenter; when both are needed the segmenter lock is always taken first.
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
-from scipy import ndimage
 
+from napari_risnet.annotation.cache import MASK_CACHE_BYTES, MaskCache
+from napari_risnet.annotation.corrections import CorrectionsMixin
 from napari_risnet.annotation.history import History, Patch, SessionState, Step, write_patch
-from napari_risnet.annotation.propagation import (ProgressFn, PropagationMixin,
-                                                  PropagationResult, StopFn, StopRule,
+from napari_risnet.annotation.propagation import (PropagationMixin, PropagationResult, StopRule,
                                                   derive_clicks)
 from napari_risnet.annotation.records import ClickRecord, ObjectRecord, SliceKey, SliceRecord
+from napari_risnet.annotation.replay import ReplayMixin
 from napari_risnet.clicks import Click, validate_clicks
 from napari_risnet.robot import iou
 
@@ -36,42 +38,7 @@ if TYPE_CHECKING:  # the protocol's module imports torch; the session needs nump
     from napari_risnet.inference.predictor import InteractiveSegmenter
 
 
-#: Masks kept for undo / redo / display, in bytes (least recently used ones go first).
-MASK_CACHE_BYTES = 512 * 2 ** 20
-
-
-class _MaskCache:
-    """LRU cache (slice, clicks) -> mask, bounded in bytes."""
-
-    def __init__(self, max_bytes: int = MASK_CACHE_BYTES) -> None:
-        self.max_bytes = max_bytes
-        self._data: OrderedDict[tuple, np.ndarray] = OrderedDict()
-        self._bytes = 0
-
-    def get(self, key: tuple) -> np.ndarray | None:
-        mask = self._data.get(key)
-        if mask is not None:
-            self._data.move_to_end(key)
-        return mask
-
-    def __contains__(self, key: tuple) -> bool:
-        return key in self._data
-
-    def put(self, key: tuple, mask: np.ndarray) -> None:
-        if key in self._data:
-            self._bytes -= self._data.pop(key).nbytes
-        self._data[key] = mask
-        self._bytes += mask.nbytes
-        while self._bytes > self.max_bytes and len(self._data) > 1:
-            _, old = self._data.popitem(last=False)
-            self._bytes -= old.nbytes
-
-    def clear(self) -> None:
-        self._data.clear()
-        self._bytes = 0
-
-
-class AnnotationSession(PropagationMixin):
+class AnnotationSession(PropagationMixin, CorrectionsMixin, ReplayMixin):
     """Clicks -> objects -> a label array, with undo / redo and stack propagation.
 
     Args:
@@ -122,7 +89,7 @@ class AnnotationSession(PropagationMixin):
         self.labels: np.ndarray = labels
         self._segmenter = segmenter
         self._image_slice: SliceKey | None = None
-        self._cache = _MaskCache()
+        self._cache = MaskCache(MASK_CACHE_BYTES)
         self._state = SessionState()
         self._history = History()
         self._seq = 0
@@ -459,233 +426,6 @@ class AnnotationSession(PropagationMixin):
         out = np.where(o & ~m, 0, block)
         out = np.where(m, object_id, out).astype(block.dtype)
         return self._write(index, out), int(np.count_nonzero(m & ~o))
-
-    # -- corrections -----------------------------------------------------------------------------
-    def correct(self, object_id: int, click: Click, slice_key: Sequence[int] = ()
-                ) -> np.ndarray:
-        """Add a click to a committed object on one slice and redraw it there (one undo step).
-
-        On a slice the object was propagated to, the click joins the clicks propagation derived
-        there (predicted with the neighbour's mask as ``prev_mask``); on a clicked slice it is
-        the next click of that slice; on a slice without the object it starts it (positive
-        first). The slice becomes *fixed*: propagation keeps it. Call ``propagate(object_id,
-        from_slice=slice_key)`` afterwards to carry the correction to the neighbours.
-
-        Returns:
-            the object's new (H, W) mask on that slice.
-        """
-        key = self._check_slice(slice_key)
-        click = self._check_click(click)
-        with self._seg_lock, self._lock:
-            obj = self._object(object_id)
-            rec = obj.slices.get(key)
-            if rec is None or rec.erased:
-                if not click.positive:
-                    raise ValueError(f"object {obj.object_id} is not on slice {key}: the first "
-                                     f"click there must be positive")
-                rec = SliceRecord((), None, 0)
-            clicks = rec.clicks + (click,)
-            if rec.source is not None:
-                # no prev_mask: the result then depends on this slice's clicks alone, so
-                # ``recompute`` gives it back even after its neighbour was propagated again
-                mask = self._predict(key, clicks, None)
-            else:
-                mask = self._replay(key, clicks)
-            before = self._state.copy()
-            patch, _ = self._replace(key, mask, obj.object_id)
-            self._seq += 1
-            slices = dict(obj.slices)
-            slices[key] = SliceRecord(clicks, rec.source, self._seq, rec.n_derived)
-            self._state.objects[obj.object_id] = ObjectRecord(obj.object_id, slices)
-            self._push("correct", before, [] if patch is None else [patch], key=key)
-            return self.labels[key] == obj.object_id
-
-    def erase_slice(self, object_id: int, slice_key: Sequence[int] = (), axis: int = 0) -> int:
-        """Say the object is not on this slice (one undo step): its pixels there go, the slice
-        becomes fixed (propagation stops at it), and slices propagated *through* it are removed.
-
-        Returns:
-            the number of slices the object lost.
-        """
-        key = self._check_slice(slice_key)
-        with self._seg_lock, self._lock:
-            obj = self._object(object_id)
-            before = self._state.copy()
-            mask = self.labels[key] == obj.object_id
-            slices = dict(obj.slices)
-            if mask.any():
-                d = ndimage.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
-                r, c = np.unravel_index(int(np.argmax(d)), d.shape)
-            else:
-                r, c = self.spatial_shape[0] // 2, self.spatial_shape[1] // 2
-            patches: list[Patch] = []
-            removed: list[SliceKey] = []
-            patch, _ = self._replace(key, None, obj.object_id)
-            if patch is not None:
-                patches.append(patch)
-            if self.leading_shape:
-                for direction in (+1, -1):
-                    nxt = key[:axis] + (key[axis] + direction,) + key[axis + 1:]
-                    if 0 <= nxt[axis] < self.leading_shape[axis]:
-                        self._drop_chain(obj.object_id, nxt, axis, direction, slices, patches,
-                                         removed)
-            self._seq += 1
-            slices[key] = SliceRecord((Click(float(r), float(c), False),), None, self._seq)
-            self._state.objects[obj.object_id] = ObjectRecord(obj.object_id, slices)
-            self._push("erase", before, patches, key=key)
-            return len(removed) + int(mask.any())
-
-    def _object(self, object_id: int) -> ObjectRecord:
-        obj = self._state.objects.get(int(object_id))
-        if obj is None:
-            raise ValueError(f"object {object_id} is not committed; committed objects: "
-                             f"{sorted(self._state.objects)}")
-        return obj
-
-    def object_at(self, slice_key: Sequence[int], row: float, col: float) -> int:
-        """The committed object under a pixel (0 for background or an uncommitted label)."""
-        key = self._check_slice(slice_key)
-        r = min(max(int(round(row)), 0), self.spatial_shape[0] - 1)
-        c = min(max(int(round(col)), 0), self.spatial_shape[1] - 1)
-        value = int(self.labels[key + (r, c)])
-        with self._lock:
-            return value if value in self._state.objects else 0
-
-    # -- reproducibility -------------------------------------------------------------------------
-    def click_records(self) -> list[ClickRecord]:
-        """Every click, committed objects first in the order their slices were made, then the
-        current object (id 0): the table that ``recompute`` turns back into the same labels."""
-        with self._lock:
-            rows: list[tuple[int, ClickRecord]] = []
-            for obj in self._state.objects.values():
-                for key, rec in obj.slices.items():
-                    rows += [(rec.seq, ClickRecord(obj.object_id, key, c, rec.source,
-                                                   i < rec.n_derived))
-                             for i, c in enumerate(rec.clicks)]
-            order = sorted(rows, key=lambda r: r[0])
-            current = sorted(self._state.current.items(),
-                             key=lambda kv: self._state.current_seq.get(kv[0], 0))
-            return [r for _, r in order] + [ClickRecord(0, key, c) for key, clicks in current
-                                            for c in clicks]
-
-    def recompute(self, records: Iterable[ClickRecord], clear: bool = True,
-                  progress: ProgressFn | None = None, should_stop: StopFn | None = None,
-                  overwrite_ids: Iterable[int] = ()) -> list[int]:
-        """Rebuild objects from a click table (e.g. saved Points), as one undo step.
-
-        Rows are grouped by (object_id, slice) in order of first appearance; clicked slices are
-        replayed click by click, propagated ones (``source`` set) from their source's mask,
-        corrected propagated ones (derived and user clicks) from their clicks alone.
-        Rows of object 0 become the current object. Objects in ``overwrite_ids`` were committed
-        with ``overwrite`` (their clicked slices paint over others). Returns the committed ids.
-        """
-        overwrite_ids = {int(i) for i in overwrite_ids}
-        groups: dict[tuple[int, SliceKey], list[ClickRecord]] = {}
-        for r in records:
-            if not isinstance(r, ClickRecord):
-                raise TypeError(f"expected ClickRecord rows, got {type(r).__name__}")
-            if r.object_id < 0:
-                raise ValueError(f"object ids must be >= 0, got {r.object_id}")
-            key = self._check_slice(r.slice)
-            self._check_click(r.click)
-            groups.setdefault((int(r.object_id), key), []).append(r)
-        with self._seg_lock, self._lock:
-            before = self._state.copy()
-            patches: list[Patch] = []
-            if clear and self.labels.any():
-                patches.append(self._write((Ellipsis,), np.zeros_like(self.labels)))
-            state = SessionState() if clear else self._state.copy()
-            total = len(groups)
-            try:
-                for i, ((object_id, key), rows) in enumerate(groups.items()):
-                    if should_stop is not None and should_stop():
-                        break
-                    if progress is not None:
-                        progress(i, total, f"object {object_id}, slice {key}")
-                    clicks = tuple(r.click for r in rows)
-                    self._seq += 1
-                    if object_id == 0:
-                        state.current[key] = clicks
-                        state.current_seq[key] = self._seq
-                        continue
-                    source = rows[0].source
-                    n_derived = sum(r.is_derived for r in rows) if source is not None else 0
-                    if source is not None:
-                        source = self._check_slice(source)
-                        prev = self.labels[source] == object_id
-                        mask = self._predict(key, clicks, prev if n_derived == len(clicks)
-                                             else None)
-                    else:
-                        mask = self._replay(key, clicks)
-                    patch, _ = self._paint(key, mask, object_id, overwrite=source is None
-                                           and object_id in overwrite_ids)
-                    if patch is not None:
-                        patches.append(patch)
-                    old = state.objects.get(object_id)
-                    slices = dict(old.slices) if old else {}
-                    slices[key] = SliceRecord(clicks, source, self._seq, n_derived)
-                    state.objects[object_id] = ObjectRecord(object_id, slices)
-            except Exception:
-                for p in reversed(patches):
-                    self.labels[p.index] = p.old
-                raise
-            self._state = state
-            self._push("recompute", before, patches)
-            if progress is not None:
-                progress(total, total, "done")
-            return sorted(state.objects)
-
-    def restore(self, labels: np.ndarray, records: Iterable[ClickRecord]) -> list[int]:
-        """Load saved work (an annotation project) without predicting: ``labels`` become the
-        label array's content and ``records`` (committed objects only) the objects' clicks, in
-        their order. The history starts fresh and the current object is empty.
-
-        Returns the object ids.
-        """
-        labels = np.asarray(labels)
-        if labels.shape != self.labels_shape:
-            raise ValueError(f"saved labels of shape {labels.shape} do not match the image: "
-                             f"expected {self.labels_shape}")
-        if not np.issubdtype(labels.dtype, np.integer):
-            raise TypeError(f"saved labels must have an integer dtype, got {labels.dtype}")
-        groups: dict[tuple[int, SliceKey], list[ClickRecord]] = {}
-        for r in records:
-            if not isinstance(r, ClickRecord):
-                raise TypeError(f"expected ClickRecord rows, got {type(r).__name__}")
-            if r.object_id <= 0:
-                raise ValueError(f"saved objects need ids >= 1, got {r.object_id}")
-            self._check_click(r.click)
-            groups.setdefault((int(r.object_id), self._check_slice(r.slice)), []).append(r)
-        with self._seg_lock, self._lock:
-            state = SessionState()
-            for (object_id, key), rows in groups.items():
-                self._seq += 1
-                source = None if rows[0].source is None else self._check_slice(rows[0].source)
-                n_derived = sum(r.is_derived for r in rows) if source is not None else 0
-                old = state.objects.get(object_id)
-                slices = dict(old.slices) if old else {}
-                slices[key] = SliceRecord(tuple(r.click for r in rows), source, self._seq,
-                                          n_derived)
-                state.objects[object_id] = ObjectRecord(object_id, slices)
-            self.labels[...] = labels
-            self._state = state
-            self._history = History()  # a reopened project starts a fresh history
-            return sorted(state.objects)
-
-    def _replay(self, key: SliceKey, clicks: tuple[Click, ...]) -> np.ndarray:
-        """The sequential mask of a click list (cached prefixes reused); empty while no click
-        is positive (an erased slice)."""
-        mask = None
-        for n in range(1, len(clicks) + 1):
-            if not any(c.positive for c in clicks[:n]):
-                mask = np.zeros(self.spatial_shape, bool)
-                continue
-            cached = self._cache.get((key, clicks[:n]))
-            if cached is None:
-                cached = self._predict(key, clicks[:n], mask)
-                self._cache.put((key, clicks[:n]), cached)
-            mask = cached
-        return mask
 
 
 def _bbox(mask: np.ndarray | None) -> tuple[slice, slice] | None:
