@@ -2,7 +2,9 @@
 
     python benchmarks/plot_curves.py OUT.png training/results/*_grabcut.json [--title GrabCut]
 
-Each curve is labelled with the JSON's method (or its file stem); uses the evaluate CLI's plot.
+Each curve is labelled with the file stem less its data-set suffix (``ifcn_grabcut.json`` ->
+``ifcn``: several RIS-Net checkpoints share the method name ``risnet``); uses the evaluate CLI's
+plot.
 """
 from __future__ import annotations
 
@@ -25,7 +27,8 @@ def main() -> None:
     rows: dict[str, Summary] = {}
     for f in map(Path, args.results):
         d = json.loads(f.read_text())
-        rows[d.get("method") or f.stem] = Summary(**{k: d[k] for k in FIELDS})
+        label = f.stem.rsplit("_", 1)[0] if "_" in f.stem else d.get("method") or f.stem
+        rows[label] = Summary(**{k: d[k] for k in FIELDS})
     plot_curves(rows, args.out, args.title)
     print(f"wrote {args.out} ({len(rows)} curves)")
 

@@ -187,6 +187,29 @@ def test_click_seed_disc_shrinks_with_the_magnification(predictor, monkeypatch):
     assert radii[-1] == predictor.graphcut_params.click_radius == 2
 
 
+def test_click_prior_is_narrower_on_a_magnified_window(predictor, monkeypatch):
+    """Small objects seen enlarged get the narrower click prior (click_sigma_magnified), the
+    others the usual one; both in network pixels."""
+    import napari_risnet.inference.predictor as mod
+
+    sigmas = []
+    real = mod.click_prior
+
+    def spy(probs, dist, sigma):
+        sigmas.append(sigma)
+        return real(probs, dist, sigma)
+
+    monkeypatch.setattr(mod, "click_prior", spy)
+    rng = np.random.default_rng(0)
+    predictor.set_image(rng.integers(0, 255, (16, 16), dtype=np.uint8))  # shown 4x enlarged
+    predictor.predict([Click(8, 8)])
+    assert sigmas[-1] == pytest.approx(predictor.click_sigma_magnified * 64)
+    predictor.set_image(rng.integers(0, 255, (128, 128), dtype=np.uint8))  # shown halved
+    predictor.predict([Click(60, 60)])
+    assert sigmas[-1] == pytest.approx(predictor.click_sigma * 64)
+    assert predictor.click_sigma_magnified < predictor.click_sigma
+
+
 def test_progressive_merge_edits_only_the_clicked_region(tiny_model, monkeypatch):
     image = np.random.default_rng(0).integers(0, 255, (200, 200), dtype=np.uint8)
     prev = np.zeros((200, 200), bool)

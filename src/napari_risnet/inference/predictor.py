@@ -97,6 +97,11 @@ class Predictor:
             probabilities towards each click's sign; 0 disables it. A click must change the
             result where it lands: an under-trained network may answer it too softly, and the
             robot (or user) would then click the same spot again and again.
+        click_sigma_magnified: the same width on a magnified window (a small object seen
+            enlarged, where errors are a pixel or two thin): the wide prior flipped pixels
+            across the boundary there (held-out training objects, 60 per folder: hippocampus
+            NoC@85 / 90 11.60 / 17.33 -> 9.47 / 13.03, nuclei 4.90 / 8.67 -> 4.92 / 7.37 with
+            0.01 instead of 0.02).
         min_window: smallest zoom-in window side in image pixels (default ``input_size // 4``,
             at most 4x magnification); what the network sees as context around a tiny object.
         merge_from: from this many clicks on (with a previous mask), a click changes only the
@@ -110,6 +115,7 @@ class Predictor:
                  device: str | torch.device = "auto", use_graphcut: bool = True,
                  input_size: int = 256, n_roi: int = 5, first_window: int = 1024,
                  refine_ratio: float = 0.35, expand: float = 1.6, click_sigma: float = 0.02,
+                 click_sigma_magnified: float = 0.01,
                  min_window: int | None = None, graphcut_params: GraphCutParams | None = None,
                  threads: int | None = None, merge_from: int = 0) -> None:
         self.device = resolve_device(device)
@@ -129,6 +135,7 @@ class Predictor:
         self.first_window = first_window
         self.refine_ratio = refine_ratio
         self.click_sigma = click_sigma
+        self.click_sigma_magnified = click_sigma_magnified
         self.expand = expand
         self.min_window = max(16, input_size // 4) if min_window is None else int(min_window)
         self.graphcut_params = graphcut_params or GraphCutParams()
@@ -248,9 +255,10 @@ class Predictor:
             _add(timings, "local", time.perf_counter() - tic)
             tic = time.perf_counter()
             probs = torch.sigmoid(out.final_logits(self.model.config.fusion))[0, 0]
-            if self.click_sigma > 0:
+            sigma = self.click_sigma_magnified if max(t.scale) > 1 else self.click_sigma
+            if sigma > 0:
                 probs = click_prior(probs, torch.from_numpy(dist).to(probs.device),
-                                    self.click_sigma * max(t.out_shape))
+                                    sigma * max(t.out_shape))
             probs_crop = t.probabilities_back(probs)
         _add(timings, "fusion", time.perf_counter() - tic)
         tic = time.perf_counter()
