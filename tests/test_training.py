@@ -173,22 +173,21 @@ def test_finetune_folders_with_a_stack(tmp_path, base_checkpoint):
     assert result.n_train >= 2 and result.checkpoint.is_file()
 
 
-def test_train_resumes_after_a_kill(tmp_path):
+def _tiny_recipe(tmp_path, **settings) -> "TrainConfig":
+    """A folder of three synthetic images and a recipe of a tiny model training on it
+    (``settings`` override / add top-level recipe keys)."""
     images, labels = _synthetic_set(3)
     (tmp_path / "d" / "images").mkdir(parents=True)
     (tmp_path / "d" / "labels").mkdir()
     for k, (im, lab) in enumerate(zip(images, labels)):
         tifffile.imwrite(tmp_path / "d" / "images" / f"i{k}.tif", im)
         tifffile.imwrite(tmp_path / "d" / "labels" / f"i{k}.tif", lab.astype(np.uint8))
-    cfg_text = f'''
+    top = {"crop_size": 64, "batch_size": 2, "epochs": 1, "steps_per_epoch": 2,
+           "checkpoint_every": 1, "val_fraction": 0.0, "iterative_prob": 1.0, **settings}
+    lines = "\n".join(f"{k} = {v!r}".replace("'", '"') for k, v in top.items())
+    (tmp_path / "r.toml").write_text(f'''
 out_dir = "{tmp_path / 'run'}"
-crop_size = 64
-batch_size = 2
-epochs = 1
-steps_per_epoch = 2
-checkpoint_every = 1
-val_fraction = 0.0
-iterative_prob = 1.0
+{lines}
 [model]
 backbone = "efficientnet_lite0"
 backbone_kwargs = {{ pretrained = false, output_stride = 16, out_channels = 16 }}
@@ -197,11 +196,14 @@ context_channels = 4
 roi_size = 7
 [[data]]
 path = "{tmp_path / 'd'}"
-'''
-    (tmp_path / "r.toml").write_text(cfg_text)
+''')
+    return load_config(tmp_path / "r.toml")
+
+
+def test_train_resumes_after_a_kill(tmp_path):
+    cfg = _tiny_recipe(tmp_path)
     from napari_risnet.training.trainer import train
 
-    cfg = load_config(tmp_path / "r.toml")
     train(cfg)
     cfg.epochs = 2
     summary = train(cfg, resume=True)
@@ -269,36 +271,10 @@ def test_finetune_cli_with_a_single_image(tmp_path, base_checkpoint, capsys):
 def test_weight_average_is_what_best_pt_keeps_and_resume_restores(tmp_path):
     """With ema_decay, validation and best.pt use the moving average of the weights (not the
     raw ones in last.pt), and a resumed run continues the same average."""
-    images, labels = _synthetic_set(3)
-    (tmp_path / "d" / "images").mkdir(parents=True)
-    (tmp_path / "d" / "labels").mkdir()
-    for k, (im, lab) in enumerate(zip(images, labels)):
-        tifffile.imwrite(tmp_path / "d" / "images" / f"i{k}.tif", im)
-        tifffile.imwrite(tmp_path / "d" / "labels" / f"i{k}.tif", lab.astype(np.uint8))
-    (tmp_path / "r.toml").write_text(f'''
-out_dir = "{tmp_path / 'run'}"
-crop_size = 64
-batch_size = 2
-epochs = 1
-steps_per_epoch = 3
-checkpoint_every = 1
-val_fraction = 0.0
-iterative_prob = 0.0
-optimizer = "adamw"
-lr = 1e-2
-ema_decay = 0.5
-[model]
-backbone = "efficientnet_lite0"
-backbone_kwargs = {{ pretrained = false, output_stride = 16, out_channels = 16 }}
-local_channels = 8
-context_channels = 4
-roi_size = 7
-[[data]]
-path = "{tmp_path / 'd'}"
-''')
+    cfg = _tiny_recipe(tmp_path, steps_per_epoch=3, iterative_prob=0.0, optimizer="adamw",
+                       lr=1e-2, ema_decay=0.5)
     from napari_risnet.training.trainer import train
 
-    cfg = load_config(tmp_path / "r.toml")
     train(cfg)
     last = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
     best = torch.load(tmp_path / "run" / "best.pt", weights_only=True)
