@@ -6,7 +6,7 @@ trainer's per-epoch check, to choose between checkpoints without touching GrabCu
 `test` split. Usage:
 
     python benchmarks/validation.py training/default.toml default runs/stage2/last.pt \
-        [--per-source 30] [--threads 1] [--ablate no_prev_mask|no_decoder]
+        [--per-source 30] [--threads 1] [--ablate no_prev_mask|no_decoder] [--final-iou]
 
 ``--ablate`` switches a part of an architecture-v2 model off at inference (the previous mask fed
 as zeros, or the fusion used without the decoder's refinement): what each part contributes to
@@ -61,6 +61,8 @@ def main() -> None:
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                    help="another Predictor setting, e.g. --set input_size=320 "
                         "--set use_graphcut=false (repeatable)")
+    p.add_argument("--final-iou", action="store_true",
+                   help="also print the mean IoU after the last click (late-click drift)")
     args = p.parse_args()
     if args.ablate == "no_prev_mask":
         predictor_module._prev_in_window = lambda prev, t: None  # always an empty mask
@@ -70,7 +72,8 @@ def main() -> None:
     sets, _ = held_out_objects(cfg, args.per_source)  # the trainer's own held-out split
     if args.only:
         sets = [(path, samples) for path, samples in sets if _name(path) == args.only]
-    print("| model | " + " | ".join(f"{_name(path)} NoC@85 / 90" for path, _ in sets)
+    what = "NoC@85 / 90" + (f" / IoU@{args.max_clicks}" if args.final_iou else "")
+    print("| model | " + " | ".join(f"{_name(path)} {what}" for path, _ in sets)
           + " | mean NoC@85 / 90 |")
     print("|---" * (len(sets) + 2) + "|")
     for ckpt in args.checkpoints:
@@ -82,7 +85,8 @@ def main() -> None:
         cells, n85, n90 = [], [], []
         for _, samples in sets:
             summary, _ = evaluate(predictor, samples, max_clicks=args.max_clicks)
-            cells.append(f"{summary.noc85:.2f} / {summary.noc90:.2f}")
+            cells.append(f"{summary.noc85:.2f} / {summary.noc90:.2f}"
+                         + (f" / {summary.miou[-1]:.3f}" if args.final_iou else ""))
             n85.append(summary.noc85)
             n90.append(summary.noc90)
         mean = f"{sum(n85) / len(n85):.2f} / {sum(n90) / len(n90):.2f}"
