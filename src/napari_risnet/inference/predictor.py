@@ -183,7 +183,7 @@ class Predictor:
         prev_crop = _prev_in_window(prev_mask, t)
         probs_crop, mask_crop = self._predict_window(t, clicks, timings, prev_crop)
         if (self.merge_from and prev_box is not None and len(clicks) >= self.merge_from
-                and max(t.scale) <= MERGE_MAX_SCALE):
+                and t.magnification <= MERGE_MAX_SCALE):
             last = clicks[-1]
             mask_crop = progressive_merge(mask_crop, prev_crop,
                                           Click(last.row - t.r0, last.col - t.c0, last.positive))
@@ -255,7 +255,7 @@ class Predictor:
             _add(timings, "local", time.perf_counter() - tic)
             tic = time.perf_counter()
             probs = torch.sigmoid(out.final_logits(self.model.config.fusion))[0, 0]
-            sigma = self.click_sigma_magnified if max(t.scale) > 1 else self.click_sigma
+            sigma = self.click_sigma_magnified if t.magnification > 1 else self.click_sigma
             if sigma > 0:
                 probs = click_prior(probs, torch.from_numpy(dist).to(probs.device),
                                     sigma * max(t.out_shape))
@@ -266,7 +266,7 @@ class Predictor:
             crop_clicks = [Click(c.row - t.r0, c.col - t.c0, c.positive) for c in clicks
                            if t.contains(c)]
             mask_crop = graph_cut(probs_crop, rgb_crop, crop_clicks,
-                                  _seed_params(self.graphcut_params, max(t.scale)))
+                                  _seed_params(self.graphcut_params, t.magnification))
         else:
             mask_crop = probs_crop >= 0.5
         _add(timings, "graphcut", time.perf_counter() - tic)

@@ -143,6 +143,11 @@ class CropTransform:
     def scale(self) -> tuple[float, float]:
         return self.out_shape[0] / self.crop_shape[0], self.out_shape[1] / self.crop_shape[1]
 
+    @property
+    def magnification(self) -> float:
+        """How much larger the network sees the crop (> 1: a small object shown enlarged)."""
+        return max(self.scale)
+
     @staticmethod
     def around(box: Sequence[float], image_shape: tuple[int, int], input_size: int,
                expand: float = 1.4, min_side: int = 0, multiple: int = 16) -> "CropTransform":

@@ -10,8 +10,6 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-import torch
-
 from napari_risnet.model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from napari_risnet.model.risnet import RISNet
 
@@ -48,5 +46,4 @@ def write_average(paths: Sequence[str | os.PathLike], out: str | os.PathLike,
     """Average ``paths`` and save the result to ``out`` (fp16 with ``half``: bundled weights)."""
     model = average_checkpoints(paths)
     meta = {"averaged_from": [str(Path(p)) for p in paths]}
-    with torch.no_grad():
-        return save_checkpoint(out, model, meta, half=half)
+    return save_checkpoint(out, model, meta, half=half)
