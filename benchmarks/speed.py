@@ -28,15 +28,17 @@ import numpy as np
 
 
 def synthetic_image(shape: tuple[int, int], dtype: str = "uint8", rgb: bool = True,
-                    seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Textured background with a few smooth blobs; returns the image and one blob's mask."""
+                    seed: int = 0, large: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Textured background with a few smooth blobs; returns the image and one blob's mask
+    (``large``: a blob filling most of the image, so late clicks take the focus pass)."""
     from scipy import ndimage
 
     rng = np.random.default_rng(seed)
     h, w = shape
     noise = ndimage.gaussian_filter(rng.random((h, w)), 3)
     yy, xx = np.mgrid[:h, :w]
-    gt = ((yy - h * 0.45) / (h * 0.2)) ** 2 + ((xx - w * 0.5) / (w * 0.15)) ** 2 < 1
+    ry, rx = (0.4, 0.4) if large else (0.2, 0.15)
+    gt = ((yy - h * 0.45) / (h * ry)) ** 2 + ((xx - w * 0.5) / (w * rx)) ** 2 < 1
     other = ((yy - h * 0.2) / (h * 0.1)) ** 2 + ((xx - w * 0.2) / (w * 0.1)) ** 2 < 1
     base = 0.3 + 0.4 * gt + 0.25 * other + 0.3 * (noise - noise.mean()) / (noise.std() + 1e-6) * 0.1
     base = np.clip(base, 0, 1)
@@ -93,9 +95,11 @@ def section_click(predictor) -> None:
     print(f"| image | {' | '.join(stages)} | total ms | bare backbone (net input) ms | "
           f"ratio | bare backbone (full image) ms |")
     print("|" + "---|" * (len(stages) + 5))
-    for name, shape, dtype, rgb in (("480x640 RGB uint8", (480, 640), "uint8", True),
-                                    ("512x512 uint16", (512, 512), "uint16", False)):
-        img, gt = synthetic_image(shape, dtype, rgb)
+    for name, shape, dtype, rgb, large in (
+            ("480x640 RGB uint8", (480, 640), "uint8", True, False),
+            ("480x640 RGB uint8, large object (focus pass)", (480, 640), "uint8", True, True),
+            ("512x512 uint16", (512, 512), "uint16", False, False)):
+        img, gt = synthetic_image(shape, dtype, rgb, large=large)
         timings = robot_clicks_timings(predictor, img, gt)
         med = {k: 1000 * statistics.median(t.get(k, 0.0) for t in timings)
                for k in stages + ["wall"]}

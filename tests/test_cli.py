@@ -46,6 +46,18 @@ def test_evaluate_risnet_with_a_random_checkpoint(dataset, tmp_path):
     assert main(["evaluate", str(dataset), "--checkpoint", str(ckpt), "--max-clicks", "2",
                  "--limit", "1", "--device", "cpu", "--out", str(out)]) == 0
     assert json.loads(out.read_text())["n_objects"] == 1
+    assert json.loads(out.read_text())["focus"] is True
+    assert main(["evaluate", str(dataset), "--checkpoint", str(ckpt), "--max-clicks", "2",
+                 "--limit", "1", "--device", "cpu", "--no-focus", "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["focus"] is False
+
+
+def test_no_focus_turns_the_focus_pass_off(tmp_path):
+    from napari_risnet.cli import build_method
+
+    ckpt = save_checkpoint(tmp_path / "rand.pt", RISNet(tiny_config()))
+    assert build_method("risnet", str(ckpt), "cpu").focus_from > 0
+    assert build_method("risnet", str(ckpt), "cpu", focus=False).focus_from == 0
 
 
 def test_evaluate_stack_with_labels(tmp_path):

@@ -230,3 +230,57 @@ def test_progressive_merge_edits_only_the_clicked_region(tiny_model, monkeypatch
     assert results[0].sum() == 100  # the fresh answer alone
     assert results[2][40:160, 40:160].all() and results[2][15:25, 15:25].all()
     assert results[2].sum() == 120 * 120 + 100  # prev kept + the new blob
+
+
+def test_focus_window_is_a_sharper_square_around_the_click():
+    from napari_risnet.inference.focus import focus_window
+
+    coarse = CropTransform.around((0, 0, 480, 640), (480, 640), 64, expand=1.0)  # shown at 1/10
+    focus = focus_window(Click(470, 10), coarse, 64, ratio=0.4)
+    assert focus.crop_shape == (256, 256) and focus.magnification == pytest.approx(0.25)
+    assert (focus.r1, focus.c0) == (480, 0)  # shifted to stay inside the coarse window
+    # capped at the image's own resolution: a small window gets a 64-pixel focus, not smaller
+    small = CropTransform.around((0, 0, 120, 160), (480, 640), 64, expand=1.0)
+    assert focus_window(Click(60, 80), small, 64, ratio=0.1).crop_shape == (64, 64)
+    # a window already seen at full resolution (or magnified) gets no second look
+    native = CropTransform.around((0, 0, 64, 64), (480, 640), 64, expand=1.0)
+    assert focus_window(Click(30, 30), native, 64, ratio=0.4) is None
+
+
+def test_focus_pass_moves_only_the_coarse_boundary_near_the_last_click(tiny_model,
+                                                                       monkeypatch):
+    image = np.random.default_rng(0).integers(0, 255, (400, 400), dtype=np.uint8)
+    prev = np.zeros((400, 400), bool)
+    prev[100:300, 100:300] = True
+    windows = []
+
+    def fake(t, clicks, timings, prev_crop=None):
+        windows.append((t, None if prev_crop is None else prev_crop.copy()))
+        # the coarse pass keeps the square, the focus pass says "no object here"
+        answer = prev[t.r0:t.r1, t.c0:t.c1] if len(windows) == 1 else np.zeros(t.crop_shape, bool)
+        return answer.astype(np.float32), answer
+
+    masks = {}
+    for focus_from in (0, 2):
+        windows.clear()
+        p = Predictor(model=tiny_model, device="cpu", input_size=64, focus_from=focus_from)
+        p.set_image(image)
+        monkeypatch.setattr(p, "_predict_window", fake)
+        masks[focus_from] = p.predict([Click(200, 200), Click(290, 290, False)],
+                                      prev_mask=prev).mask
+    assert len(windows) == 2  # coarse + focus
+    coarse, focus = windows[0][0], windows[1][0]
+    assert focus.r0 <= 290 < focus.r1 and focus.magnification > coarse.magnification
+    # the focus pass sees the coarse answer as its previous mask
+    assert (windows[1][1] == prev[focus.r0:focus.r1, focus.c0:focus.c1]).all()
+    assert (masks[0] == prev).all()
+    changed = masks[0] ^ masks[2]
+    rows, cols = np.nonzero(changed)
+    band = p.focus_band / coarse.magnification
+    assert changed.any() and not masks[2][changed].any()  # only object pixels removed...
+    assert rows.min() >= focus.r0 and cols.max() < focus.c1  # ...inside the focus window...
+    assert ((rows >= 300 - band - 1) | (cols >= 300 - band - 1)).all()  # ...near the boundary
+    assert masks[2][focus.r0 + 2, focus.c0 + 2]  # the coarse interior is kept
+    for bad in ({"focus_ratio": 0}, {"focus_band": 0}, {"focus_from": -1}):
+        with pytest.raises(ValueError, match="focus_ratio"):
+            Predictor(model=tiny_model, device="cpu", **bad)

@@ -28,12 +28,14 @@ def _parse_click(text: str):
 
 
 def build_method(name: str, checkpoint: str | None = None, device: str = "auto",
-                 graphcut: bool = True):
-    """A method by name: the RIS-Net predictor (bundled model by default) or a baseline."""
+                 graphcut: bool = True, focus: bool = True):
+    """A method by name: the RIS-Net predictor (bundled model by default; ``focus=False``: no
+    focus pass, the previous release's behaviour) or a baseline."""
     if name == "risnet":
         from napari_risnet.inference.predictor import Predictor
 
-        return Predictor(checkpoint=checkpoint or "default", device=device, use_graphcut=graphcut)
+        return Predictor(checkpoint=checkpoint or "default", device=device, use_graphcut=graphcut,
+                         **({} if focus else {"focus_from": 0}))
     if checkpoint:
         raise ValueError(f"--checkpoint only applies to --method risnet, not {name}")
     from napari_risnet.baselines import BASELINES
@@ -57,7 +59,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from napari_risnet.data import iter_objects, list_objects, spread
     from napari_risnet.evaluation import evaluate, format_table, plot_curves, save_json
 
-    method = build_method(args.method, args.checkpoint, args.device, not args.no_graphcut)
+    method = build_method(args.method, args.checkpoint, args.device, not args.no_graphcut,
+                          not args.no_focus)
     refs, skipped = list_objects(args.dataset, args.objects, args.min_area)
     n = len(spread(refs, args.limit))
     bar = tqdm(total=n, desc=f"{args.method} on {Path(args.dataset).name}", unit="obj")
@@ -72,7 +75,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     bar.close()
     summary.extra.update(method=args.method, dataset=str(args.dataset), skipped_small=skipped,
                          min_area=args.min_area, checkpoint=args.checkpoint,
-                         graphcut=not args.no_graphcut, limit=args.limit)
+                         graphcut=not args.no_graphcut, focus=not args.no_focus,
+                         limit=args.limit)
     print(format_table({args.method: summary}))
     if skipped:
         print(f"({skipped} objects under {args.min_area} pixels skipped)")
@@ -95,7 +99,8 @@ def cmd_evaluate_stack(args: argparse.Namespace) -> int:
                                                 iter_stack_objects, list_stack_objects,
                                                 plot_stack_curves, save_stack_json)
 
-    method = build_method(args.method, args.checkpoint, args.device, not args.no_graphcut)
+    method = build_method(args.method, args.checkpoint, args.device, not args.no_graphcut,
+                          not args.no_focus)
     refs, skipped = list_stack_objects(args.dataset, args.min_voxels)
     refs = spread(refs, args.limit)
     bar = tqdm(total=len(refs), desc=f"{args.method} on {Path(args.dataset).name}", unit="obj")
@@ -109,8 +114,8 @@ def cmd_evaluate_stack(args: argparse.Namespace) -> int:
     bar.close()
     summary.extra.update(method=args.method, dataset=str(args.dataset), skipped_small=skipped,
                          min_voxels=args.min_voxels, checkpoint=args.checkpoint,
-                         graphcut=not args.no_graphcut, limit=args.limit,
-                         stop_iou=args.stop_iou)
+                         graphcut=not args.no_graphcut, focus=not args.no_focus,
+                         limit=args.limit, stop_iou=args.stop_iou)
     print(format_stack_table({args.method: summary}))
     if skipped:
         print(f"({skipped} objects under {args.min_voxels} voxels skipped)")
@@ -305,6 +310,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--min-area", type=int, default=16, help="skip smaller objects (pixels)")
     e.add_argument("--stop-iou", type=float, help="stop an object once this IoU is reached")
     e.add_argument("--no-graphcut", action="store_true", help="RIS-Net without the graph cut")
+    e.add_argument("--no-focus", action="store_true",
+                   help="RIS-Net without the focus pass (the second, sharper look around a late "
+                        "click on a large object)")
     e.add_argument("--threads", type=int, help="torch CPU threads (default: all cores)")
     e.add_argument("--out", help="write the results as JSON")
     e.add_argument("--plot", help="write a PNG of mean IoU against clicks")
@@ -323,6 +331,8 @@ def build_parser() -> argparse.ArgumentParser:
     es.add_argument("--min-voxels", type=int, default=64, help="skip smaller objects")
     es.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     es.add_argument("--no-graphcut", action="store_true", help="RIS-Net without the graph cut")
+    es.add_argument("--no-focus", action="store_true",
+                    help="RIS-Net without the focus pass around late clicks")
     es.add_argument("--threads", type=int, help="torch CPU threads (default: all cores)")
     es.add_argument("--out", help="write the results as JSON")
     es.add_argument("--plot", help="write a PNG of mean 3D Dice against correction rounds")

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from napari_risnet.clicks import Click, distance_maps, propose_rois, validate_clicks
+from napari_risnet.inference.focus import boundary_band, cut, focus_window, paste
 from napari_risnet.inference.graphcut import GraphCutParams, graph_cut
 from napari_risnet.inference.merge import progressive_merge
 from napari_risnet.inference.preprocess import (CropTransform, ImageNormalizer, fit_shape,
@@ -109,6 +110,11 @@ class Predictor:
             :mod:`napari_risnet.inference.merge`); 0 disables it. Not on magnified windows
             (small objects): there the network sees the whole object sharply, and its fresh
             answer was better on the held-out training objects.
+        focus_from: from this many clicks on (with a previous mask), a second pass looks at a
+            square around the latest click, ``focus_ratio`` of the window's long side, at up to
+            the image's own resolution, and its answer replaces the coarse one there within
+            ``focus_band`` coarse network pixels of the coarse boundary (FocalClick's focus
+            crop, :mod:`napari_risnet.inference.focus`); 0 disables it.
     """
 
     def __init__(self, model: RISNet | None = None, checkpoint: str | Path | None = None,
@@ -117,7 +123,8 @@ class Predictor:
                  refine_ratio: float = 0.35, expand: float = 1.6, click_sigma: float = 0.02,
                  click_sigma_magnified: float = 0.01,
                  min_window: int | None = None, graphcut_params: GraphCutParams | None = None,
-                 threads: int | None = None, merge_from: int = 0) -> None:
+                 threads: int | None = None, merge_from: int = 0, focus_from: int = 2,
+                 focus_ratio: float = 0.4, focus_band: float = 3.0) -> None:
         self.device = resolve_device(device)
         if model is None:
             path = default_checkpoint() if checkpoint in (None, "default") else Path(checkpoint)
@@ -142,6 +149,11 @@ class Predictor:
         if merge_from < 0:
             raise ValueError(f"merge_from must be >= 0 (0 = off), got {merge_from}")
         self.merge_from = int(merge_from)
+        if focus_from < 0 or not 0 < focus_ratio <= 1 or focus_band <= 0:
+            raise ValueError(f"focus_from must be >= 0 (0 = off), focus_ratio in (0, 1] and "
+                             f"focus_band > 0, got {focus_from}, {focus_ratio}, {focus_band}")
+        self.focus_from, self.focus_ratio = int(focus_from), float(focus_ratio)
+        self.focus_band = float(focus_band)
         self._norm: ImageNormalizer | None = None
         self._cache: np.ndarray | None = None
 
@@ -182,6 +194,8 @@ class Predictor:
         t = self._choose_window(clicks, prev_box)
         prev_crop = _prev_in_window(prev_mask, t)
         probs_crop, mask_crop = self._predict_window(t, clicks, timings, prev_crop)
+        if self.focus_from and prev_box is not None and len(clicks) >= self.focus_from:
+            probs_crop, mask_crop = self._focus(t, clicks, timings, probs_crop, mask_crop)
         if (self.merge_from and prev_box is not None and len(clicks) >= self.merge_from
                 and t.magnification <= MERGE_MAX_SCALE):
             last = clicks[-1]
@@ -196,6 +210,18 @@ class Predictor:
                     t = zoomed
                     probs_crop, mask_crop = self._predict_window(t, clicks, timings)
         return self._assemble(t, probs_crop, mask_crop, timings)
+
+    def _focus(self, t: CropTransform, clicks: Sequence[Click], timings: dict[str, float],
+               probs_crop: np.ndarray, mask_crop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The coarse answer with a sharper look around the latest click pasted in."""
+        focus = focus_window(clicks[-1], t, self.input_size, self.focus_ratio)
+        if focus is None:
+            return probs_crop, mask_crop
+        coarse = cut(mask_crop, t, focus)
+        probs_f, mask_f = self._predict_window(focus, clicks, timings, coarse)
+        band = boundary_band(coarse, self.focus_band / t.magnification)
+        return (paste(probs_crop, probs_f, t, focus, band),
+                paste(mask_crop, mask_f, t, focus, band))
 
     def _refine_box(self, mask_crop: np.ndarray, t: CropTransform, click: Click
                     ) -> tuple[float, float, float, float] | None:
