@@ -187,7 +187,7 @@ def test_loader_workers_shrink_to_the_shared_memory_there_is(monkeypatch, tmp_pa
     from napari_risnet.training.config import TrainConfig
 
     config = TrainConfig(batch_size=64, crop_size=320, workers=12)
-    per_batch = 64 * 320 ** 2 * 6
+    per_batch = 64 * 320 ** 2 * 7  # rgb + gt, ignore, others, previous mask
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(loader.shutil, "disk_usage",
                         lambda _: usage(0, 0, 3 * 2 * loader.PREFETCH * per_batch))

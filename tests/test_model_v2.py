@@ -10,7 +10,7 @@ from napari_risnet.model import (CheckpointError, RISNet, grow_model, load_check
 from napari_risnet.model.checkpoint import FORMAT, FORMAT_V2
 from napari_risnet.training.config import TrainConfig
 from napari_risnet.training.datasets import Sample, make_batch
-from napari_risnet.training.loss import click_discount_loss
+from napari_risnet.training.loss import click_discount_loss, soft_iou_loss
 from napari_risnet.training.trainer import freeze_early_stages
 
 from conftest import tiny_config
@@ -137,6 +137,33 @@ def test_refined_fusion_is_supervised():
     assert with_refine.refined_loss is not None
     assert with_refine.total.item() == pytest.approx(
         without.total.item() + with_refine.refined_loss.item(), rel=1e-5)
+
+
+def test_soft_iou_term_scores_the_final_answer():
+    gt = torch.zeros(2, 1, 32, 32)
+    gt[:, :, 8:24, 8:24] = 1
+    valid = torch.ones_like(gt)
+    right = soft_iou_loss((gt * 2 - 1) * 20, gt, valid)
+    half = gt.clone()
+    half[:, :, 16:24] = 0  # half the object missed
+    wrong = soft_iou_loss((half * 2 - 1) * 20, gt, valid)
+    assert right.shape == (2,) and right.max() < 1e-3
+    assert wrong.min() == pytest.approx(0.5, abs=0.01)
+    # a missed part outside the valid pixels does not count
+    assert soft_iou_loss((half * 2 - 1) * 20, gt, 1 - (gt - half)).max() < 1e-3
+
+    model = RISNet(tiny_config(decoder_channels=8))
+    out = model(torch.randn(2, 5, 64, 64), BOXES, ROI_BATCH)
+    gt = torch.zeros(2, 1, 64, 64)
+    gt[:, :, 16:48, 16:48] = 1
+    valid = torch.ones_like(gt)
+    with_iou = click_discount_loss(out, gt, valid, 1, 0.8, 0.0, 1.0, iou_weight=2.0)
+    without = click_discount_loss(out, gt, valid, 1, 0.8, 0.0, 1.0)
+    expected = soft_iou_loss(out.refined_logits, gt, valid).mean()
+    assert with_iou.iou_loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert with_iou.total.item() == pytest.approx(without.total.item() + 2 * expected.item(),
+                                                  rel=1e-5)
+    assert without.iou_loss is None
 
 
 def test_frozen_stages_keep_weights_and_mask_gradient():

@@ -35,6 +35,7 @@ class TrainConfig:
     grow: dict[str, Any] = field(default_factory=dict)
     freeze_stages: int = 0  # stem + this many EfficientNet stages not trained (CPU speed)
     refine_weight: float = 1.0  # loss weight of the decoder's refined fusion
+    iou_weight: float = 0.0  # loss weight of 1 - soft IoU of the final answer (0 = off)
     # exponential moving average of the weights (0 = off): validation, best.pt and the final
     # model use the average, which does not swing from epoch to epoch as the raw weights do
     ema_decay: float = 0.0
@@ -57,6 +58,9 @@ class TrainConfig:
     iterative_prob: float = 0.5
     iterative_clicks: int = 2
     full_image_prob: float = 0.2
+    # share of samples cut as the predictor's focus pass sees a large object (a window at image
+    # resolution around its boundary, a coarse previous mask, a robot click on its error)
+    focus_prob: float = 0.0
     max_side: int = 640
     val_fraction: float = 0.05
     val_objects: int = 40
@@ -81,6 +85,12 @@ class TrainConfig:
             raise ValueError(f"optimizer must be sgd or adamw, got {self.optimizer!r}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1) (0 = off), got {self.ema_decay}")
+        for name in ("refine_weight", "iou_weight", "local_aux_weight"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("iterative_prob", "full_image_prob", "focus_prob"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if not 0.0 <= self.gamma <= 1.0:
             raise ValueError(f"gamma must be in [0, 1], got {self.gamma}")
         unknown = set(self.grow) - {"prev_mask", "decoder_channels"}

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from napari_risnet.clicks import DISTANCE_TRUNCATION, Click, pad_rois, propose_rois
 from napari_risnet.data import list_objects, load_object
 from napari_risnet.inference.preprocess import CropTransform, ImageNormalizer
+from napari_risnet.training.focus_samples import coarse_view, focus_transform
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ class Sample:
     gt: np.ndarray  # (S, S) bool
     ignore: np.ndarray  # (S, S) bool (padding + ignore band)
     others: np.ndarray  # (S, S) bool
+    prev: np.ndarray | None = None  # (S, S) bool previous mask given with the crop (focus crops)
 
 
 def _resize(arr: np.ndarray, shape: tuple[int, int], nearest: bool) -> np.ndarray:
@@ -139,8 +141,10 @@ class ObjectPool:
         return sum(len(o) for o in self.objects)
 
     def sample(self, rng: np.random.Generator, crop_size: int, full_image_prob: float = 0.2,
-               augment: bool = True) -> Sample:
-        """A random object, cropped like the predictor would see it, augmented."""
+               augment: bool = True, focus_prob: float = 0.0) -> Sample:
+        """A random object, cropped like the predictor would see it, augmented; with
+        probability ``focus_prob`` (where the object is large enough) as the predictor's focus
+        pass sees it, with a coarse previous mask (:mod:`.focus_samples`)."""
         src = int(rng.choice(len(self.objects), p=self.probs))
         img_idx, obj_id = self.objects[src][int(rng.integers(len(self.objects[src])))]
         stored = self.images[img_idx]
@@ -148,7 +152,12 @@ class ObjectPool:
         rows, cols = np.nonzero(gt_full)
         box = np.array([rows.min(), cols.min(), rows.max() + 1, cols.max() + 1], float)
         shape = gt_full.shape
-        if rng.random() < full_image_prob:
+        focus = focus_transform(gt_full, box, crop_size, rng) if (
+            focus_prob > 0 and rng.random() < focus_prob) else None
+        if focus is not None:
+            t = focus[0]
+            t = CropTransform(t.r0, t.c0, t.r1, t.c1, _fit_in(t.crop_shape, crop_size))
+        elif rng.random() < full_image_prob:
             t = CropTransform(0, 0, shape[0], shape[1],
                               _fit_in(shape, crop_size))
         else:
@@ -163,9 +172,11 @@ class ObjectPool:
         ign = _resize(stored.ignore[t.r0:t.r1, t.c0:t.c1].astype(np.uint8), t.out_shape,
                       nearest=True).astype(bool)
         gt, others = inst == obj_id, (inst > 0) & (inst != obj_id)
+        masks = (gt, ign, others) if focus is None else (gt, ign, others,
+                                                          coarse_view(gt, focus[1], rng))
         if augment:
-            rgb, gt, ign, others = _augment(rng, rgb, gt, ign, others)
-        return _pad(rgb, gt, ign, others, crop_size)
+            rgb, *masks = _augment(rng, rgb, *masks)
+        return _pad(rgb, *masks, size=crop_size)
 
 
 def _fit_in(shape: tuple[int, int], size: int) -> tuple[int, int]:
@@ -192,15 +203,19 @@ def _augment(rng: np.random.Generator, rgb: np.ndarray, *masks: np.ndarray) -> t
             *(np.ascontiguousarray(m) for m in masks))
 
 
-def _pad(rgb: np.ndarray, gt: np.ndarray, ignore: np.ndarray, others: np.ndarray, size: int
-         ) -> Sample:
+def _pad(rgb: np.ndarray, gt: np.ndarray, ignore: np.ndarray, others: np.ndarray,
+         prev: np.ndarray | None = None, *, size: int) -> Sample:
     h, w = gt.shape
     out_rgb = np.zeros((size, size, 3), np.float32)
     out_gt = np.zeros((size, size), bool)
     out_ign = np.ones((size, size), bool)
     out_oth = np.zeros((size, size), bool)
     out_rgb[:h, :w], out_gt[:h, :w], out_ign[:h, :w], out_oth[:h, :w] = rgb, gt, ignore, others
-    return Sample(out_rgb, out_gt, out_ign, out_oth)
+    out_prev = None
+    if prev is not None:
+        out_prev = np.zeros((size, size), bool)
+        out_prev[:h, :w] = prev
+    return Sample(out_rgb, out_gt, out_ign, out_oth, out_prev)
 
 
 def click_distance_maps(shape: tuple[int, int], clicks: list[list[Click]],

@@ -28,8 +28,8 @@ PREFETCH = 2  # batches each worker keeps ready
 class CropClickStream(IterableDataset):
     """An endless stream of batches: (B, S, S, 3) uint8 crops (a quarter of float32 in shared
     memory; the crops were uint8 before augmentation, so this costs < 1/255), gt / ignore /
-    others masks as tensors (shared memory between processes, no pickling of pixels) and the
-    click lists."""
+    others / previous (focus crops; ``has_prev`` says which) masks as tensors (shared memory
+    between processes, no pickling of pixels) and the click lists."""
 
     def __init__(self, pool: ObjectPool, config: TrainConfig, seed: int) -> None:
         super().__init__()
@@ -40,7 +40,8 @@ class CropClickStream(IterableDataset):
         rng = np.random.default_rng([self.seed, info.id if info is not None else 0])
         cfg = self.config
         while True:
-            samples = [self.pool.sample(rng, cfg.crop_size, cfg.full_image_prob)
+            samples = [self.pool.sample(rng, cfg.crop_size, cfg.full_image_prob,
+                                        focus_prob=cfg.focus_prob)
                        for _ in range(cfg.batch_size)]
             clicks = [[(c.row, c.col, c.positive) for c in
                        sample_clicks(s.gt, s.ignore, s.others, rng, cfg.max_positive,
@@ -50,6 +51,9 @@ class CropClickStream(IterableDataset):
                    "gt": torch.from_numpy(np.stack([s.gt for s in samples])),
                    "ignore": torch.from_numpy(np.stack([s.ignore for s in samples])),
                    "others": torch.from_numpy(np.stack([s.others for s in samples])),
+                   "prev": torch.from_numpy(np.stack([s.gt if s.prev is None else s.prev
+                                                      for s in samples])),
+                   "has_prev": torch.tensor([s.prev is not None for s in samples]),
                    "clicks": clicks}
 
 
@@ -63,7 +67,7 @@ def workers_that_fit(config: TrainConfig, shm: str | Path = "/dev/shm") -> int:
     0 = sample in the main process."""
     if not Path(shm).is_dir():
         return config.workers
-    per_batch = config.batch_size * config.crop_size ** 2 * 6  # rgb uint8 + three masks
+    per_batch = config.batch_size * config.crop_size ** 2 * 7  # rgb uint8 + four masks
     fit = int(shutil.disk_usage(shm).free // (2 * PREFETCH * per_batch))
     if fit < config.workers:
         log.warning("%s has room for %d of %d loader workers' batches: using %d", shm, fit,
@@ -93,7 +97,9 @@ def sample_batches(pool: ObjectPool, config: TrainConfig, seed: int) -> Iterator
             n = len(b["clicks"])
             rgb = b["rgb"].float().div_(255.0).numpy()
             samples = [Sample(rgb[i], b["gt"][i].numpy(), b["ignore"][i].numpy(),
-                              b["others"][i].numpy()) for i in range(n)]
+                              b["others"][i].numpy(),
+                              b["prev"][i].numpy() if b["has_prev"][i] else None)
+                       for i in range(n)]
             yield samples, [[Click(r, c, p) for r, c, p in cl] for cl in b["clicks"]]
 
     return batches()

@@ -6,7 +6,8 @@ ROIs are added greedily, each time the one whose addition lowers the fused loss 
 largest error it fixes); dL_t is that drop. gamma = 0: no local term (global branch only);
 gamma = 1: every ROI counts alike, which the seed describes as adding all ROIs at once, so we
 use a single term exp(-(L_global - L_fused(all ROIs))). An optional auxiliary loss supervises
-each local prediction inside its own ROI (helps the local branch start; 0 disables it).
+each local prediction inside its own ROI (helps the local branch start; 0 disables it), and an
+optional soft-IoU term on what the user gets (the refined fusion, or the fusion).
 """
 from __future__ import annotations
 
@@ -33,14 +34,17 @@ class LossTerms:
     aux: torch.Tensor
     fused_loss: torch.Tensor  # loss of the fusion with every ROI (monitoring)
     refined_loss: torch.Tensor | None = None  # the decoder's refined fusion, when there is one
+    iou_loss: torch.Tensor | None = None  # 1 - soft IoU of the final answer, when weighted in
 
 
 def click_discount_loss(out: RISNetOutput, gt: torch.Tensor, valid: torch.Tensor,
                         n_roi: int, gamma: float = 0.8, aux_weight: float = 0.5,
-                        refine_weight: float = 1.0) -> LossTerms:
+                        refine_weight: float = 1.0, iou_weight: float = 0.0) -> LossTerms:
     """The seed's loss for a batch where every image has exactly ``n_roi`` ROIs, plus
     ``refine_weight`` x the BCE of the refined fusion when the model has a decoder (what the
-    user gets must be supervised itself, not only its parts).
+    user gets must be supervised itself, not only its parts), plus ``iou_weight`` x
+    (1 - soft IoU) of the final answer: the per-pixel BCE of a crop is mostly easy background, so
+    a thin boundary error or a small object barely moves it, while NoC counts in IoU.
 
     Args:
         out: model output (pasted_logits (B*n_roi, 1, H, W) ordered image by image).
@@ -51,7 +55,25 @@ def click_discount_loss(out: RISNetOutput, gt: torch.Tensor, valid: torch.Tensor
         refined = masked_bce(out.refined_logits, gt, valid).mean()
         terms.total = terms.total + refine_weight * refined
         terms.refined_loss = refined
+    if iou_weight > 0:
+        final = out.refined_logits
+        if final is None:
+            final = out.fused_logits() if out.pasted_logits is not None else out.global_logits
+        terms.iou_loss = soft_iou_loss(final, gt, valid).mean()
+        terms.total = terms.total + iou_weight * terms.iou_loss
     return terms
+
+
+def soft_iou_loss(logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor
+                  ) -> torch.Tensor:
+    """Per-image 1 - soft IoU (probabilities as fuzzy sets) over valid pixels: (B, ...) -> (B,).
+    A +1 on both sides keeps an empty target and an empty answer at zero loss."""
+    p = torch.sigmoid(logits) * valid
+    t = target * valid
+    dims = tuple(range(1, logits.ndim))
+    inter = (p * t).sum(dims)
+    union = (p + t - p * t).sum(dims)
+    return 1.0 - (inter + 1.0) / (union + 1.0)
 
 
 def _seed_loss(out: RISNetOutput, gt: torch.Tensor, valid: torch.Tensor, n_roi: int,

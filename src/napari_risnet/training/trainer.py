@@ -80,11 +80,12 @@ def add_iterative_clicks(model: RISNet, samples: list[Sample], clicks: list[list
 
     Returns the clicks and, per sample, the model's own mask *before* its last click (None =
     no previous answer): what a model with the previous-mask input sees at that click, as in
-    RITM's iterative training.
+    RITM's iterative training. Samples that come with a previous mask (focus crops) are left
+    to :func:`add_focus_clicks`.
     """
     prev: list[np.ndarray | None] = [None] * len(samples)
     chosen = [i for i in range(len(samples)) if rng.random() < config.iterative_prob
-              and clicks[i]]
+              and clicks[i] and samples[i].prev is None]
     if not chosen:
         return clicks, prev
     clicks = [list(c) for c in clicks]
@@ -113,6 +114,24 @@ def add_iterative_clicks(model: RISNet, samples: list[Sample], clicks: list[list
                     prev[i] = masks[k]
     finally:
         model.train(was_training)
+    return clicks, prev
+
+
+def add_focus_clicks(samples: list[Sample], clicks: list[list[Click]],
+                     prev: list[np.ndarray | None], robot_pool: Executor | None = None
+                     ) -> tuple[list[list[Click]], list[np.ndarray | None]]:
+    """For samples that come with a previous mask (focus crops): that mask, and the robot's
+    click on its larger error — the click the predictor's focus pass is centred on."""
+    given = [i for i, s in enumerate(samples) if s.prev is not None and clicks[i]]
+    if not given:
+        return clicks, prev
+    clicks, prev = [list(c) for c in clicks], list(prev)
+    args = ([samples[i].gt for i in given], [samples[i].ignore for i in given],
+            [clicks[i] for i in given], [samples[i].prev for i in given])
+    for i, nxt in zip(given, _robot_clicks(args, robot_pool)):
+        prev[i] = samples[i].prev
+        if nxt is not None:
+            clicks[i].append(nxt)
     return clicks, prev
 
 
@@ -302,7 +321,8 @@ class Trainer:
         if self.batches is not None:
             samples, clicks = next(self.batches)
         else:
-            samples = [self.pool.sample(self.rng, cfg.crop_size, cfg.full_image_prob)
+            samples = [self.pool.sample(self.rng, cfg.crop_size, cfg.full_image_prob,
+                                        focus_prob=cfg.focus_prob)
                        for _ in range(cfg.batch_size)]
             clicks = [sample_clicks(s.gt, s.ignore, s.others, self.rng, cfg.max_positive,
                                     cfg.max_negative) for s in samples]
@@ -310,6 +330,7 @@ class Trainer:
         if cfg.iterative_prob > 0:
             clicks, prev = add_iterative_clicks(self.model, samples, clicks, cfg, self.rng,
                                                 self.device, self.robot_pool)
+        clicks, prev = add_focus_clicks(samples, clicks, prev, self.robot_pool)
         keep = [i for i, c in enumerate(clicks) if c]
         batch = make_batch([samples[i] for i in keep], [clicks[i] for i in keep], cfg.n_roi,
                            self.model.image_mean, self.model.image_std,
@@ -331,7 +352,7 @@ class Trainer:
         if out.refined_logits is not None:
             out.refined_logits = out.refined_logits.float()
         terms = click_discount_loss(out, gt, valid, cfg.n_roi, cfg.gamma,
-                                    cfg.local_aux_weight, cfg.refine_weight)
+                                    cfg.local_aux_weight, cfg.refine_weight, cfg.iou_weight)
         self.opt.zero_grad(set_to_none=True)
         terms.total.backward()
         self.opt.step()
@@ -341,6 +362,8 @@ class Trainer:
                   "local": terms.local_term.item(), "fused": terms.fused_loss.item()}
         if terms.refined_loss is not None:
             result["refined"] = terms.refined_loss.item()
+        if terms.iou_loss is not None:
+            result["iou"] = terms.iou_loss.item()
         return result
 
     def run(self) -> dict:
