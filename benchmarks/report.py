@@ -16,8 +16,11 @@ FIELDS = ("noc85", "noc90", "nof85", "nof90", "miou", "hamming", "coverage", "sp
           "max_clicks")
 
 
-def load(path: Path) -> Summary:
+def load(path: Path) -> Summary | None:
+    """An evaluate summary; None for the folder's other JSON files (diagnoses, histories)."""
     d = json.loads(path.read_text())
+    if not isinstance(d, dict) or any(k not in d for k in FIELDS):
+        return None
     return Summary(**{k: d[k] for k in FIELDS})
 
 
@@ -31,7 +34,9 @@ def main() -> None:
         if f.stem.endswith("history"):
             continue
         method, _, dataset = f.stem.rpartition("_")
-        by_dataset.setdefault(dataset, {})[method] = load(f)
+        summary = load(f)
+        if summary is not None:
+            by_dataset.setdefault(dataset, {})[method] = summary
     for dataset, rows in by_dataset.items():
         print(f"\n### {dataset}\n")
         print("| method | NoC@85 | NoC@90 | NoF@85 | NoF@90 | IoU@1 | IoU@3 | IoU@5 | IoU@20 "
