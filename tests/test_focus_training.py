@@ -7,7 +7,7 @@ from napari_risnet.clicks import Click
 from napari_risnet.training.config import TrainConfig
 from napari_risnet.training.datasets import ObjectPool, Sample
 from napari_risnet.training.loader import CropClickStream
-from napari_risnet.training.trainer import add_focus_clicks
+from napari_risnet.training.rollouts import add_focus_clicks
 
 
 def _pool() -> ObjectPool:

@@ -217,7 +217,7 @@ def test_robot_clicks_survive_a_broken_process_pool():
     from concurrent.futures import BrokenExecutor
 
     from napari_risnet.clicks import Click
-    from napari_risnet.training.trainer import _robot_clicks
+    from napari_risnet.training.rollouts import _robot_clicks
 
     class Broken:
         def map(self, *args, **kwargs):

@@ -11,7 +11,7 @@ HEADLESS = ["napari_risnet", "napari_risnet.clicks", "napari_risnet.model",
             "napari_risnet._triton_guard", "napari_risnet._reader",
             "napari_risnet.stack_evaluation", "napari_risnet.inference.merge",
             "napari_risnet.model.grow", "napari_risnet.model.averaging",
-            "napari_risnet.training.pack", "napari_risnet.annotation.corrections",
+            "napari_risnet.training.pack", "napari_risnet.training.rollouts", "napari_risnet.annotation.corrections",
             "napari_risnet.annotation.replay", "napari_risnet.annotation.cache"]
 
 
