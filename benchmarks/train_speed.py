@@ -1,6 +1,10 @@
 """Training throughput (samples/s) of recipe variants on synthetic images, batch 8.
 
-    python benchmarks/train_speed.py [--crop 320] [--threads 2] [--steps 4]
+    python benchmarks/train_speed.py [--crop 320] [--threads 2] [--steps 4] [--iterative 0.7]
+        [--fp32-rollouts] [--native-depthwise] [--only SUBSTRING]
+
+``--fp32-rollouts`` and ``--native-depthwise`` switch off the two CPU speed-ups of the trainer
+(bf16 robot rollouts, ``training/fast_depthwise.py``) to measure what each is worth.
 
 Each row is one variant of the trainer (architecture version, frozen stages, iterative clicks);
 nothing is read from disk, so the numbers only measure compute.
@@ -16,6 +20,7 @@ import torch
 
 from napari_risnet.training.config import TrainConfig
 from napari_risnet.training.datasets import ObjectPool
+import napari_risnet.training.trainer as trainer_module
 from napari_risnet.training.trainer import Trainer, ValidationSet
 
 VARIANTS = {
@@ -46,18 +51,30 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--steps", type=int, default=4)
     p.add_argument("--iterative", type=float, default=0.0, help="iterative-click probability")
+    p.add_argument("--fp32-rollouts", action="store_true",
+                   help="iterative-click rollouts in fp32 even where the CPU has native bf16")
+    p.add_argument("--native-depthwise", action="store_true",
+                   help="oneDNN's own backward for the dilated depthwise convolutions")
+    p.add_argument("--only", default="", help="run the variants whose name contains this")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
+    if args.native_depthwise:
+        trainer_module.speed_up_dilated_depthwise = lambda model: 0
     pool = synthetic_pool()
     print(f"| variant | samples/s at {args.crop}x{args.crop}, {args.threads} threads, "
-          f"iterative {args.iterative} |\n|---|---|")
+          f"iterative {args.iterative}{', fp32 rollouts' if args.fp32_rollouts else ''}"
+          f"{', native depthwise backward' if args.native_depthwise else ''} |\n"
+          "|---|---|")
     for name, overrides in VARIANTS.items():
+        if args.only not in name:
+            continue
         model = {"backbone_kwargs": {"pretrained": False, "output_stride": 16},
                  **overrides.get("model", {})}
         with tempfile.TemporaryDirectory() as tmp:
             cfg = TrainConfig(out_dir=tmp, crop_size=args.crop, batch_size=8,
                               threads=args.threads, iterative_prob=args.iterative, device="cpu",
                               optimizer="adamw", model=model,
+                              cpu_bf16_rollouts=not args.fp32_rollouts,
                               freeze_stages=overrides.get("freeze_stages", 0))
             trainer = Trainer(cfg, pool, ValidationSet([]))
             trainer.train_step()

@@ -6,7 +6,11 @@ trainer's per-epoch check, to choose between checkpoints without touching GrabCu
 `test` split. Usage:
 
     python benchmarks/validation.py training/default.toml default runs/stage2/last.pt \
-        [--per-source 30] [--threads 1] [--ablate no_prev_mask|no_decoder] [--final-iou]
+        [--per-source 30] [--threads 1] [--ablate no_prev_mask|no_decoder] [--final-iou] \
+        [--set NAME=VALUE ...]
+
+``--set`` passes a Predictor setting (``--set focus_from=0``) or, prefixed ``gc.``, a graph-cut
+parameter (``--set gc.pairwise_weight=1.0``, see ``GraphCutParams``).
 
 ``--ablate`` switches a part of an architecture-v2 model off at inference (the previous mask fed
 as zeros, or the fusion used without the decoder's refinement): what each part contributes to
@@ -21,6 +25,7 @@ import torch
 
 import napari_risnet.inference.predictor as predictor_module
 from napari_risnet.evaluation import evaluate
+from napari_risnet.inference.graphcut import GraphCutParams
 from napari_risnet.inference.predictor import Predictor
 from napari_risnet.training.config import load_config
 from napari_risnet.training.trainer import held_out_objects
@@ -78,7 +83,10 @@ def main() -> None:
     print("|---" * (len(sets) + 2) + "|")
     for ckpt in args.checkpoints:
         options = {} if args.merge_from is None else {"merge_from": args.merge_from}
-        options.update(settings)
+        options.update({k: v for k, v in settings.items() if not k.startswith("gc.")})
+        graphcut = {k[3:]: v for k, v in settings.items() if k.startswith("gc.")}
+        if graphcut:
+            options["graphcut_params"] = GraphCutParams(**graphcut)
         predictor = Predictor(checkpoint=ckpt, device="cpu", **options)
         if args.ablate == "no_decoder":
             predictor.model.decoder = None  # final answer = the max fusion
