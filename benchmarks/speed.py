@@ -28,16 +28,18 @@ import numpy as np
 
 
 def synthetic_image(shape: tuple[int, int], dtype: str = "uint8", rgb: bool = True,
-                    seed: int = 0, large: bool = False) -> tuple[np.ndarray, np.ndarray]:
+                    seed: int = 0, large: bool = False, small: bool = False
+                    ) -> tuple[np.ndarray, np.ndarray]:
     """Textured background with a few smooth blobs; returns the image and one blob's mask
-    (``large``: a blob filling most of the image, so late clicks take the focus pass)."""
+    (``large``: a blob filling most of the image, so late clicks take the focus pass; ``small``:
+    a nucleus-sized blob, seen magnified, where the predictor averages over the mirror image)."""
     from scipy import ndimage
 
     rng = np.random.default_rng(seed)
     h, w = shape
     noise = ndimage.gaussian_filter(rng.random((h, w)), 3)
     yy, xx = np.mgrid[:h, :w]
-    ry, rx = (0.4, 0.4) if large else (0.2, 0.15)
+    ry, rx = (0.4, 0.4) if large else (0.03, 0.025) if small else (0.2, 0.15)
     gt = ((yy - h * 0.45) / (h * ry)) ** 2 + ((xx - w * 0.5) / (w * rx)) ** 2 < 1
     other = ((yy - h * 0.2) / (h * 0.1)) ** 2 + ((xx - w * 0.2) / (w * 0.1)) ** 2 < 1
     base = 0.3 + 0.4 * gt + 0.25 * other + 0.3 * (noise - noise.mean()) / (noise.std() + 1e-6) * 0.1
@@ -95,11 +97,13 @@ def section_click(predictor) -> None:
     print(f"| image | {' | '.join(stages)} | total ms | bare backbone (net input) ms | "
           f"ratio | bare backbone (full image) ms |")
     print("|" + "---|" * (len(stages) + 5))
-    for name, shape, dtype, rgb, large in (
-            ("480x640 RGB uint8", (480, 640), "uint8", True, False),
-            ("480x640 RGB uint8, large object (focus pass)", (480, 640), "uint8", True, True),
-            ("512x512 uint16", (512, 512), "uint16", False, False)):
-        img, gt = synthetic_image(shape, dtype, rgb, large=large)
+    for name, shape, dtype, rgb, size in (
+            ("480x640 RGB uint8", (480, 640), "uint8", True, ""),
+            ("480x640 RGB uint8, large object (focus pass)", (480, 640), "uint8", True, "large"),
+            ("512x512 uint16", (512, 512), "uint16", False, ""),
+            ("512x512 uint16, small object (magnified: flip averaging)", (512, 512), "uint16",
+             False, "small")):
+        img, gt = synthetic_image(shape, dtype, rgb, large=size == "large", small=size == "small")
         timings = robot_clicks_timings(predictor, img, gt)
         med = {k: 1000 * statistics.median(t.get(k, 0.0) for t in timings)
                for k in stages + ["wall"]}

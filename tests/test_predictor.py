@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from napari_risnet.clicks import Click
-from napari_risnet.inference.predictor import Prediction, Predictor, resolve_device
+from napari_risnet.inference.predictor import FLIP_AVERAGE, Prediction, Predictor, resolve_device
 from napari_risnet.inference.preprocess import CropTransform, ImageNormalizer
 
 from conftest import disc_image
@@ -284,3 +284,62 @@ def test_focus_pass_moves_only_the_coarse_boundary_near_the_last_click(tiny_mode
     for bad in ({"focus_ratio": 0}, {"focus_band": 0}, {"focus_from": -1}):
         with pytest.raises(ValueError, match="focus_ratio"):
             Predictor(model=tiny_model, device="cpu", **bad)
+
+
+def test_magnified_bias_grows_small_objects_only(tiny_model):
+    """The logit bias applies on magnified windows (small objects, answered too small), never
+    on a window shown at or below the image's resolution."""
+    rng = np.random.default_rng(0)
+    small = rng.integers(0, 255, (16, 16), dtype=np.uint8)  # shown 4x enlarged
+    large = rng.integers(0, 255, (128, 128), dtype=np.uint8)  # shown halved
+    answers = {}
+    for bias in (0.0, 3.0):
+        p = Predictor(model=tiny_model, device="cpu", input_size=64, use_graphcut=False,
+                      click_sigma=0, click_sigma_magnified=0, magnified_bias=bias)
+        for name, image, click in (("small", small, Click(8, 8)), ("large", large, Click(60, 60))):
+            p.set_image(image)
+            answers[name, bias] = p.predict([click]).probabilities
+    logit = lambda q: np.log(q / (1 - q))  # noqa: E731
+    inside = answers["small", 0.0] > 0  # the window: zero outside it
+    np.testing.assert_allclose(logit(answers["small", 3.0][inside]),
+                               logit(answers["small", 0.0][inside]) + 3.0, atol=1e-3)
+    np.testing.assert_array_equal(answers["large", 3.0], answers["large", 0.0])
+    with pytest.raises(ValueError, match="magnified_bias"):
+        Predictor(model=tiny_model, device="cpu", magnified_bias=float("nan"))
+
+
+def test_flip_average_is_mirror_symmetric(tiny_model):
+    """Averaging over the window and its mirror image: the answer to a mirrored image and
+    mirrored clicks is the mirrored answer (without it, an untrained network's is not)."""
+    img, _ = disc_image(shape=(64, 64), centre=(30, 24), radius=12)  # the window = the image
+    clicks = [Click(30, 24), Click(30, 50, False)]
+    mirrored = [Click(c.row, 63 - c.col, c.positive) for c in clicks]
+    results = {}
+    for flip in ("none", "all"):
+        p = Predictor(model=tiny_model, device="cpu", input_size=64, use_graphcut=False,
+                      refine_ratio=0, flip_average=flip)
+        p.set_image(img)
+        a = p.predict(clicks).probabilities
+        p.set_image(img[:, ::-1].copy())
+        b = p.predict(mirrored).probabilities
+        results[flip] = np.abs(a - b[:, ::-1]).max()
+    assert results["all"] < 1e-4 < results["none"]
+    # "magnified": only windows shown enlarged (here the 16 px image) take the second pass
+    rng = np.random.default_rng(0)
+    small = rng.integers(0, 255, (16, 16), dtype=np.uint8)
+    large = rng.integers(0, 255, (128, 128), dtype=np.uint8)
+    answers = {}
+    for flip in FLIP_AVERAGE:
+        p = Predictor(model=tiny_model, device="cpu", input_size=64, use_graphcut=False,
+                      flip_average=flip)
+        for name, image, clicks in (("small", small, [Click(8, 8)]),
+                                    ("large", large, [Click(60, 30), Click(60, 100, False)])):
+            p.set_image(image)
+            answers[name, flip] = p.predict(clicks).probabilities
+    np.testing.assert_array_equal(answers["small", "magnified"], answers["small", "all"])
+    assert not np.array_equal(answers["small", "magnified"], answers["small", "none"])
+    np.testing.assert_array_equal(answers["large", "magnified"], answers["large", "none"])
+    assert not np.array_equal(answers["large", "magnified"], answers["large", "all"])
+    with pytest.raises(ValueError, match="flip_average"):
+        Predictor(model=tiny_model, device="cpu", flip_average="yes")
+

@@ -111,15 +111,20 @@ def _segment(image, project, click, *extra) -> int:
                  "--device", "cpu"])
 
 
-def test_segment_into_project_then_replay_is_identical(tmp_path, capsys) -> None:
-    """Three objects through `segment --project` with the real bundled model, then `replay`
-    rebuilds labels identical to the saved ones."""
+def _discs_project(tmp_path, n: int):
+    """The first ``n`` discs clicked into a project with the bundled model (CLI)."""
     image = tmp_path / "discs.png"
     Image.fromarray(discs_image()).save(image)
     project = tmp_path / "proj"
-    for r, c in CENTRES[:3]:
+    for r, c in CENTRES[:n]:
         assert _segment(image, project, f"{r},{c},+") == 0
-    saved = tifffile.imread(project / "labels.tif")
+    return image, project, tifffile.imread(project / "labels.tif")
+
+
+def test_segment_into_project_then_replay_is_identical(tmp_path, capsys) -> None:
+    """Three objects through `segment --project` with the real bundled model, then `replay`
+    rebuilds labels identical to the saved ones."""
+    image, project, saved = _discs_project(tmp_path, 3)
     assert sorted(np.unique(saved)) == [0, 1, 2, 3]
     for k, (r, c) in enumerate(CENTRES[:3]):
         assert saved[r, c] == k + 1
@@ -131,6 +136,51 @@ def test_segment_into_project_then_replay_is_identical(tmp_path, capsys) -> None
     assert _segment(image, project, f"{CENTRES[0][0]},{CENTRES[0][1]},+") == 2
     assert "under other objects" in capsys.readouterr().err
     np.testing.assert_array_equal(tifffile.imread(project / "labels.tif"), saved)
+
+
+def test_replay_rebuilds_the_recorded_predictor_after_the_defaults_change(tmp_path, capsys,
+                                                                          monkeypatch) -> None:
+    """A project records its predictor's settings: when a later release changes a default (here
+    a strong magnified-window bias), replay still rebuilds the labels; a project saved without
+    the record is replayed with the new defaults, and says so."""
+    from napari_risnet.inference.predictor import Predictor
+
+    _, project, saved = _discs_project(tmp_path, 2)
+    record = json.loads((project / "project.json").read_text())["model"]["predictor"]
+    assert record["magnified_bias"] == 0.5 and record["focus_from"] == 2
+    assert record["graphcut_params"]["pairwise_weight"] == 0.5
+
+    real_init = Predictor.__init__
+
+    def new_release(self, *args, **kwargs):
+        kwargs.setdefault("magnified_bias", 4.0)  # "the next release's default"
+        real_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(Predictor, "__init__", new_release)
+    out = tmp_path / "replayed.tif"
+    assert main(["replay", str(project), "-o", str(out), "--device", "cpu"]) == 0
+    assert "identical to the saved labels" in capsys.readouterr().out
+    from napari_risnet.annotation.project import DESCRIPTION_HEADER
+
+    with tifffile.TiffFile(project / "labels.tif") as tif:  # as the previous release saved it
+        meta = json.loads(tif.pages[0].description[len(DESCRIPTION_HEADER):])
+    del meta["model"]["predictor"]
+    tifffile.imwrite(project / "labels.tif", saved,
+                     description=f"{DESCRIPTION_HEADER}\n{json.dumps(meta)}", metadata=None)
+    assert main(["replay", str(project), "-o", str(out), "--device", "cpu"]) == 0
+    said = capsys.readouterr().out
+    assert "predates recorded predictor settings" in said and "differs" in said
+    assert (tifffile.imread(out) > 0).sum() > (saved > 0).sum()  # grown by the new bias
+
+
+def test_unknown_recorded_settings_are_dropped_with_a_warning():
+    from napari_risnet.inference.graphcut import GraphCutParams
+    from napari_risnet.inference.settings import predictor_kwargs
+
+    with pytest.warns(UserWarning, match="future_knob, graphcut_params.new_term"):
+        kwargs = predictor_kwargs({"focus_from": 3, "future_knob": 1,
+                                   "graphcut_params": {"pairwise_weight": 0.7, "new_term": 2}})
+    assert kwargs == {"focus_from": 3, "graphcut_params": GraphCutParams(pairwise_weight=0.7)}
 
 
 def test_segment_project_on_a_stack_with_graphcut(tmp_path, capsys) -> None:

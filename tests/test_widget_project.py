@@ -140,3 +140,20 @@ def test_a_widget_project_replays_identically(make_napari_viewer, graphcut_facto
                  str(out)]) == 0
     assert "identical" in capsys.readouterr().out
     np.testing.assert_array_equal(tifffile.imread(out), widget.annotation.labels.data)
+
+
+def test_the_project_records_the_predictors_settings(make_napari_viewer, qtbot) -> None:
+    """What replay needs to rebuild the predictor after a release changes its defaults."""
+    from napari_risnet.baselines import GraphCutBaseline
+
+    class RecordingSegmenter(GraphCutBaseline):
+        def recorded_settings(self):
+            return {"focus_from": 3, "magnified_bias": 0.25}
+
+    def factory(**settings):
+        return RecordingSegmenter()
+
+    viewer, widget = dock(make_napari_viewer, factory, two_discs())
+    commit_disc(widget, qtbot, DISCS[0], DISCS[1])
+    model = Project(widget.annotation.project.folder).load().model
+    assert model["predictor"] == {"focus_from": 3, "magnified_bias": 0.25}

@@ -37,6 +37,12 @@ class _LazySegmenter:
         """Whether the model is built (the first prediction builds it: seconds)."""
         return self._segmenter is not None
 
+    def recorded_settings(self) -> dict[str, Any] | None:
+        """The built predictor's settings for the project record (None before it is built or
+        for a segmenter without any)."""
+        record = getattr(self._segmenter, "recorded_settings", None)
+        return record() if callable(record) else None
+
     def _get(self) -> "InteractiveSegmenter":
         if self._segmenter is None:
             self._segmenter = self.factory(**self.settings)

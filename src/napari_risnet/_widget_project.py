@@ -77,6 +77,11 @@ class ProjectControls:
         default = self.segmenter_factory is default_segmenter_factory
         method = getattr(self.segmenter_factory, "method_name", "risnet" if default else "custom")
         model = {"method": method, **settings}
+        record = getattr(self.annotation.session.segmenter if self.annotation else None,
+                         "recorded_settings", None)
+        predictor = record() if callable(record) else None
+        if predictor:  # replay rebuilds the same predictor after the defaults change
+            model["predictor"] = predictor
         if model.get("checkpoint") not in (None, "default"):
             model["checkpoint"] = str(Path(model["checkpoint"]).expanduser().resolve())
         return model, {"overlaps": self.overlap_combo.currentText()}

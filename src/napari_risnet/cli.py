@@ -28,19 +28,30 @@ def _parse_click(text: str):
 
 
 def build_method(name: str, checkpoint: str | None = None, device: str = "auto",
-                 graphcut: bool = True, focus: bool = True):
+                 graphcut: bool = True, focus: bool = True, settings: dict | None = None):
     """A method by name: the RIS-Net predictor (bundled model by default; ``focus=False``: no
-    focus pass, the previous release's behaviour) or a baseline."""
+    focus pass, the previous release's behaviour; ``settings``: a project's recorded predictor
+    settings) or a baseline."""
     if name == "risnet":
         from napari_risnet.inference.predictor import Predictor
+        from napari_risnet.inference.settings import predictor_kwargs
 
+        kwargs = predictor_kwargs(settings) if settings else {}
+        if not focus:
+            kwargs["focus_from"] = 0
         return Predictor(checkpoint=checkpoint or "default", device=device, use_graphcut=graphcut,
-                         **({} if focus else {"focus_from": 0}))
+                         **kwargs)
     if checkpoint:
         raise ValueError(f"--checkpoint only applies to --method risnet, not {name}")
     from napari_risnet.baselines import BASELINES
 
     return BASELINES[name]()
+
+
+def _recorded(method) -> dict | None:
+    """The predictor's settings (None for a baseline): what a result or project was made with."""
+    record = getattr(method, "recorded_settings", None)
+    return record() if callable(record) else None
 
 
 def _set_threads(n: int | None) -> None:
@@ -76,7 +87,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     summary.extra.update(method=args.method, dataset=str(args.dataset), skipped_small=skipped,
                          min_area=args.min_area, checkpoint=args.checkpoint,
                          graphcut=not args.no_graphcut, focus=not args.no_focus,
-                         limit=args.limit)
+                         limit=args.limit, predictor=_recorded(method))
     print(format_table({args.method: summary}))
     if skipped:
         print(f"({skipped} objects under {args.min_area} pixels skipped)")
@@ -115,7 +126,7 @@ def cmd_evaluate_stack(args: argparse.Namespace) -> int:
     summary.extra.update(method=args.method, dataset=str(args.dataset), skipped_small=skipped,
                          min_voxels=args.min_voxels, checkpoint=args.checkpoint,
                          graphcut=not args.no_graphcut, focus=not args.no_focus,
-                         limit=args.limit, stop_iou=args.stop_iou)
+                         limit=args.limit, stop_iou=args.stop_iou, predictor=_recorded(method))
     print(format_stack_table({args.method: summary}))
     if skipped:
         print(f"({skipped} objects under {args.min_voxels} voxels skipped)")
@@ -183,6 +194,9 @@ def _segment_into_project(args: argparse.Namespace, image, method) -> int:
         session.add_click(click, key)
     object_id = session.commit(overwrite=False)
     model = _model_record(args.method, args.checkpoint, args.device, not args.no_graphcut)
+    predictor = _recorded(method)
+    if predictor:
+        model["predictor"] = predictor
     project.save(session, ImageInfo.of(image, session.rgb, args.channels, args.image), model,
                  settings={"overlaps": "keep existing"},
                  overwrite_ids=state.overwrite_ids if state else ())
@@ -218,8 +232,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if method_name != "risnet" or checkpoint == "default":
         checkpoint = None
     graphcut = model.get("use_graphcut", True) if args.graphcut is None else args.graphcut
+    recorded = model.get("predictor") if method_name == "risnet" else None
+    if method_name == "risnet" and not recorded:
+        print("note: this project predates recorded predictor settings; replayed with this "
+              "release's defaults")
     method = build_method(method_name, checkpoint, args.device or model.get("device", "auto"),
-                          graphcut)
+                          graphcut, settings=recorded)
     labels = replay(state, image, method)
     tifffile.imwrite(args.output, labels, compression="zlib")
     differ = int(np.count_nonzero(labels != state.labels))

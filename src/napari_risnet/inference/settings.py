@@ -1,0 +1,45 @@
+"""The predictor settings a project records, so that ``replay`` rebuilds the predictor that made
+the labels even after a release has changed the defaults (the focus pass in session 5, the
+magnified-window bias and flip averaging in session 6). A project saved before settings were
+recorded is replayed with the current defaults.
+"""
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from typing import Any
+
+from napari_risnet.inference.graphcut import GraphCutParams
+
+#: Predictor attributes (same names as its keyword arguments) that shape its answers
+RECORDED = ("input_size", "n_roi", "first_window", "refine_ratio", "expand", "click_sigma",
+            "click_sigma_magnified", "min_window", "merge_from", "focus_from", "focus_ratio",
+            "focus_band", "magnified_bias", "flip_average")
+
+
+def recorded_settings(predictor: Any) -> dict[str, Any]:
+    """The JSON-able settings of ``predictor`` (graph-cut parameters as a dict)."""
+    record = {name: getattr(predictor, name) for name in RECORDED}
+    record["graphcut_params"] = dataclasses.asdict(predictor.graphcut_params)
+    return record
+
+
+def predictor_kwargs(record: dict[str, Any]) -> dict[str, Any]:
+    """Predictor keyword arguments from a record; settings this release does not know (a
+    project from a newer one) are left out with a warning: the replay may then differ."""
+    known_gc = {f.name for f in dataclasses.fields(GraphCutParams)}
+    gc = dict(record.get("graphcut_params") or {})
+    unknown = sorted(set(record) - set(RECORDED) - {"graphcut_params"}) + \
+        sorted(f"graphcut_params.{k}" for k in set(gc) - known_gc)
+    if unknown:
+        warnings.warn(f"the project records predictor settings this release does not know "
+                      f"({', '.join(unknown)}): replayed without them, so the labels may differ",
+                      stacklevel=2)
+    kwargs = {k: v for k, v in record.items() if k in RECORDED}
+    if gc:
+        kwargs["graphcut_params"] = GraphCutParams(**{k: v for k, v in gc.items()
+                                                      if k in known_gc})
+    return kwargs
+
+
+__all__ = ["RECORDED", "predictor_kwargs", "recorded_settings"]
