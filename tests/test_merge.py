@@ -38,3 +38,15 @@ def test_no_change_under_the_click_keeps_the_new_answer():
 def test_shape_mismatch_is_refused():
     with pytest.raises(ValueError, match="shape"):
         progressive_merge(np.zeros((4, 4), bool), np.zeros((4, 5), bool), Click(1, 1, True))
+
+
+def test_min_elsewhere_keeps_small_refinements_and_guards_against_collapse():
+    prev = _boxes((5, 5, 25, 25))  # 400 px
+    # a click adds a lobe; elsewhere the answer moves one boundary row (20 px: a refinement)
+    refined = _boxes((6, 5, 25, 25), (25, 10, 32, 20))
+    out = progressive_merge(refined, prev, Click(30, 15, True), min_elsewhere=0.1)
+    np.testing.assert_array_equal(out, refined)  # 20 px <= 10 % of 400: the whole answer
+    # the same lobe, but half the object vanishes beside it: only the lobe is taken
+    collapsed = _boxes((5, 5, 15, 25), (25, 10, 32, 20))
+    out = progressive_merge(collapsed, prev, Click(30, 15, True), min_elsewhere=0.1)
+    np.testing.assert_array_equal(out, _boxes((5, 5, 25, 25), (25, 10, 32, 20)))

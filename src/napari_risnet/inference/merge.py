@@ -17,13 +17,17 @@ from napari_risnet.clicks import Click
 _EIGHT = np.ones((3, 3), bool)
 
 
-def progressive_merge(new: np.ndarray, prev: np.ndarray, click: Click) -> np.ndarray:
+def progressive_merge(new: np.ndarray, prev: np.ndarray, click: Click,
+                      min_elsewhere: float = 0.0) -> np.ndarray:
     """The previous mask with only the changed region under ``click`` taken from ``new``.
 
     Args:
         new: (H, W) bool mask predicted with the latest click.
         prev: (H, W) bool mask before that click.
         click: the latest click, in the same (row, col) frame.
+        min_elsewhere: merge only when the changes away from the click's region cover more
+            than this fraction of ``prev``'s area (0: always): smaller ones are refinements
+            to keep, larger ones a click that undid what earlier clicks had settled.
     Returns:
         (H, W) bool. ``new`` itself when the click lies outside, or when the prediction did not
         change at the click (then no region can be attributed to it).
@@ -37,6 +41,11 @@ def progressive_merge(new: np.ndarray, prev: np.ndarray, click: Click) -> np.nda
     changed = new ^ prev
     if not changed[r, c]:
         return new
-    labels, _ = ndimage.label(changed, structure=_EIGHT)
+    # the click's edit: the connected additions (or removals) under it; a change of the other
+    # sign next to it (a part lost beside a part gained) is not what the click asked for
+    same = changed & (new if new[r, c] else prev)
+    labels, _ = ndimage.label(same, structure=_EIGHT)
     region = labels == labels[r, c]
+    if min_elsewhere > 0 and np.count_nonzero(changed & ~region) <= min_elsewhere * prev.sum():
+        return new
     return (prev & ~region) if prev[r, c] else (prev | region)

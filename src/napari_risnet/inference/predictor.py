@@ -114,6 +114,10 @@ class Predictor:
             :mod:`napari_risnet.inference.merge`); 0 disables it. Not on magnified windows
             (small objects): there the network sees the whole object sharply, and its fresh
             answer was better on the held-out training objects.
+        merge_min_elsewhere: merge only when the click's answer changes more than this fraction
+            of the previous mask's area away from the click's own edit (0: always); a smaller
+            change elsewhere is a refinement and is kept, a larger one is a click undoing what
+            earlier clicks had settled (:func:`~napari_risnet.inference.merge.progressive_merge`).
         focus_from: from this many clicks on (with a previous mask), a second pass looks at a
             square around the latest click, ``focus_ratio`` of the window's long side, at up to
             the image's own resolution, and its answer replaces the coarse one there within
@@ -136,9 +140,10 @@ class Predictor:
                  refine_ratio: float = 0.35, expand: float = 1.6, click_sigma: float = 0.02,
                  click_sigma_magnified: float = 0.01,
                  min_window: int | None = None, graphcut_params: GraphCutParams | None = None,
-                 threads: int | None = None, merge_from: int = 0, focus_from: int = 2,
+                 threads: int | None = None, merge_from: int = 2, focus_from: int = 2,
                  focus_ratio: float = 0.4, focus_band: float = 3.0,
-                 magnified_bias: float = 0.5, flip_average: str = "magnified") -> None:
+                 magnified_bias: float = 0.5, flip_average: str = "magnified",
+                 merge_min_elsewhere: float = 0.1) -> None:
         self.device = resolve_device(device)
         if model is None:
             path = default_checkpoint() if checkpoint in (None, "default") else Path(checkpoint)
@@ -163,6 +168,10 @@ class Predictor:
         if merge_from < 0:
             raise ValueError(f"merge_from must be >= 0 (0 = off), got {merge_from}")
         self.merge_from = int(merge_from)
+        if not merge_min_elsewhere >= 0:
+            raise ValueError(f"merge_min_elsewhere must be >= 0 (0 = always merge), got "
+                             f"{merge_min_elsewhere}")
+        self.merge_min_elsewhere = float(merge_min_elsewhere)
         if focus_from < 0 or not 0 < focus_ratio <= 1 or focus_band <= 0:
             raise ValueError(f"focus_from must be >= 0 (0 = off), focus_ratio in (0, 1] and "
                              f"focus_band > 0, got {focus_from}, {focus_ratio}, {focus_band}")
@@ -225,7 +234,8 @@ class Predictor:
                 and t.magnification <= MERGE_MAX_SCALE):
             last = clicks[-1]
             mask_crop = progressive_merge(mask_crop, prev_crop,
-                                          Click(last.row - t.r0, last.col - t.c0, last.positive))
+                                          Click(last.row - t.r0, last.col - t.c0, last.positive),
+                                          self.merge_min_elsewhere)
         if prev_box is None and len(clicks) == 1:
             box = self._refine_box(mask_crop, t, clicks[0])
             if box is not None:

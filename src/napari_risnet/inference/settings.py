@@ -13,8 +13,8 @@ from napari_risnet.inference.graphcut import GraphCutParams
 
 #: Predictor attributes (same names as its keyword arguments) that shape its answers
 RECORDED = ("input_size", "n_roi", "first_window", "refine_ratio", "expand", "click_sigma",
-            "click_sigma_magnified", "min_window", "merge_from", "focus_from", "focus_ratio",
-            "focus_band", "magnified_bias", "flip_average")
+            "click_sigma_magnified", "min_window", "merge_from", "merge_min_elsewhere",
+            "focus_from", "focus_ratio", "focus_band", "magnified_bias", "flip_average")
 
 
 def recorded_settings(predictor: Any) -> dict[str, Any]:
