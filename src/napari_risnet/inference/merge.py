@@ -29,8 +29,9 @@ def progressive_merge(new: np.ndarray, prev: np.ndarray, click: Click,
             than this fraction of ``prev``'s area (0: always): smaller ones are refinements
             to keep, larger ones a click that undid what earlier clicks had settled.
     Returns:
-        (H, W) bool. ``new`` itself when the click lies outside, or when the prediction did not
-        change at the click (then no region can be attributed to it).
+        (H, W) bool. ``new`` itself when the click lies outside, when the prediction did not
+        change at the click (then no region can be attributed to it), or when the changes
+        elsewhere stay within ``min_elsewhere``.
     """
     new, prev = np.asarray(new, bool), np.asarray(prev, bool)
     if new.shape != prev.shape:
