@@ -10,7 +10,9 @@ trainer's per-epoch check, to choose between checkpoints without touching GrabCu
         [--set NAME=VALUE ...]
 
 ``--set`` passes a Predictor setting (``--set focus_from=0``) or, prefixed ``gc.``, a graph-cut
-parameter (``--set gc.pairwise_weight=1.0``, see ``GraphCutParams``).
+parameter (``--set gc.pairwise_weight=1.0``, see ``GraphCutParams``). ``--objects-out FILE``
+writes every object's NoC and IoU curve (one checkpoint), for ``benchmarks/paired.py``: the same
+objects under two settings, compared object by object with a standard error.
 
 ``--ablate`` switches a part of an architecture-v2 model off at inference (the previous mask fed
 as zeros, or the fusion used without the decoder's refinement): what each part contributes to
@@ -19,6 +21,7 @@ the trained model (not the same as training without it).
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import torch
@@ -66,6 +69,8 @@ def main() -> None:
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                    help="another Predictor setting, e.g. --set input_size=320 "
                         "--set use_graphcut=false (repeatable)")
+    p.add_argument("--objects-out", default=None,
+                   help="write per-object results (JSON) here; one checkpoint only")
     p.add_argument("--final-iou", action="store_true",
                    help="also print the mean IoU after the last click (late-click drift)")
     args = p.parse_args()
@@ -73,6 +78,8 @@ def main() -> None:
         predictor_module._prev_in_window = lambda prev, t: None  # always an empty mask
     torch.set_num_threads(args.threads)
     settings = dict(_setting(text) for text in args.set)
+    if args.objects_out and len(args.checkpoints) != 1:
+        raise SystemExit("--objects-out takes one checkpoint")
     cfg = load_config(args.recipe)
     sets, _ = held_out_objects(cfg, args.per_source)  # the trainer's own held-out split
     if args.only:
@@ -90,9 +97,12 @@ def main() -> None:
         predictor = Predictor(checkpoint=ckpt, device="cpu", **options)
         if args.ablate == "no_decoder":
             predictor.model.decoder = None  # final answer = the max fusion
-        cells, n85, n90 = [], [], []
-        for _, samples in sets:
-            summary, _ = evaluate(predictor, samples, max_clicks=args.max_clicks)
+        cells, n85, n90, objects = [], [], [], []
+        for path, samples in sets:
+            summary, results = evaluate(predictor, samples, max_clicks=args.max_clicks)
+            objects += [{"folder": _name(path), "name": r.name, "ious": r.ious,
+                         "noc85": r.noc(0.85, args.max_clicks),
+                         "noc90": r.noc(0.90, args.max_clicks)} for r in results]
             cells.append(f"{summary.noc85:.2f} / {summary.noc90:.2f}"
                          + (f" / {summary.miou[-1]:.3f}" if args.final_iou else ""))
             n85.append(summary.noc85)
@@ -102,6 +112,8 @@ def main() -> None:
             args.ablate, None if args.merge_from is None else f"merge_from {args.merge_from}",
             *args.set) if x)
         print(f"| {label} | " + " | ".join(cells) + f" | {mean} |", flush=True)
+        if args.objects_out:
+            Path(args.objects_out).write_text(json.dumps({"label": label, "objects": objects}))
 
 
 if __name__ == "__main__":
