@@ -18,9 +18,9 @@ import time
 import numpy as np
 import torch
 
+import napari_risnet.training.trainer as trainer_module
 from napari_risnet.training.config import TrainConfig
 from napari_risnet.training.datasets import ObjectPool
-import napari_risnet.training.trainer as trainer_module
 from napari_risnet.training.trainer import Trainer, ValidationSet
 
 VARIANTS = {
