@@ -1,10 +1,11 @@
 """Training throughput (samples/s) of recipe variants on synthetic images, batch 8.
 
     python benchmarks/train_speed.py [--crop 320] [--threads 2] [--steps 4] [--iterative 0.7]
-        [--fp32-rollouts] [--native-depthwise] [--only SUBSTRING]
+        [--fp32-rollouts] [--fp32-frozen] [--native-depthwise] [--only SUBSTRING]
 
-``--fp32-rollouts`` and ``--native-depthwise`` switch off the two CPU speed-ups of the trainer
-(bf16 robot rollouts, ``training/fast_depthwise.py``) to measure what each is worth.
+``--fp32-rollouts``, ``--fp32-frozen`` and ``--native-depthwise`` switch off the CPU speed-ups of
+the trainer (bf16 robot rollouts, the frozen stages' forward in bf16,
+``training/fast_depthwise.py``) to measure what each is worth.
 
 Each row is one variant of the trainer (architecture version, frozen stages, iterative clicks);
 nothing is read from disk, so the numbers only measure compute.
@@ -53,6 +54,8 @@ def main() -> None:
     p.add_argument("--iterative", type=float, default=0.0, help="iterative-click probability")
     p.add_argument("--fp32-rollouts", action="store_true",
                    help="iterative-click rollouts in fp32 even where the CPU has native bf16")
+    p.add_argument("--fp32-frozen", action="store_true",
+                   help="the frozen early stages' forward in fp32 even with native bf16")
     p.add_argument("--native-depthwise", action="store_true",
                    help="oneDNN's own backward for the dilated depthwise convolutions")
     p.add_argument("--only", default="", help="run the variants whose name contains this")
@@ -63,6 +66,7 @@ def main() -> None:
     pool = synthetic_pool()
     print(f"| variant | samples/s at {args.crop}x{args.crop}, {args.threads} threads, "
           f"iterative {args.iterative}{', fp32 rollouts' if args.fp32_rollouts else ''}"
+          f"{', fp32 frozen stages' if args.fp32_frozen else ''}"
           f"{', native depthwise backward' if args.native_depthwise else ''} |\n"
           "|---|---|")
     for name, overrides in VARIANTS.items():
@@ -75,6 +79,7 @@ def main() -> None:
                               threads=args.threads, iterative_prob=args.iterative, device="cpu",
                               optimizer="adamw", model=model,
                               cpu_bf16_rollouts=not args.fp32_rollouts,
+                              cpu_bf16_frozen=not args.fp32_frozen,
                               freeze_stages=overrides.get("freeze_stages", 0))
             trainer = Trainer(cfg, pool, ValidationSet([]))
             trainer.train_step()

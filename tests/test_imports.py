@@ -14,7 +14,7 @@ HEADLESS = ["napari_risnet", "napari_risnet.clicks", "napari_risnet.model",
             "napari_risnet.training.pack", "napari_risnet.training.rollouts", "napari_risnet.annotation.corrections",
             "napari_risnet.annotation.replay", "napari_risnet.annotation.cache",
             "napari_risnet.inference.settings", "napari_risnet.inference.network_pass",
-            "napari_risnet.training.fast_depthwise"]
+            "napari_risnet.training.fast_depthwise", "napari_risnet.training.frozen_bf16"]
 
 
 def test_headless_modules_do_not_import_napari_or_qt():

@@ -73,6 +73,8 @@ class TrainConfig:
     # the no-grad robot rollouts under bf16 autocast on a CPU with native bf16 (avx512_bf16 /
     # AMX): their forward runs 2x faster there, while fp32 training steps gain nothing from it
     cpu_bf16_rollouts: bool = True
+    # the frozen early stages' forward (no gradient flows there) in bf16 on such a CPU
+    cpu_bf16_frozen: bool = True
     seed: int = 0
     # --- wall-time budget, data-loader workers, validation without PyMaxflow (the GPU run) ---
     time_budget_s: float = 0.0  # stop training (then validate and save) by this wall time; 0 = off

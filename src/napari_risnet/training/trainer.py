@@ -28,9 +28,11 @@ from napari_risnet.model.risnet import RISNet, RISNetConfig
 from napari_risnet.training.config import TrainConfig, save_config
 from napari_risnet.training.datasets import ObjectPool, Sample, image_key, make_batch
 from napari_risnet.training.fast_depthwise import speed_up_dilated_depthwise
+from napari_risnet.training.frozen_bf16 import run_frozen_in_bf16
 from napari_risnet.training.loss import click_discount_loss
 from napari_risnet.training.pack import is_pack, pool_from_packs
-from napari_risnet.training.rollouts import add_focus_clicks, add_iterative_clicks
+from napari_risnet.training.rollouts import (add_focus_clicks, add_iterative_clicks,
+                                             cpu_has_native_bf16)
 from napari_risnet.training.sampling import sample_clicks
 
 log = logging.getLogger(__name__)
@@ -82,13 +84,24 @@ def freeze_early_stages(model: RISNet, n_blocks: int) -> list[str]:
         raise ValueError(f"freeze_stages needs the efficientnet_lite0 backbone, not "
                          f"{model.config.backbone}")
     frozen = []
-    modules = [("conv_stem", body.conv_stem), ("bn1", body.bn1)] + \
-        [(f"blocks.{i}", body.blocks[i]) for i in range(min(n_blocks, len(body.blocks)))]
-    for prefix, module in modules:
+    for prefix, module in _frozen_named(body, n_blocks):
         for name, p in module.named_parameters():
             p.requires_grad_(False)
             frozen.append(f"{prefix}.{name}")
     return frozen
+
+
+def _frozen_named(body: torch.nn.Module, n_blocks: int) -> list[tuple[str, torch.nn.Module]]:
+    return [("conv_stem", body.conv_stem), ("bn1", body.bn1)] + \
+        [(f"blocks.{i}", body.blocks[i]) for i in range(min(n_blocks, len(body.blocks)))]
+
+
+def frozen_modules(model: RISNet, n_blocks: int) -> list[torch.nn.Module]:
+    """The modules :func:`freeze_early_stages` freezes (none for ``n_blocks <= 0``)."""
+    body = getattr(model.backbone, "body", None)
+    if body is None or n_blocks <= 0:
+        return []
+    return [module for _, module in _frozen_named(body, n_blocks)]
 
 
 def _frozen_bn_eval(model: RISNet, n_blocks: int) -> None:
@@ -168,6 +181,8 @@ class Trainer:
         self.model.to(memory_format=torch.channels_last)  # ~1.6x faster depthwise convs on CPU
         if self.device.type == "cpu":  # oneDNN's dilated depthwise input gradient is slow
             speed_up_dilated_depthwise(self.model)
+            if config.cpu_bf16_frozen and cpu_has_native_bf16():
+                run_frozen_in_bf16(frozen_modules(self.model, config.freeze_stages))
         self.opt, self.sched = make_optimizer(config, self.model)
         self.ema = _weight_average(self.model, config.ema_decay)
         self.rng = np.random.default_rng(config.seed + 1000 * self.rank)
