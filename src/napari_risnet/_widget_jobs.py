@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from qtpy.QtCore import QObject, Signal
 
+from napari_risnet.annotation.project import predictor_record
 from napari_risnet.session import AnnotationSession
 
 if TYPE_CHECKING:  # torch is imported only when the first prediction needs the model
@@ -40,8 +41,7 @@ class _LazySegmenter:
     def recorded_settings(self) -> dict[str, Any] | None:
         """The built predictor's settings for the project record (None before it is built or
         for a segmenter without any)."""
-        record = getattr(self._segmenter, "recorded_settings", None)
-        return record() if callable(record) else None
+        return predictor_record(self._segmenter)
 
     def _get(self) -> "InteractiveSegmenter":
         if self._segmenter is None:

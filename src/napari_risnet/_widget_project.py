@@ -19,7 +19,7 @@ from qtpy.QtWidgets import QFileDialog
 
 from napari_risnet._layers import PROJECT_KEY, ROLE_KEY, SAVED_ROLE, unwrap_proxy
 from napari_risnet.annotation.project import (ImageInfo, Project, ProjectState, default_folder,
-                                              fingerprint, is_project)
+                                              fingerprint, is_project, predictor_record)
 
 if TYPE_CHECKING:
     from napari_risnet.session import AnnotationSession
@@ -77,9 +77,8 @@ class ProjectControls:
         default = self.segmenter_factory is default_segmenter_factory
         method = getattr(self.segmenter_factory, "method_name", "risnet" if default else "custom")
         model = {"method": method, **settings}
-        record = getattr(self.annotation.session.segmenter if self.annotation else None,
-                         "recorded_settings", None)
-        predictor = record() if callable(record) else None
+        predictor = predictor_record(self.annotation.session.segmenter if self.annotation
+                                     else None)
         if predictor:  # replay rebuilds the same predictor after the defaults change
             model["predictor"] = predictor
         if model.get("checkpoint") not in (None, "default"):

@@ -48,12 +48,6 @@ def build_method(name: str, checkpoint: str | None = None, device: str = "auto",
     return BASELINES[name]()
 
 
-def _recorded(method) -> dict | None:
-    """The predictor's settings (None for a baseline): what a result or project was made with."""
-    record = getattr(method, "recorded_settings", None)
-    return record() if callable(record) else None
-
-
 def _set_threads(n: int | None) -> None:
     """On a small CPU shared with other work, fewer torch threads avoid OpenMP stalls."""
     if n:
@@ -67,6 +61,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     _set_threads(args.threads)
 
+    from napari_risnet.annotation.project import predictor_record
     from napari_risnet.data import iter_objects, list_objects, spread
     from napari_risnet.evaluation import evaluate, format_table, plot_curves, save_json
 
@@ -87,7 +82,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     summary.extra.update(method=args.method, dataset=str(args.dataset), skipped_small=skipped,
                          min_area=args.min_area, checkpoint=args.checkpoint,
                          graphcut=not args.no_graphcut, focus=not args.no_focus,
-                         limit=args.limit, predictor=_recorded(method))
+                         limit=args.limit, predictor=predictor_record(method))
     print(format_table({args.method: summary}))
     if skipped:
         print(f"({skipped} objects under {args.min_area} pixels skipped)")
@@ -105,6 +100,7 @@ def cmd_evaluate_stack(args: argparse.Namespace) -> int:
 
     _set_threads(args.threads)
 
+    from napari_risnet.annotation.project import predictor_record
     from napari_risnet.data import spread
     from napari_risnet.stack_evaluation import (evaluate_stack, format_stack_table,
                                                 iter_stack_objects, list_stack_objects,
@@ -126,7 +122,8 @@ def cmd_evaluate_stack(args: argparse.Namespace) -> int:
     summary.extra.update(method=args.method, dataset=str(args.dataset), skipped_small=skipped,
                          min_voxels=args.min_voxels, checkpoint=args.checkpoint,
                          graphcut=not args.no_graphcut, focus=not args.no_focus,
-                         limit=args.limit, stop_iou=args.stop_iou, predictor=_recorded(method))
+                         limit=args.limit, stop_iou=args.stop_iou,
+                         predictor=predictor_record(method))
     print(format_stack_table({args.method: summary}))
     if skipped:
         print(f"({skipped} objects under {args.min_voxels} voxels skipped)")
@@ -185,7 +182,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
 def _segment_into_project(args: argparse.Namespace, image, method) -> int:
     """Click one object and commit it into a project, as the widget does: the next free id,
     never over another object; the project is saved atomically."""
-    from napari_risnet.annotation.project import ImageInfo, open_session
+    from napari_risnet.annotation.project import ImageInfo, open_session, predictor_record
 
     session, project, state = open_session(args.project, image, method,
                                            image_path=args.image, channels=args.channels)
@@ -194,7 +191,7 @@ def _segment_into_project(args: argparse.Namespace, image, method) -> int:
         session.add_click(click, key)
     object_id = session.commit(overwrite=False)
     model = _model_record(args.method, args.checkpoint, args.device, not args.no_graphcut)
-    predictor = _recorded(method)
+    predictor = predictor_record(method)
     if predictor:
         model["predictor"] = predictor
     project.save(session, ImageInfo.of(image, session.rgb, args.channels, args.image), model,

@@ -290,6 +290,15 @@ def open_session(folder: str | Path, image: Any, segmenter: "InteractiveSegmente
     return session, project, state
 
 
+def predictor_record(segmenter: Any) -> dict[str, Any] | None:
+    """The settings ``segmenter`` reports through ``recorded_settings()`` (the Predictor's, see
+    ``napari_risnet.inference.settings``): what a project or a result file records so that the
+    same predictor can be rebuilt after the defaults change; None for a segmenter without any
+    (a baseline, or a lazy one not built yet)."""
+    record = getattr(segmenter, "recorded_settings", None)
+    return record() if callable(record) else None
+
+
 def replay(state: ProjectState, image: Any, segmenter: "InteractiveSegmenter",
            progress: Callable[[int, int, str], None] | None = None) -> np.ndarray:
     """Rebuild the labels from the saved clicks alone (a fresh session, same order, same
@@ -304,4 +313,4 @@ def replay(state: ProjectState, image: Any, segmenter: "InteractiveSegmenter",
 
 
 __all__ = ["FORMAT", "ImageInfo", "PROJECTS_ENV", "Project", "ProjectState", "default_folder",
-           "fingerprint", "is_project", "open_session", "replay"]
+           "fingerprint", "is_project", "open_session", "predictor_record", "replay"]

@@ -18,8 +18,12 @@ from napari_risnet.clicks import Click
 from napari_risnet.inference.preprocess import CropTransform
 
 
+#: the focus pass runs only where it sees the object at least this much sharper
+MIN_GAIN = 1.5
+
+
 def focus_window(click: Click, coarse: CropTransform, input_size: int, ratio: float,
-                 max_magnification: float = 1.0, min_gain: float = 1.5
+                 max_magnification: float = 1.0, min_gain: float = MIN_GAIN
                  ) -> CropTransform | None:
     """A square window of side ``ratio`` x the coarse window's long side around ``click``,
     inside the coarse window, seen at most ``max_magnification`` times enlarged.
@@ -67,4 +71,4 @@ def paste(array: np.ndarray, part: np.ndarray, coarse: CropTransform, focus: Cro
     return out
 
 
-__all__ = ["boundary_band", "cut", "focus_window", "paste"]
+__all__ = ["MIN_GAIN", "boundary_band", "cut", "focus_window", "paste"]

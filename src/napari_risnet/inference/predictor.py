@@ -28,6 +28,8 @@ from napari_risnet.model.risnet import RISNet
 
 #: where the predictor averages over the window and its mirror image
 FLIP_AVERAGE = ("none", "magnified", "all")
+#: the zoom-in window: the box of the clicks and the previous mask, grown this much
+EXPAND = 1.6
 #: progressive merge only where the window is shown at most this magnified
 MERGE_MAX_SCALE = 1.0
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "risnet_default.pt"
@@ -137,7 +139,7 @@ class Predictor:
     def __init__(self, model: RISNet | None = None, checkpoint: str | Path | None = None,
                  device: str | torch.device = "auto", use_graphcut: bool = True,
                  input_size: int = 256, n_roi: int = 5, first_window: int = 1024,
-                 refine_ratio: float = 0.35, expand: float = 1.6, click_sigma: float = 0.02,
+                 refine_ratio: float = 0.35, expand: float = EXPAND, click_sigma: float = 0.02,
                  click_sigma_magnified: float = 0.01,
                  min_window: int | None = None, graphcut_params: GraphCutParams | None = None,
                  threads: int | None = None, merge_from: int = 2, focus_from: int = 2,

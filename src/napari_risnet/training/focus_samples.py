@@ -15,12 +15,9 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
+from napari_risnet.inference.focus import MIN_GAIN
+from napari_risnet.inference.predictor import EXPAND as COARSE_EXPAND
 from napari_risnet.inference.preprocess import CropTransform
-
-#: the predictor's coarse window: the object's box grown this much (Predictor ``expand``)
-COARSE_EXPAND = 1.6
-#: the focus pass runs where it sees at least this much sharper (``focus_window`` min_gain)
-MIN_GAIN = 1.5
 
 
 def focus_transform(gt: np.ndarray, box: np.ndarray, crop_size: int,

@@ -56,10 +56,7 @@ def click_discount_loss(out: RISNetOutput, gt: torch.Tensor, valid: torch.Tensor
         terms.total = terms.total + refine_weight * refined
         terms.refined_loss = refined
     if iou_weight > 0:
-        final = out.refined_logits
-        if final is None:
-            final = out.fused_logits() if out.pasted_logits is not None else out.global_logits
-        terms.iou_loss = soft_iou_loss(final, gt, valid).mean()
+        terms.iou_loss = soft_iou_loss(out.final_logits(), gt, valid).mean()
         terms.total = terms.total + iou_weight * terms.iou_loss
     return terms
 

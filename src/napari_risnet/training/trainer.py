@@ -106,12 +106,8 @@ def frozen_modules(model: RISNet, n_blocks: int) -> list[torch.nn.Module]:
 
 def _frozen_bn_eval(model: RISNet, n_blocks: int) -> None:
     """Frozen stages keep their BatchNorm statistics (eval mode) while the rest trains."""
-    body = getattr(model.backbone, "body", None)
-    if body is None or n_blocks <= 0:
-        return
-    body.bn1.eval()
-    for i in range(min(n_blocks, len(body.blocks))):
-        body.blocks[i].eval()
+    for module in frozen_modules(model, n_blocks):
+        module.eval()
 
 
 @dataclass
