@@ -1,5 +1,6 @@
 """The "RIS-Net interactive segmentation" dock widget's controller: napari events -> session
-calls, session state -> layers (the controls live in ``_widget_layout.py``). Predictions and
+calls, session state -> layers (the controls live in ``_widget_layout.py``, mouse and key input
+in ``_widget_input.py``). Predictions and
 propagation run in thread workers (``_widget_jobs.py``); corrections, propagation and recompute
 live in ``_widget_stack.py``, the project glue in ``_widget_project.py``.
 
@@ -15,7 +16,6 @@ corrected slice, keeping every slice you clicked on as it is.
 """
 from __future__ import annotations
 
-import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -25,30 +25,25 @@ from napari.layers import Image, Labels, Points
 from napari.qt.threading import create_worker
 from napari.utils import progress
 from napari.utils.colormaps import DirectLabelColormap
-from napari.utils.notifications import show_error, show_info, show_warning
+from napari.utils.notifications import show_error, show_warning
 from qtpy.QtWidgets import QFileDialog
 
 from napari_risnet._layers import (ROLE_KEY, mask_to_preview, points_from_records,
-                                   unwrap_proxy, world_to_click)
+                                   unwrap_proxy)
 from napari_risnet._plugin_state import register_receiver
 from napari_risnet._triton_guard import keep_triton_out
+from napari_risnet._widget_input import KEYS, ClickInput
 from napari_risnet._widget_jobs import (SegmenterFactory, _LazySegmenter, _predict_job, _Relay,
                                         default_segmenter_factory)
 from napari_risnet._widget_layout import CHECKPOINT_MODEL, REPLACE_EXISTING, RISNetLayout
 from napari_risnet._widget_project import ProjectControls
 from napari_risnet._widget_stack import StackControls
 from napari_risnet.annotation.project import ImageInfo, Project
-from napari_risnet.clicks import Click
 from napari_risnet.session import AnnotationSession
 
 keep_triton_out()  # before the first prediction imports torch (see _triton_guard: GL crash)
 
 PREVIEW_COLOR = (1.0, 0.85, 0.0, 1.0)
-#: Canvas pixels the mouse may move between press and release and still count as a click.
-CLICK_TOLERANCE_PX = 4.0
-KEYS = {"commit": ("c", "Enter"), "undo": ("u",), "redo": ("Shift-U",),
-        "clear": ("Escape",), "toggle_sign": ("n",), "propagate": ("p",),
-        "erase_slice": ("e",)}
 
 
 @dataclass
@@ -66,7 +61,7 @@ class _Annotation:
     overwrite_ids: set = field(default_factory=set)  # objects committed over others
 
 
-class RISNetWidget(StackControls, ProjectControls, RISNetLayout):
+class RISNetWidget(ClickInput, StackControls, ProjectControls, RISNetLayout):
     """Dock widget for click-based segmentation with RIS-Net.
 
     Args:
@@ -241,114 +236,9 @@ class RISNetWidget(StackControls, ProjectControls, RISNetLayout):
             np.zeros((0, len(session.labels_shape))), name=f"{layer.name} RIS-Net clicks",
             size=size, border_width=0.1, border_color="white", metadata={ROLE_KEY: "clicks"},
             **transform)
-        # clicks work with any of the annotation's layers active (in pan / zoom mode); the
-        # clicks layer then becomes active again, so the keys below answer
-        for target in (layer, labels, preview, points):
-            target.mouse_drag_callbacks.append(self._on_mouse_drag)
-        points.events.mode.connect(self._on_points_mode)
-        for action, keys in KEYS.items():
-            for key in keys:
-                points.bind_key(key, self._key_handler(action), overwrite=True)
+        self._bind_input(layer, labels, preview, points)
         return _Annotation(layer, session, *map(unwrap_proxy, (points, labels, preview)),
                            **project)
-
-    def _key_handler(self, action: str) -> Callable[[Any], None]:
-        ref = weakref.ref(self)
-
-        def handler(layer: Any) -> None:
-            widget = ref()
-            if widget is not None:
-                {"commit": widget.commit, "undo": widget.undo, "redo": widget.redo,
-                 "clear": widget.clear, "toggle_sign": widget.toggle_sign,
-                 "propagate": widget.propagate, "erase_slice": widget.erase_slice}[action]()
-        handler.__name__ = f"risnet_{action}"
-        handler.__doc__ = f"RIS-Net: {action.replace('_', ' ')}"
-        return handler
-
-    # -- mouse -----------------------------------------------------------------------------------
-    def _annotation_of(self, layer: Any) -> _Annotation | None:
-        layer = unwrap_proxy(layer)
-        for ann in self._annotations.values():
-            if layer is ann.image or layer is ann.points or layer is ann.labels \
-                    or layer is ann.preview:
-                return ann
-        return None
-
-    def _on_points_mode(self, event: Any) -> None:
-        """The clicks layer stays in pan / zoom mode: napari's add / select tools would make
-        points that are not clicks (a white point that never predicts)."""
-        layer = event.source
-        if layer.mode == "pan_zoom":
-            return
-        mode = layer.mode
-        layer.mode = "pan_zoom"
-        show_info(f"RIS-Net: the clicks layer stays in pan/zoom mode ({mode} mode is not "
-                  f"needed): left click = positive, right click or Ctrl-click = negative, "
-                  f"u = undo a click")
-
-    def _on_mouse_drag(self, layer: Any, event: Any):
-        """Click (press and release without a drag) -> a click; a drag pans as usual."""
-        if event.type != "mouse_press" or layer.mode != "pan_zoom":
-            return  # e.g. painting on our labels layer, or moving the image
-        if self._annotation_of(layer) is None:
-            return
-        button = event.button
-        modifiers = tuple(event.modifiers or ())  # vispy Keys compare equal to their names
-        position = tuple(event.position)
-        press_pos = np.array(getattr(event, "pos", (0, 0)), dtype=float)
-        dragged = False
-        yield
-        while event.type == "mouse_move":
-            pos = getattr(event, "pos", None)
-            if pos is not None and np.hypot(*(np.asarray(pos, float) - press_pos)) \
-                    > CLICK_TOLERANCE_PX:
-                dragged = True
-            yield
-        if dragged or button not in (1, 2):
-            return
-        if self.viewer.dims.ndisplay != 2:
-            show_warning("RIS-Net: click in the 2D view (clicks are made on one slice)")
-            return
-        modified = "Control" in modifiers or "Meta" in modifiers
-        negative = button == 2 or (modified != self.negative_mode)
-        ann = self._annotation_of(layer)
-        if ann is None:
-            return  # the layer was removed meanwhile
-        if ann is not self.annotation:
-            self.set_image_layer(ann.image)  # a click on another annotated image: switch to it
-        elif unwrap_proxy(layer) is not ann.points:
-            self.viewer.layers.selection.active = ann.points  # so c / u / Esc answer
-        self.add_click_at(position, positive=not negative)
-
-    def add_click_at(self, world_position: Any, positive: bool = True) -> None:
-        """Add a click at a world position (what the mouse callback calls)."""
-        ann = self.annotation
-        if ann is None:
-            show_warning("RIS-Net: pick an image layer first")
-            return
-        if self._propagating:
-            show_warning("RIS-Net: wait for the propagation to finish (or stop it)")
-            return
-        try:
-            key, row, col = world_to_click(ann.image, world_position,
-                                           len(ann.session.leading_shape))
-            target = self._correction_target(key, row, col)
-            if target:
-                self._correct(target, Click(row, col, positive), key)
-                return
-            ann.session.add_click(Click(row, col, positive), key, predict=False)
-        except (ValueError, TypeError) as exc:
-            show_warning(f"RIS-Net: {exc}")
-            return
-        self._refresh_points()
-        self._schedule_prediction()
-
-    def toggle_sign(self) -> None:
-        self.negative_check.setChecked(not self.negative_mode)
-
-    def _set_negative_mode(self, checked: bool) -> None:
-        self.negative_mode = bool(checked)
-        self._update_status()
 
     # -- prediction in a worker ------------------------------------------------------------------
     def _start_worker(self, func: Callable, *args: Any, returned: Callable,

@@ -1,0 +1,143 @@
+"""The dock widget's input side: mouse clicks and keys on the annotation's layers -> clicks and
+commands. A press and release without a drag is a click (left = positive, right or Control /
+Command = negative, ``n`` flips the left button's sign); a drag pans as usual. The keys are bound
+on the clicks layer only, so they do not shadow napari's own shortcuts elsewhere.
+
+Mixed into ``RISNetWidget`` (``_widget.py``), whose attributes it uses: ``viewer``,
+``annotation``, ``_annotations``, ``negative_mode``, ``negative_check``, ``_propagating``,
+``set_image_layer``, ``_correction_target`` / ``_correct`` (``_widget_stack.py``),
+``_refresh_points``, ``_schedule_prediction``, ``_update_status`` and the commands in ``KEYS``.
+"""
+from __future__ import annotations
+
+import weakref
+from typing import TYPE_CHECKING, Any, Callable
+
+import numpy as np
+from napari.utils.notifications import show_info, show_warning
+
+from napari_risnet._layers import unwrap_proxy, world_to_click
+from napari_risnet.clicks import Click
+
+if TYPE_CHECKING:
+    from napari_risnet._widget import _Annotation
+
+#: Canvas pixels the mouse may move between press and release and still count as a click.
+CLICK_TOLERANCE_PX = 4.0
+KEYS = {"commit": ("c", "Enter"), "undo": ("u",), "redo": ("Shift-U",),
+        "clear": ("Escape",), "toggle_sign": ("n",), "propagate": ("p",),
+        "erase_slice": ("e",)}
+
+
+class ClickInput:
+    """Mouse and key input for the RIS-Net dock widget (see the module doc)."""
+
+    def _bind_input(self, image: Any, labels: Any, preview: Any, points: Any) -> None:
+        """Clicks work with any of the annotation's layers active (in pan / zoom mode); the
+        clicks layer then becomes active again, so the keys answer."""
+        for target in (image, labels, preview, points):
+            target.mouse_drag_callbacks.append(self._on_mouse_drag)
+        points.events.mode.connect(self._on_points_mode)
+        for action, keys in KEYS.items():
+            for key in keys:
+                points.bind_key(key, self._key_handler(action), overwrite=True)
+
+    def _key_handler(self, action: str) -> Callable[[Any], None]:
+        ref = weakref.ref(self)
+
+        def handler(layer: Any) -> None:
+            widget = ref()
+            if widget is not None:
+                {"commit": widget.commit, "undo": widget.undo, "redo": widget.redo,
+                 "clear": widget.clear, "toggle_sign": widget.toggle_sign,
+                 "propagate": widget.propagate, "erase_slice": widget.erase_slice}[action]()
+        handler.__name__ = f"risnet_{action}"
+        handler.__doc__ = f"RIS-Net: {action.replace('_', ' ')}"
+        return handler
+
+    def _annotation_of(self, layer: Any) -> "_Annotation | None":
+        layer = unwrap_proxy(layer)
+        for ann in self._annotations.values():
+            if layer is ann.image or layer is ann.points or layer is ann.labels \
+                    or layer is ann.preview:
+                return ann
+        return None
+
+    def _on_points_mode(self, event: Any) -> None:
+        """The clicks layer stays in pan / zoom mode: napari's add / select tools would make
+        points that are not clicks (a white point that never predicts)."""
+        layer = event.source
+        if layer.mode == "pan_zoom":
+            return
+        mode = layer.mode
+        layer.mode = "pan_zoom"
+        show_info(f"RIS-Net: the clicks layer stays in pan/zoom mode ({mode} mode is not "
+                  f"needed): left click = positive, right click or Ctrl-click = negative, "
+                  f"u = undo a click")
+
+    def _on_mouse_drag(self, layer: Any, event: Any):
+        """Click (press and release without a drag) -> a click; a drag pans as usual."""
+        if event.type != "mouse_press" or layer.mode != "pan_zoom":
+            return  # e.g. painting on our labels layer, or moving the image
+        if self._annotation_of(layer) is None:
+            return
+        button = event.button
+        modifiers = tuple(event.modifiers or ())  # vispy Keys compare equal to their names
+        position = tuple(event.position)
+        press_pos = np.array(getattr(event, "pos", (0, 0)), dtype=float)
+        dragged = False
+        yield
+        while event.type == "mouse_move":
+            pos = getattr(event, "pos", None)
+            if pos is not None and np.hypot(*(np.asarray(pos, float) - press_pos)) \
+                    > CLICK_TOLERANCE_PX:
+                dragged = True
+            yield
+        if dragged or button not in (1, 2):
+            return
+        if self.viewer.dims.ndisplay != 2:
+            show_warning("RIS-Net: click in the 2D view (clicks are made on one slice)")
+            return
+        modified = "Control" in modifiers or "Meta" in modifiers
+        negative = button == 2 or (modified != self.negative_mode)
+        ann = self._annotation_of(layer)
+        if ann is None:
+            return  # the layer was removed meanwhile
+        if ann is not self.annotation:
+            self.set_image_layer(ann.image)  # a click on another annotated image: switch to it
+        elif unwrap_proxy(layer) is not ann.points:
+            self.viewer.layers.selection.active = ann.points  # so c / u / Esc answer
+        self.add_click_at(position, positive=not negative)
+
+    def add_click_at(self, world_position: Any, positive: bool = True) -> None:
+        """Add a click at a world position (what the mouse callback calls)."""
+        ann = self.annotation
+        if ann is None:
+            show_warning("RIS-Net: pick an image layer first")
+            return
+        if self._propagating:
+            show_warning("RIS-Net: wait for the propagation to finish (or stop it)")
+            return
+        try:
+            key, row, col = world_to_click(ann.image, world_position,
+                                           len(ann.session.leading_shape))
+            target = self._correction_target(key, row, col)
+            if target:
+                self._correct(target, Click(row, col, positive), key)
+                return
+            ann.session.add_click(Click(row, col, positive), key, predict=False)
+        except (ValueError, TypeError) as exc:
+            show_warning(f"RIS-Net: {exc}")
+            return
+        self._refresh_points()
+        self._schedule_prediction()
+
+    def toggle_sign(self) -> None:
+        self.negative_check.setChecked(not self.negative_mode)
+
+    def _set_negative_mode(self, checked: bool) -> None:
+        self.negative_mode = bool(checked)
+        self._update_status()
+
+
+__all__ = ["CLICK_TOLERANCE_PX", "KEYS", "ClickInput"]
