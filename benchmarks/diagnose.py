@@ -10,7 +10,7 @@ and counts clicks that change the IoU by less than 0.005 ("ignored" clicks) or l
 Usage:
 
     python benchmarks/diagnose.py training/stage2.toml --method risnet [--checkpoint F] \
-        [--per-source 30] [--max-clicks 20] [--out diag.json]
+        [--per-source 30] [--max-clicks 20] [--only coco_mval] [--out diag.json]
 """
 from __future__ import annotations
 
@@ -116,6 +116,7 @@ def main() -> None:
     p.add_argument("--max-clicks", type=int, default=20)
     p.add_argument("--band", type=float, default=3.0, help="boundary band, image pixels")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--only", default=None, help="diagnose only the folder with this name")
     p.add_argument("--out", default=None)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -123,6 +124,8 @@ def main() -> None:
     method = build(args.method, args.checkpoint)
     report = {}
     for folder, samples in sets:
+        if args.only and _name(folder) != args.only:
+            continue
         traces = [trace_object(method, s, args.max_clicks, args.band) for s in samples]
         report[_name(folder)] = {"summary": summarise(traces, args.max_clicks),
                                  "traces": traces}

@@ -130,6 +130,11 @@ class Predictor:
             systematically about half a pixel too small (held-out training nuclei: after the
             first click 80 % of the objects have more missed than spilled pixels); 0 = none.
             0.5 chosen on held-out objects of the three training folders (model card).
+        magnified_bias_from: the bias applies only where the window is magnified at least this
+            much. The size bias was measured on nuclei and hippocampus slices (windows magnified
+            about 3-6x); a mid-sized natural object seen 1.1x enlarged has none, and there the bias
+            fed back through the previous-mask input: each click grew the mask a little more
+            (held-out orange: IoU 0.97 -> 0.68 over ten clicks). 1 = on every magnified window.
         flip_average: average the network's logits over the window and its mirror image (one
             batch of two: about twice the network time per pass) on "all" windows, on
             "magnified" ones only (the default: small objects, where it helped the held-out
@@ -144,7 +149,8 @@ class Predictor:
                  min_window: int | None = None, graphcut_params: GraphCutParams | None = None,
                  threads: int | None = None, merge_from: int = 2, focus_from: int = 2,
                  focus_ratio: float = 0.4, focus_band: float = 3.0,
-                 magnified_bias: float = 0.5, flip_average: str = "magnified",
+                 magnified_bias: float = 0.5, magnified_bias_from: float = 2.0,
+                 flip_average: str = "magnified",
                  merge_min_elsewhere: float = 0.1) -> None:
         self.device = resolve_device(device)
         if model is None:
@@ -182,6 +188,10 @@ class Predictor:
         if not np.isfinite(magnified_bias):
             raise ValueError(f"magnified_bias must be a finite logit, got {magnified_bias}")
         self.magnified_bias = float(magnified_bias)
+        if not magnified_bias_from >= 1:
+            raise ValueError(f"magnified_bias_from must be a magnification >= 1, got "
+                             f"{magnified_bias_from}")
+        self.magnified_bias_from = float(magnified_bias_from)
         if flip_average not in FLIP_AVERAGE:
             raise ValueError(f"flip_average must be one of {FLIP_AVERAGE}, got {flip_average!r}")
         self.flip_average = flip_average
@@ -312,7 +322,7 @@ class Predictor:
         logits = window_logits(self.model, x, boxes, flip, timings)
         tic = time.perf_counter()
         with torch.inference_mode():
-            if t.magnification > 1 and self.magnified_bias:
+            if t.magnification >= self.magnified_bias_from and self.magnified_bias:
                 logits = logits + self.magnified_bias
             probs = torch.sigmoid(logits)
             sigma = self.click_sigma_magnified if t.magnification > 1 else self.click_sigma

@@ -1,7 +1,9 @@
 """The predictor settings a project records, so that ``replay`` rebuilds the predictor that made
 the labels even after a release has changed the defaults (the focus pass in session 5, the
-magnified-window bias and flip averaging in session 6). A project saved before settings were
-recorded is replayed with the current defaults.
+magnified-window bias and flip averaging in session 6, the bias's magnification floor in session
+7). A project saved before settings were recorded is replayed with the current defaults; a
+setting added later is replayed, for a record without it, with the value that reproduces the
+release that wrote the record.
 """
 from __future__ import annotations
 
@@ -14,7 +16,12 @@ from napari_risnet.inference.graphcut import GraphCutParams
 #: Predictor attributes (same names as its keyword arguments) that shape its answers
 RECORDED = ("input_size", "n_roi", "first_window", "refine_ratio", "expand", "click_sigma",
             "click_sigma_magnified", "min_window", "merge_from", "merge_min_elsewhere",
-            "focus_from", "focus_ratio", "focus_band", "magnified_bias", "flip_average")
+            "focus_from", "focus_ratio", "focus_band", "magnified_bias",
+            "magnified_bias_from", "flip_average")
+
+#: settings added after projects began recording them, with the value that reproduces what a
+#: record without them was made with (before the setting existed)
+BEFORE_RECORDED = {"magnified_bias_from": 1.0}
 
 
 def recorded_settings(predictor: Any) -> dict[str, Any]:
@@ -35,11 +42,12 @@ def predictor_kwargs(record: dict[str, Any]) -> dict[str, Any]:
         warnings.warn(f"the project records predictor settings this release does not know "
                       f"({', '.join(unknown)}): replayed without them, so the labels may differ",
                       stacklevel=2)
-    kwargs = {k: v for k, v in record.items() if k in RECORDED}
+    kwargs = {k: v for k, v in BEFORE_RECORDED.items() if k not in record}
+    kwargs.update({k: v for k, v in record.items() if k in RECORDED})
     if gc:
         kwargs["graphcut_params"] = GraphCutParams(**{k: v for k, v in gc.items()
                                                       if k in known_gc})
     return kwargs
 
 
-__all__ = ["RECORDED", "predictor_kwargs", "recorded_settings"]
+__all__ = ["BEFORE_RECORDED", "RECORDED", "predictor_kwargs", "recorded_settings"]
