@@ -75,7 +75,7 @@ def main() -> None:
                    help="also print the mean IoU after the last click (late-click drift)")
     args = p.parse_args()
     if args.ablate == "no_prev_mask":
-        predictor_module._prev_in_window = lambda prev, t: None  # always an empty mask
+        predictor_module.prev_in_window = lambda prev, t: None  # always an empty mask
     torch.set_num_threads(args.threads)
     settings = dict(_setting(text) for text in args.set)
     if args.objects_out and len(args.checkpoints) != 1:

@@ -157,7 +157,7 @@ def test_bundled_default_model_segments_a_disc():
 
 def test_click_prior_pulls_towards_each_clicks_sign():
     from napari_risnet.clicks import distance_maps
-    from napari_risnet.inference.predictor import click_prior
+    from napari_risnet.inference.click_effects import click_prior
 
     dist = torch.from_numpy(distance_maps((20, 40), [Click(5, 5, True), Click(5, 35, False)]))
     probs = click_prior(torch.full((20, 40), 0.5), dist, sigma=2.0)

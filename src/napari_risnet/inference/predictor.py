@@ -8,7 +8,6 @@ on a huge image); when the object found is small in that window, a second pass z
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol, Sequence
 
@@ -16,12 +15,15 @@ import numpy as np
 import torch
 
 from napari_risnet.clicks import Click, distance_maps, propose_rois, validate_clicks
+from napari_risnet.inference.click_effects import click_prior, seed_params
 from napari_risnet.inference.focus import boundary_band, cut, focus_window, paste
 from napari_risnet.inference.graphcut import GraphCutParams, graph_cut
 from napari_risnet.inference.merge import progressive_merge
 from napari_risnet.inference.network_pass import add_timing, window_logits
+from napari_risnet.inference.prediction import Prediction
 from napari_risnet.inference.preprocess import (CropTransform, ImageNormalizer, fit_shape,
                                                 network_input)
+from napari_risnet.inference.previous_mask import mask_box, prev_in_window
 from napari_risnet.inference.settings import recorded_settings
 from napari_risnet.model.checkpoint import load_checkpoint
 from napari_risnet.model.risnet import RISNet
@@ -33,20 +35,6 @@ EXPAND = 1.6
 #: progressive merge only where the window is shown at most this magnified
 MERGE_MAX_SCALE = 1.0
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "risnet_default.pt"
-
-
-@dataclass
-class Prediction:
-    """Result of one click: float32 probabilities in [0, 1] and the bool mask, both (H, W) over
-    the whole image (zero outside the window that was predicted), plus per-stage seconds.
-
-    For a lazy, huge image they cover only ``window`` = (r0, c0, r1, c1) and ``offset`` says where.
-    """
-
-    probabilities: np.ndarray
-    mask: np.ndarray
-    timings: dict[str, float] = field(default_factory=dict)
-    window: tuple[int, int, int, int] | None = None
 
 
 class InteractiveSegmenter(Protocol):
@@ -235,10 +223,10 @@ class Predictor:
         """
         shape = self.image_shape
         clicks = validate_clicks(clicks, shape)
-        prev_box = _mask_box(prev_mask, shape)
+        prev_box = mask_box(prev_mask, shape)
         timings: dict[str, float] = {}
         t = self._choose_window(clicks, prev_box)
-        prev_crop = _prev_in_window(prev_mask, t)
+        prev_crop = prev_in_window(prev_mask, t)
         probs_crop, mask_crop = self._predict_window(t, clicks, timings, prev_crop)
         if self.focus_from and prev_box is not None and len(clicks) >= self.focus_from:
             probs_crop, mask_crop = self._focus(t, clicks, timings, probs_crop, mask_crop)
@@ -336,7 +324,7 @@ class Predictor:
             crop_clicks = [Click(c.row - t.r0, c.col - t.c0, c.positive) for c in clicks
                            if t.contains(c)]
             mask_crop = graph_cut(probs_crop, rgb_crop, crop_clicks,
-                                  _seed_params(self.graphcut_params, t.magnification))
+                                  seed_params(self.graphcut_params, t.magnification))
         else:
             mask_crop = probs_crop >= 0.5
         add_timing(timings, "graphcut", time.perf_counter() - tic)
@@ -358,63 +346,6 @@ class Predictor:
         add_timing(timings, "assemble", time.perf_counter() - tic)
         timings["total"] = sum(v for k, v in timings.items() if k != "total")
         return pred
-
-
-def _seed_params(params: GraphCutParams, magnification: float) -> GraphCutParams:
-    """Graph-cut parameters for a window magnified this much: the click's hard-seed disc keeps
-    its size in network pixels, so that on a tiny object (seen 4x enlarged) a click near the
-    boundary does not force a disc of image pixels across it."""
-    if magnification <= 1:
-        return params
-    return replace(params, click_radius=int(params.click_radius / magnification))
-
-
-def click_prior(probs: torch.Tensor, dist: torch.Tensor, sigma: float) -> torch.Tensor:
-    """p + (1 - p) g near positive clicks, p (1 - g) near negative ones, with
-    g = exp(-d^2 / 2 sigma^2) and d the (2, H, W) distances to the nearest click of each sign."""
-    g = torch.exp(-dist.float() ** 2 / (2 * sigma ** 2))
-    probs = probs + (1 - probs) * g[0]
-    return probs * (1 - g[1])
-
-
-def _prev_in_window(prev: "np.ndarray | Prediction | None", t: CropTransform
-                    ) -> np.ndarray | None:
-    """The previous mask cut to the window ``t`` (None when there is none)."""
-    if prev is None:
-        return None
-    if isinstance(prev, Prediction):
-        mask, window = prev.mask, prev.window
-        if window is None or mask.shape[:2] != (window[2] - window[0], window[3] - window[1]):
-            window = (0, 0, *mask.shape[:2])
-        out = np.zeros(t.crop_shape, bool)
-        r0, c0 = max(t.r0, window[0]), max(t.c0, window[1])
-        r1, c1 = min(t.r1, window[2]), min(t.c1, window[3])
-        if r1 > r0 and c1 > c0:
-            out[r0 - t.r0:r1 - t.r0, c0 - t.c0:c1 - t.c0] = \
-                mask[r0 - window[0]:r1 - window[0], c0 - window[1]:c1 - window[1]]
-        return out
-    return np.asarray(prev)[t.r0:t.r1, t.c0:t.c1]
-
-
-def _mask_box(prev: "np.ndarray | Prediction | None", shape: tuple[int, int]
-              ) -> tuple[int, int, int, int] | None:
-    """Bounding box (r0, c0, r1, c1) of a previous mask or Prediction; None when empty."""
-    if prev is None:
-        return None
-    r0 = c0 = 0
-    if isinstance(prev, Prediction):
-        mask = prev.mask
-        if prev.window is not None and mask.shape != shape:
-            r0, c0 = prev.window[:2]
-    else:
-        mask = np.asarray(prev)
-        if mask.shape != shape:
-            raise ValueError(f"prev_mask of shape {mask.shape} does not match the image {shape}")
-    rows = np.flatnonzero(mask.any(axis=1))
-    if len(rows) == 0:
-        return None
-    cols = np.flatnonzero(mask.any(axis=0))
-    return r0 + rows[0], c0 + cols[0], r0 + rows[-1] + 1, c0 + cols[-1] + 1
 
 
 __all__ = ["DEFAULT_WEIGHTS", "InteractiveSegmenter", "Prediction", "Predictor",
