@@ -165,6 +165,53 @@ def test_click_prior_pulls_towards_each_clicks_sign():
     assert probs[5, 20] == pytest.approx(0.5, abs=1e-3)  # far from both: unchanged
 
 
+def test_local_threshold_flips_what_is_as_likely_as_the_clicked_point():
+    """A positive click on a point the network put at logit -2 lowers the threshold around it:
+    the point and its equally likely neighbours become the object, a clear background pixel
+    next to it (logit -8) and everything far away stay; a click already answered rightly and
+    a negative click do the same with their own sign."""
+    from napari_risnet.inference.click_effects import local_threshold
+
+    logits = torch.full((1, 1, 40, 60), -2.0)
+    logits[..., 10, 12] = -8.0
+    logits[..., :, 40:] = 3.0
+    out = local_threshold(logits, [Click(10, 10, True)], sigma=3.0, margin=0.5)[0, 0]
+    assert out[10, 10] == pytest.approx(0.5)
+    assert out[10, 11] > 0 and out[11, 10] > 0  # as likely as the clicked point: flipped
+    assert out[10, 12] < -5  # clearly background: stays
+    assert torch.equal(out[30:, 20:], logits[0, 0, 30:, 20:])  # far away: untouched
+    unchanged = local_threshold(logits, [Click(20, 50, True)], sigma=3.0)
+    assert torch.equal(unchanged, logits)  # already the object there
+    out = local_threshold(logits, [Click(20, 50, False)], sigma=3.0, margin=0.5)[0, 0]
+    assert out[20, 50] == pytest.approx(-0.5) and out[20, 51] < 0 and out[20, 30] == -2.0
+
+
+def test_local_threshold_width_depends_on_the_window(tiny_model):
+    """The local threshold uses ``click_threshold`` on windows that do not show a small object
+    and ``click_threshold_small`` on those that do (magnified at least ``small_object_from``)."""
+    rng = np.random.default_rng(1)
+    # a negative click where the tiny model answers ~0.6: answered wrongly, so it shifts
+    images = {"small": (rng.integers(0, 255, (16, 16), dtype=np.uint8),  # 4x
+                        [Click(8, 8), Click(3, 3, False)]),
+              "large": (rng.integers(0, 255, (128, 128), dtype=np.uint8),
+                        [Click(60, 60), Click(20, 20, False)])}
+    answers = {}
+    for widths in ((0.0, 0.0), (0.1, 0.0), (0.0, 0.1)):
+        p = Predictor(model=tiny_model, device="cpu", input_size=64, use_graphcut=False,
+                      click_sigma=0, click_sigma_magnified=0, click_threshold=widths[0],
+                      click_threshold_small=widths[1])
+        for name, (image, clicks) in images.items():
+            p.set_image(image)
+            answers[name, widths] = p.predict(clicks).probabilities
+    off = (0.0, 0.0)
+    np.testing.assert_array_equal(answers["small", (0.1, 0.0)], answers["small", off])
+    np.testing.assert_array_equal(answers["large", (0.0, 0.1)], answers["large", off])
+    assert not np.array_equal(answers["large", (0.1, 0.0)], answers["large", off])
+    assert not np.array_equal(answers["small", (0.0, 0.1)], answers["small", off])
+    with pytest.raises(ValueError, match="click_threshold"):
+        Predictor(model=tiny_model, device="cpu", click_threshold=-1)
+
+
 def test_click_seed_disc_shrinks_with_the_magnification(predictor, monkeypatch):
     """A click's hard-seed disc keeps its size in network pixels: on a tiny object seen
     magnified, a click near the boundary must not force image pixels across it."""
@@ -287,7 +334,7 @@ def test_focus_pass_moves_only_the_coarse_boundary_near_the_last_click(tiny_mode
 
 
 def test_magnified_bias_grows_small_objects_only(tiny_model):
-    """The logit bias applies on windows magnified at least ``magnified_bias_from`` (small
+    """The logit bias applies on windows magnified at least ``small_object_from`` (small
     objects, answered too small): not on a mid-sized object seen slightly enlarged (where it fed
     back through the previous mask), never on a window shown at or below the image's
     resolution."""
@@ -298,8 +345,8 @@ def test_magnified_bias_grows_small_objects_only(tiny_model):
     answers = {}
     for bias, floor in ((0.0, 2.0), (3.0, 2.0), (3.0, 1.0)):
         p = Predictor(model=tiny_model, device="cpu", input_size=64, use_graphcut=False,
-                      click_sigma=0, click_sigma_magnified=0, magnified_bias=bias,
-                      magnified_bias_from=floor)
+                      click_sigma=0, click_sigma_magnified=0, click_threshold=0,
+                      click_threshold_small=0, magnified_bias=bias, small_object_from=floor)
         for name, (image, click) in images.items():
             p.set_image(image)
             answers[name, bias, floor] = p.predict([click]).probabilities
@@ -312,8 +359,8 @@ def test_magnified_bias_grows_small_objects_only(tiny_model):
         np.testing.assert_array_equal(answers[name, 3.0, floor], answers[name, 0.0, 2.0])
     with pytest.raises(ValueError, match="magnified_bias"):
         Predictor(model=tiny_model, device="cpu", magnified_bias=float("nan"))
-    with pytest.raises(ValueError, match="magnified_bias_from"):
-        Predictor(model=tiny_model, device="cpu", magnified_bias_from=0.5)
+    with pytest.raises(ValueError, match="small_object_from"):
+        Predictor(model=tiny_model, device="cpu", small_object_from=0.5)
 
 
 def test_flip_average_is_mirror_symmetric(tiny_model):

@@ -147,7 +147,8 @@ def test_replay_rebuilds_the_recorded_predictor_after_the_defaults_change(tmp_pa
 
     _, project, saved = _discs_project(tmp_path, 2)
     record = json.loads((project / "project.json").read_text())["model"]["predictor"]
-    assert record["magnified_bias"] == 0.5 and record["magnified_bias_from"] == 2.0
+    assert record["magnified_bias"] == 0.5 and record["small_object_from"] == 2.0
+    assert record["click_threshold"] == 0.05
     assert record["focus_from"] == 2
     assert record["graphcut_params"]["pairwise_weight"] == 0.5
 
@@ -176,23 +177,26 @@ def test_replay_rebuilds_the_recorded_predictor_after_the_defaults_change(tmp_pa
 
 def test_unknown_recorded_settings_are_dropped_with_a_warning():
     from napari_risnet.inference.graphcut import GraphCutParams
-    from napari_risnet.inference.settings import predictor_kwargs
+    from napari_risnet.inference.settings import BEFORE_RECORDED, predictor_kwargs
 
     with pytest.warns(UserWarning, match="future_knob, graphcut_params.new_term"):
         kwargs = predictor_kwargs({"focus_from": 3, "future_knob": 1,
                                    "graphcut_params": {"pairwise_weight": 0.7, "new_term": 2}})
-    assert kwargs == {"focus_from": 3, "magnified_bias_from": 1.0,  # (record predates it)
+    assert kwargs == {"focus_from": 3, **BEFORE_RECORDED,  # (the record predates them)
                       "graphcut_params": GraphCutParams(pairwise_weight=0.7)}
 
 
 def test_a_setting_newer_than_the_record_replays_as_before_it_existed():
-    """A record written before ``magnified_bias_from`` existed was made with the bias on every
-    magnified window (1.0); a record that has the setting keeps its own value."""
+    """A record written before ``small_object_from`` and the local click threshold existed was
+    made with the bias on every magnified window and no threshold shift; a record that has the
+    settings keeps its own values."""
     from napari_risnet.inference.settings import predictor_kwargs
 
-    assert predictor_kwargs({"magnified_bias": 0.5})["magnified_bias_from"] == 1.0
-    assert predictor_kwargs({"magnified_bias": 0.5,
-                             "magnified_bias_from": 2.0})["magnified_bias_from"] == 2.0
+    old = predictor_kwargs({"magnified_bias": 0.5})
+    assert old["small_object_from"] == 1.0 and old["click_threshold"] == 0.0
+    new = predictor_kwargs({"magnified_bias": 0.5, "small_object_from": 2.0,
+                            "click_threshold": 0.05})
+    assert new["small_object_from"] == 2.0 and new["click_threshold"] == 0.05
 
 
 def test_segment_project_on_a_stack_with_graphcut(tmp_path, capsys) -> None:

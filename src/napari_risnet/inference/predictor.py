@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from napari_risnet.clicks import Click, distance_maps, propose_rois, validate_clicks
-from napari_risnet.inference.click_effects import click_prior, seed_params
+from napari_risnet.inference.click_effects import click_prior, local_threshold, seed_params
 from napari_risnet.inference.focus import boundary_band, cut, focus_window, paste
 from napari_risnet.inference.graphcut import GraphCutParams, graph_cut
 from napari_risnet.inference.merge import progressive_merge
@@ -118,11 +118,20 @@ class Predictor:
             systematically about half a pixel too small (held-out training nuclei: after the
             first click 80 % of the objects have more missed than spilled pixels); 0 = none.
             0.5 chosen on held-out objects of the three training folders (model card).
-        magnified_bias_from: the bias applies only where the window is magnified at least this
-            much. The size bias was measured on nuclei and hippocampus slices (windows magnified
-            about 3-6x); a mid-sized natural object seen 1.1x enlarged has none, and there the bias
-            fed back through the previous-mask input: each click grew the mask a little more
-            (held-out orange: IoU 0.97 -> 0.68 over ten clicks). 1 = on every magnified window.
+        small_object_from: a window magnified at least this much (and more than 1x) shows a
+            small object: it gets ``magnified_bias`` and ``click_threshold_small``. The size bias
+            was measured on nuclei and hippocampus slices (windows magnified about 3-6x); a
+            mid-sized natural object seen 1.1x enlarged has none, and there the bias fed back
+            through the previous-mask input: each click grew the mask a little more (held-out
+            orange: IoU 0.97 -> 0.68 over ten clicks). 1 = every magnified window.
+        click_threshold: width (fraction of the network input) of the local threshold shift
+            around each click the network answered wrongly
+            (:func:`~napari_risnet.inference.click_effects.local_threshold`), on windows that
+            do not show a small object; 0 disables it. 0.05 chosen on held-out training objects
+            (COCO NoC@85 / 90 -1.2 / -1.1 clicks, about 2.7 standard errors; model card).
+        click_threshold_small: the same width on small-object windows, narrower since their
+            errors are a pixel or two thin (held-out nuclei NoC@85 / 90 -0.57 / -0.37 with 0.02,
+            about 2 standard errors; 0.03 lost NoC@90 again, 0.05 cost hippocampus a click).
         flip_average: average the network's logits over the window and its mirror image (one
             batch of two: about twice the network time per pass) on "all" windows, on
             "magnified" ones only (the default: small objects, where it helped the held-out
@@ -137,9 +146,10 @@ class Predictor:
                  min_window: int | None = None, graphcut_params: GraphCutParams | None = None,
                  threads: int | None = None, merge_from: int = 2, focus_from: int = 2,
                  focus_ratio: float = 0.4, focus_band: float = 3.0,
-                 magnified_bias: float = 0.5, magnified_bias_from: float = 2.0,
+                 magnified_bias: float = 0.5, small_object_from: float = 2.0,
                  flip_average: str = "magnified",
-                 merge_min_elsewhere: float = 0.1) -> None:
+                 merge_min_elsewhere: float = 0.1, click_threshold: float = 0.05,
+                 click_threshold_small: float = 0.02) -> None:
         self.device = resolve_device(device)
         if model is None:
             path = default_checkpoint() if checkpoint in (None, "default") else Path(checkpoint)
@@ -176,13 +186,18 @@ class Predictor:
         if not np.isfinite(magnified_bias):
             raise ValueError(f"magnified_bias must be a finite logit, got {magnified_bias}")
         self.magnified_bias = float(magnified_bias)
-        if not magnified_bias_from >= 1:
-            raise ValueError(f"magnified_bias_from must be a magnification >= 1, got "
-                             f"{magnified_bias_from}")
-        self.magnified_bias_from = float(magnified_bias_from)
+        if not small_object_from >= 1:
+            raise ValueError(f"small_object_from must be a magnification >= 1, got "
+                             f"{small_object_from}")
+        self.small_object_from = float(small_object_from)
         if flip_average not in FLIP_AVERAGE:
             raise ValueError(f"flip_average must be one of {FLIP_AVERAGE}, got {flip_average!r}")
         self.flip_average = flip_average
+        if not click_threshold >= 0 or not click_threshold_small >= 0:
+            raise ValueError(f"click_threshold and click_threshold_small must be >= 0 (0 = off), "
+                             f"got {click_threshold}, {click_threshold_small}")
+        self.click_threshold = float(click_threshold)
+        self.click_threshold_small = float(click_threshold_small)
         self._norm: ImageNormalizer | None = None
         self._cache: np.ndarray | None = None
 
@@ -310,8 +325,12 @@ class Predictor:
         logits = window_logits(self.model, x, boxes, flip, timings)
         tic = time.perf_counter()
         with torch.inference_mode():
-            if t.magnification >= self.magnified_bias_from and self.magnified_bias:
+            small = t.magnification > 1 and t.magnification >= self.small_object_from
+            if small and self.magnified_bias:
                 logits = logits + self.magnified_bias
+            width = self.click_threshold_small if small else self.click_threshold
+            if width > 0:
+                logits = local_threshold(logits, net_clicks, width * max(t.out_shape))
             probs = torch.sigmoid(logits)
             sigma = self.click_sigma_magnified if t.magnification > 1 else self.click_sigma
             if sigma > 0:

@@ -1,9 +1,9 @@
 """The predictor settings a project records, so that ``replay`` rebuilds the predictor that made
 the labels even after a release has changed the defaults (the focus pass in session 5, the
-magnified-window bias and flip averaging in session 6, the bias's magnification floor in session
-7). A project saved before settings were recorded is replayed with the current defaults; a
-setting added later is replayed, for a record without it, with the value that reproduces the
-release that wrote the record.
+magnified-window bias and flip averaging in session 6, the small-object floor of that bias and
+the local threshold around clicks in session 7). A project saved before settings were recorded
+is replayed with the current defaults; a setting added later is replayed, for a record without
+it, with the value that reproduces the release that wrote the record.
 """
 from __future__ import annotations
 
@@ -17,11 +17,12 @@ from napari_risnet.inference.graphcut import GraphCutParams
 RECORDED = ("input_size", "n_roi", "first_window", "refine_ratio", "expand", "click_sigma",
             "click_sigma_magnified", "min_window", "merge_from", "merge_min_elsewhere",
             "focus_from", "focus_ratio", "focus_band", "magnified_bias",
-            "magnified_bias_from", "flip_average")
+            "small_object_from", "flip_average", "click_threshold", "click_threshold_small")
 
 #: settings added after projects began recording them, with the value that reproduces what a
 #: record without them was made with (before the setting existed)
-BEFORE_RECORDED = {"magnified_bias_from": 1.0}
+BEFORE_RECORDED = {"small_object_from": 1.0, "click_threshold": 0.0,
+                   "click_threshold_small": 0.0}
 
 
 def recorded_settings(predictor: Any) -> dict[str, Any]:
