@@ -5,8 +5,9 @@ the committed objects (per slice: their clicks and, for propagated slices, the s
 carried from). A committed object can be corrected on any slice (``correct``, ``erase_slice``)
 and propagated again from there (``propagate(..., from_slice=...)``, in ``propagation.py``).
 Every change is one undo step that restores the label array exactly.
-This file holds the click -> predict -> commit path and undo / redo; corrections of committed
-objects live in ``corrections.py`` and the click table / replay in ``replay.py`` (mixins).
+This file holds the click -> commit path and undo / redo; the segmenter calls and the queue of
+clicks waiting for a prediction live in ``prediction.py``, corrections of committed objects in
+``corrections.py`` and the click table / replay in ``replay.py`` (mixins).
 
 Masks follow *sequential* semantics: the mask after click ``k`` of a slice is
 ``predict(clicks[:k], prev_mask=mask after click k-1)``. They are cached by (slice, clicks)
@@ -27,6 +28,7 @@ import numpy as np
 from napari_risnet.annotation.cache import MASK_CACHE_BYTES, MaskCache
 from napari_risnet.annotation.corrections import CorrectionsMixin
 from napari_risnet.annotation.history import History, Patch, SessionState, Step, write_patch
+from napari_risnet.annotation.prediction import PredictionMixin
 from napari_risnet.annotation.propagation import (PropagationMixin, PropagationResult, StopRule,
                                                   derive_clicks)
 from napari_risnet.annotation.records import ClickRecord, ObjectRecord, SliceKey, SliceRecord
@@ -38,7 +40,7 @@ if TYPE_CHECKING:  # the protocol's module imports torch; the session needs nump
     from napari_risnet.inference.predictor import InteractiveSegmenter
 
 
-class AnnotationSession(PropagationMixin, CorrectionsMixin, ReplayMixin):
+class AnnotationSession(PredictionMixin, PropagationMixin, CorrectionsMixin, ReplayMixin):
     """Clicks -> objects -> a label array, with undo / redo and stack propagation.
 
     Args:
@@ -176,101 +178,6 @@ class AnnotationSession(PropagationMixin, CorrectionsMixin, ReplayMixin):
         if not isinstance(click, Click):
             raise TypeError(f"expected a Click, got {type(click).__name__}")
         return validate_clicks([click], self.spatial_shape)[0]
-
-    # -- prediction ------------------------------------------------------------------------------
-    def _predict(self, key: SliceKey, clicks: Sequence[Click],
-                 prev: np.ndarray | None) -> np.ndarray:
-        """Run the segmenter on one slice (takes the segmenter lock; never hold only the state
-        lock when calling this)."""
-        return self._predict_full(key, clicks, prev)[0]
-
-    def _predict_full(self, key: SliceKey, clicks: Sequence[Click], prev: np.ndarray | None
-                      ) -> tuple[np.ndarray, np.ndarray | None]:
-        """The (H, W) mask and probabilities (None if the segmenter gives none) of one slice."""
-        with self._seg_lock:
-            if self._image_slice != key:
-                self._image_slice = None
-                self._segmenter.set_image(self.image[key], self.channels)
-                self._image_slice = key
-            pred = self._segmenter.predict(list(clicks), prev_mask=prev)
-        mask = np.asarray(pred.mask, dtype=bool)
-        probs = getattr(pred, "probabilities", None)
-        probs = None if probs is None else np.asarray(probs, dtype=np.float32)
-        if mask.shape != self.spatial_shape:
-            window = getattr(pred, "window", None)
-            if window is None:
-                raise ValueError(f"the segmenter returned a mask of shape {mask.shape} for an "
-                                 f"image of shape {self.spatial_shape}")
-            full = np.zeros(self.spatial_shape, bool)
-            full[window[0]:window[2], window[1]:window[3]] = mask
-            mask = full
-            if probs is not None and probs.shape != self.spatial_shape:
-                fullp = np.zeros(self.spatial_shape, np.float32)
-                fullp[window[0]:window[2], window[1]:window[3]] = probs
-                probs = fullp
-        mask.setflags(write=False)
-        return mask, probs
-
-    def _grey(self, key: SliceKey) -> np.ndarray:
-        """One slice as a float grey image (mean of the channels used), for the stop rule."""
-        img = np.asarray(self.image[key], dtype=np.float32)
-        if self.rgb or img.ndim == 3:
-            if self.channels is not None:
-                img = img[..., self.channels]
-            img = img.mean(axis=-1)
-        return img
-
-    def _next_pending(self) -> tuple[SliceKey, tuple[Click, ...], np.ndarray | None] | None:
-        for key, clicks in self._state.current.items():
-            for n in range(1, len(clicks) + 1):
-                if (key, clicks[:n]) not in self._cache:
-                    prev = self._cache.get((key, clicks[:n - 1])) if n > 1 else None
-                    return key, clicks[:n], prev
-        return None
-
-    def predict_pending(self, keep_failed: bool = False) -> list[SliceKey]:
-        """Predict every click still waiting (safe to call from a worker thread).
-
-        On an error the failed click and the later clicks of its slice are dropped (no undo
-        step), so the session stays consistent, and the error is raised again. With
-        ``keep_failed`` (a UI: the user's clicks must survive a model that failed to load)
-        they stay pending instead, and the next call predicts them again.
-
-        Returns:
-            the slices whose mask changed.
-        """
-        updated: list[SliceKey] = []
-        while True:
-            with self._lock:
-                job = self._next_pending()
-            if job is None:
-                return updated
-            key, clicks, prev = job
-            try:
-                mask = self._predict(key, clicks, prev)
-            except Exception:
-                if not keep_failed:
-                    self._drop_failed(key, clicks)
-                raise
-            with self._lock:
-                self._cache.put((key, clicks), mask)
-            if key not in updated:
-                updated.append(key)
-
-    def _drop_failed(self, key: SliceKey, clicks: tuple[Click, ...]) -> None:
-        with self._lock:
-            current = self._state.current.get(key, ())
-            if current[:len(clicks)] != clicks:
-                return  # the user changed this slice meanwhile: nothing of it is left to drop
-            keep = clicks[:-1]
-            self._history.drop_last_while(
-                lambda step: step.kind == "click" and step.slice == key
-                and len(step.after.current.get(key, ())) > len(keep))
-            if keep:
-                self._state.current[key] = keep
-            else:
-                self._state.current.pop(key, None)
-                self._state.current_seq.pop(key, None)
 
     # -- steps -----------------------------------------------------------------------------------
     def _push(self, kind: str, before: SessionState, patches: list[Patch] | None = None,
