@@ -1,7 +1,7 @@
-"""What a click does beyond the network's input: a prior on the probabilities around it and a
-hard seed in the graph cut. Both make a click change the result where it lands, which an
-under-trained network's soft answer may not (the robot, or a user, would click the same spot
-again and again).
+"""What a click does beyond the network's input: a local decision threshold on the logits
+around it, a prior on the probabilities and a hard seed in the graph cut. All make a click
+change the result where it lands, which an under-trained network's soft answer may not (the
+robot, or a user, would click the same spot again and again).
 """
 from __future__ import annotations
 

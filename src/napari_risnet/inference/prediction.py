@@ -12,7 +12,7 @@ class Prediction:
     """Result of one click: float32 probabilities in [0, 1] and the bool mask, both (H, W) over
     the whole image (zero outside the window that was predicted), plus per-stage seconds.
 
-    For a lazy, huge image they cover only ``window`` = (r0, c0, r1, c1) and ``offset`` says where.
+    For a lazy, huge image they cover only ``window`` = (r0, c0, r1, c1) of the image.
     """
 
     probabilities: np.ndarray

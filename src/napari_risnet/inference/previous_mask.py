@@ -11,7 +11,7 @@ from napari_risnet.inference.preprocess import CropTransform
 
 
 def prev_in_window(prev: "np.ndarray | Prediction | None", t: CropTransform
-                    ) -> np.ndarray | None:
+                   ) -> np.ndarray | None:
     """The previous mask cut to the window ``t`` (None when there is none)."""
     if prev is None:
         return None
@@ -30,7 +30,7 @@ def prev_in_window(prev: "np.ndarray | Prediction | None", t: CropTransform
 
 
 def mask_box(prev: "np.ndarray | Prediction | None", shape: tuple[int, int]
-              ) -> tuple[int, int, int, int] | None:
+             ) -> tuple[int, int, int, int] | None:
     """Bounding box (r0, c0, r1, c1) of a previous mask or Prediction; None when empty."""
     if prev is None:
         return None
