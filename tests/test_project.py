@@ -186,6 +186,50 @@ def test_unknown_recorded_settings_are_dropped_with_a_warning():
                       "graphcut_params": GraphCutParams(pairwise_weight=0.7)}
 
 
+def test_a_project_from_the_previous_release_replays_identically(tmp_path, capsys,
+                                                                 monkeypatch) -> None:
+    """Labels made by the previous release (bias on every magnified window, no local click
+    threshold), whose record lacks the settings added since, replay to the same labels, though
+    this release's defaults answer that object differently (a soft-edged disc seen 1.6x
+    enlarged: the previous release added the small-object bias there)."""
+    from scipy import ndimage
+
+    from napari_risnet.annotation.project import DESCRIPTION_HEADER
+    from napari_risnet.inference.predictor import Predictor
+    from napari_risnet.inference.settings import BEFORE_RECORDED
+
+    rr, cc = np.mgrid[:300, :300]
+    disc = ndimage.gaussian_filter(((rr - 100) ** 2 + (cc - 100) ** 2 < 50 ** 2) * 160.0, 4)
+    pixels = disc + 40 + np.random.default_rng(0).normal(0, 8, disc.shape)
+    image = tmp_path / "disc.png"
+    Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(image)
+    real_init = Predictor.__init__
+
+    def previous_release(self, *args, **kwargs):
+        for key, value in BEFORE_RECORDED.items():
+            kwargs.setdefault(key, value)
+        real_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(Predictor, "__init__", previous_release)
+    project = tmp_path / "proj"
+    assert _segment(image, project, "100,100,+") == 0
+    monkeypatch.setattr(Predictor, "__init__", real_init)
+    saved = tifffile.imread(project / "labels.tif")
+    with tifffile.TiffFile(project / "labels.tif") as tif:  # the record as it wrote it
+        meta = json.loads(tif.pages[0].description[len(DESCRIPTION_HEADER):])
+    for key in BEFORE_RECORDED:
+        del meta["model"]["predictor"][key]
+    tifffile.imwrite(project / "labels.tif", saved,
+                     description=f"{DESCRIPTION_HEADER}\n{json.dumps(meta)}", metadata=None)
+    out = tmp_path / "replayed.tif"
+    assert main(["replay", str(project), "-o", str(out), "--device", "cpu"]) == 0
+    assert "identical to the saved labels" in capsys.readouterr().out
+    np.testing.assert_array_equal(tifffile.imread(out), saved)
+    today = Predictor(checkpoint="default", device="cpu")  # ...where today's defaults differ
+    today.set_image(np.asarray(Image.open(image)))
+    assert (today.predict([Click(100, 100)]).mask != (saved > 0)).sum() > 50
+
+
 def test_a_setting_newer_than_the_record_replays_as_before_it_existed():
     """A record written before ``small_object_from`` and the local click threshold existed was
     made with the bias on every magnified window and no threshold shift; a record that has the
