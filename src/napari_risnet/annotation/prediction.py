@@ -16,7 +16,7 @@ from napari_risnet.clicks import Click
 
 class PredictionMixin:
     """``predict_pending`` and the segmenter calls for ``AnnotationSession`` (needs its
-    ``image``, ``channels``, ``rgb``, ``spatial_shape``, ``_segmenter``, ``_image_slice``,
+    ``image``, ``channels``, ``spatial_shape``, ``_segmenter``, ``_image_slice``,
     ``_cache``, ``_state``, ``_history`` and both locks)."""
 
     def _predict(self, key: SliceKey, clicks: Sequence[Click],
@@ -51,15 +51,6 @@ class PredictionMixin:
                 probs = fullp
         mask.setflags(write=False)
         return mask, probs
-
-    def _grey(self, key: SliceKey) -> np.ndarray:
-        """One slice as a float grey image (mean of the channels used), for the stop rule."""
-        img = np.asarray(self.image[key], dtype=np.float32)
-        if self.rgb or img.ndim == 3:
-            if self.channels is not None:
-                img = img[..., self.channels]
-            img = img.mean(axis=-1)
-        return img
 
     def _next_pending(self) -> tuple[SliceKey, tuple[Click, ...], np.ndarray | None] | None:
         for key, clicks in self._state.current.items():

@@ -48,7 +48,7 @@ class PropagationResult:
 
 class PropagationMixin:
     """``propagate`` for ``AnnotationSession`` (needs its ``_predict_full``, ``_replace``,
-    ``_grey``, ``_state``, ``_push``, locks and ``labels``).
+    ``_state``, ``_push``, locks, ``labels``, ``image``, ``rgb`` and ``channels``).
 
     Settings, per session (set by ``_init_propagation``):
         stop_rule: the ``StopRule`` (default ``DEFAULT_STOP_RULE``).
@@ -58,6 +58,15 @@ class PropagationMixin:
         measure_always: measure contrast and brightness even when the rule ignores them
             (tuning).
     """
+
+    def _grey(self, key: SliceKey) -> np.ndarray:
+        """One slice as a float grey image (mean of the channels used), for the stop rule."""
+        img = np.asarray(self.image[key], dtype=np.float32)
+        if self.rgb or img.ndim == 3:
+            if self.channels is not None:
+                img = img[..., self.channels]
+            img = img.mean(axis=-1)
+        return img
 
     def _init_propagation(self) -> None:
         self.stop_rule: StopRule = DEFAULT_STOP_RULE
