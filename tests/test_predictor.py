@@ -333,34 +333,37 @@ def test_focus_pass_moves_only_the_coarse_boundary_near_the_last_click(tiny_mode
             Predictor(model=tiny_model, device="cpu", **bad)
 
 
-def test_magnified_bias_grows_small_objects_only(tiny_model):
-    """The logit bias applies on windows magnified at least ``small_object_from`` (small
-    objects, answered too small): not on a mid-sized object seen slightly enlarged (where it fed
-    back through the previous mask), never on a window shown at or below the image's
-    resolution."""
+def test_magnified_bias_acts_on_windows_magnified_at_least_its_floor(tiny_model):
+    """The logit bias applies on windows magnified at least ``magnified_bias_from`` (default:
+    every magnified window, a mid-sized object seen 1.33x enlarged included); with a floor of 2
+    only on small objects seen 4x; never on a window shown at or below the image's resolution.
+    ``small_object_from`` (the threshold's floor) does not move it."""
     rng = np.random.default_rng(0)
     images = {"small": (rng.integers(0, 255, (16, 16), dtype=np.uint8), Click(8, 8)),  # 4x
               "medium": (rng.integers(0, 255, (48, 48), dtype=np.uint8), Click(24, 24)),  # 1.33x
               "large": (rng.integers(0, 255, (128, 128), dtype=np.uint8), Click(60, 60))}  # 0.5x
     answers = {}
-    for bias, floor in ((0.0, 2.0), (3.0, 2.0), (3.0, 1.0)):
+    for bias, floor in ((0.0, 1.0), (3.0, 1.0), (3.0, 2.0)):
         p = Predictor(model=tiny_model, device="cpu", input_size=64, use_graphcut=False,
                       click_sigma=0, click_sigma_magnified=0, click_threshold=0,
-                      click_threshold_small=0, magnified_bias=bias, small_object_from=floor)
+                      click_threshold_small=0, magnified_bias=bias, magnified_bias_from=floor,
+                      small_object_from=5.0)
         for name, (image, click) in images.items():
             p.set_image(image)
             answers[name, bias, floor] = p.predict([click]).probabilities
     logit = lambda q: np.log(q / (1 - q))  # noqa: E731
     for name, floor in (("small", 2.0), ("small", 1.0), ("medium", 1.0)):
-        inside = answers[name, 0.0, 2.0] > 0  # the window: zero outside it
+        inside = answers[name, 0.0, 1.0] > 0  # the window: zero outside it
         np.testing.assert_allclose(logit(answers[name, 3.0, floor][inside]),
-                                   logit(answers[name, 0.0, 2.0][inside]) + 3.0, atol=1e-3)
+                                   logit(answers[name, 0.0, 1.0][inside]) + 3.0, atol=1e-3)
     for name, floor in (("medium", 2.0), ("large", 2.0), ("large", 1.0)):
-        np.testing.assert_array_equal(answers[name, 3.0, floor], answers[name, 0.0, 2.0])
+        np.testing.assert_array_equal(answers[name, 3.0, floor], answers[name, 0.0, 1.0])
+    assert Predictor(model=tiny_model, device="cpu").magnified_bias_from == 1.0
     with pytest.raises(ValueError, match="magnified_bias"):
         Predictor(model=tiny_model, device="cpu", magnified_bias=float("nan"))
-    with pytest.raises(ValueError, match="small_object_from"):
-        Predictor(model=tiny_model, device="cpu", small_object_from=0.5)
+    for bad in ({"small_object_from": 0.5}, {"magnified_bias_from": 0.5}):
+        with pytest.raises(ValueError, match="magnified_bias_from and small_object_from"):
+            Predictor(model=tiny_model, device="cpu", **bad)
 
 
 def test_flip_average_is_mirror_symmetric(tiny_model):

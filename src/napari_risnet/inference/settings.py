@@ -1,9 +1,10 @@
 """The predictor settings a project records, so that ``replay`` rebuilds the predictor that made
 the labels even after a release has changed the defaults (the focus pass in session 5, the
 magnified-window bias and flip averaging in session 6, the small-object floor of that bias and
-the local threshold around clicks in session 7). A project saved before settings were recorded
-is replayed with the current defaults; a setting added later is replayed, for a record without
-it, with the value that reproduces the release that wrote the record.
+the local threshold around clicks in session 7, the bias's own floor in session 8). A project
+saved before settings were recorded is replayed with the current defaults; a setting added later
+is replayed, for a record without it, with the value that reproduces the release that wrote the
+record.
 """
 from __future__ import annotations
 
@@ -17,12 +18,17 @@ from napari_risnet.inference.graphcut import GraphCutParams
 RECORDED = ("input_size", "n_roi", "first_window", "refine_ratio", "expand", "click_sigma",
             "click_sigma_magnified", "min_window", "merge_from", "merge_min_elsewhere",
             "focus_from", "focus_ratio", "focus_band", "magnified_bias",
-            "small_object_from", "flip_average", "click_threshold", "click_threshold_small")
+            "magnified_bias_from", "small_object_from", "flip_average", "click_threshold",
+            "click_threshold_small")
 
 #: settings added after projects began recording them, with the value that reproduces what a
 #: record without them was made with (before the setting existed)
 BEFORE_RECORDED = {"small_object_from": 1.0, "click_threshold": 0.0,
                    "click_threshold_small": 0.0}
+
+#: settings split off another one: a record without them was made with the other's value
+#: (the bias's floor was ``small_object_from`` until session 8)
+SPLIT_FROM = {"magnified_bias_from": "small_object_from"}
 
 
 def recorded_settings(predictor: Any) -> dict[str, Any]:
@@ -45,10 +51,13 @@ def predictor_kwargs(record: dict[str, Any]) -> dict[str, Any]:
                       stacklevel=2)
     kwargs = {k: v for k, v in BEFORE_RECORDED.items() if k not in record}
     kwargs.update({k: v for k, v in record.items() if k in RECORDED})
+    for split, source in SPLIT_FROM.items():
+        if split not in record and source in kwargs:
+            kwargs[split] = kwargs[source]
     if gc:
         kwargs["graphcut_params"] = GraphCutParams(**{k: v for k, v in gc.items()
                                                       if k in known_gc})
     return kwargs
 
 
-__all__ = ["BEFORE_RECORDED", "RECORDED", "predictor_kwargs", "recorded_settings"]
+__all__ = ["BEFORE_RECORDED", "RECORDED", "SPLIT_FROM", "predictor_kwargs", "recorded_settings"]
