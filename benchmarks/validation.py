@@ -7,12 +7,17 @@ trainer's per-epoch check, to choose between checkpoints without touching GrabCu
 
     python benchmarks/validation.py training/default.toml default runs/stage2/last.pt \
         [--per-source 30] [--threads 1] [--ablate no_prev_mask|no_decoder] [--final-iou] \
-        [--set NAME=VALUE ...]
+        [--set NAME=VALUE ...] [--only FOLDER] [--upscale F] [--objects-out F.json]
 
 ``--set`` passes a Predictor setting (``--set focus_from=0``) or, prefixed ``gc.``, a graph-cut
 parameter (``--set gc.pairwise_weight=1.0``, see ``GraphCutParams``). ``--objects-out FILE``
 writes every object's NoC and IoU curve (one checkpoint), for ``benchmarks/paired.py``: the same
 objects under two settings, compared object by object with a standard error.
+
+``--upscale F`` shows every held-out object F times larger (bilinear image, nearest mask): the
+same objects seen at a higher resolution, e.g. nuclei as large in pixels as a microscope at a
+higher magnification makes them (session 8: whether the small-object bias belongs to the
+object's apparent size or to the domain).
 
 ``--ablate`` switches a part of an architecture-v2 model off at inference (the previous mask fed
 as zeros, or the fusion used without the decoder's refinement): what each part contributes to
@@ -24,9 +29,11 @@ import argparse
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
 
 import napari_risnet.inference.predictor as predictor_module
+from napari_risnet.data import ObjectSample
 from napari_risnet.evaluation import evaluate
 from napari_risnet.inference.graphcut import GraphCutParams
 from napari_risnet.inference.predictor import Predictor
@@ -38,6 +45,24 @@ def _name(folder: str) -> str:
     """dsb2018_nuclei for .../dsb2018_nuclei/train, coco_mval for .../coco_mval."""
     parts = Path(folder).parts
     return parts[-2] if parts[-1] in ("train", "test") else parts[-1]
+
+
+def upscaled(sample: ObjectSample, factor: float) -> ObjectSample:
+    """The object seen ``factor`` times larger: image bilinear, mask and ignore band nearest."""
+    from skimage.transform import rescale
+
+    if not factor > 0:
+        raise SystemExit(f"--upscale must be > 0, got {factor}")
+    channel_axis = -1 if sample.image.ndim == 3 else None
+    image = rescale(sample.image.astype(np.float32), factor, order=1, channel_axis=channel_axis,
+                    preserve_range=True, anti_aliasing=False)
+    if np.issubdtype(sample.image.dtype, np.integer):
+        info = np.iinfo(sample.image.dtype)
+        image = image.round().clip(info.min, info.max)
+    nearest = lambda m: rescale(m.astype(np.uint8), factor, order=0,  # noqa: E731
+                                preserve_range=True, anti_aliasing=False) > 0
+    return ObjectSample(sample.name, image.astype(sample.image.dtype), nearest(sample.gt),
+                        nearest(sample.ignore))
 
 
 def _setting(text: str) -> tuple[str, object]:
@@ -71,6 +96,8 @@ def main() -> None:
                         "--set use_graphcut=false (repeatable)")
     p.add_argument("--objects-out", default=None,
                    help="write per-object results (JSON) here; one checkpoint only")
+    p.add_argument("--upscale", type=float, default=1.0,
+                   help="show each held-out object this many times larger (default 1: as is)")
     p.add_argument("--final-iou", action="store_true",
                    help="also print the mean IoU after the last click (late-click drift)")
     args = p.parse_args()
@@ -84,6 +111,8 @@ def main() -> None:
     sets, _ = held_out_objects(cfg, args.per_source)  # the trainer's own held-out split
     if args.only:
         sets = [(path, samples) for path, samples in sets if _name(path) == args.only]
+    if args.upscale != 1:
+        sets = [(path, [upscaled(s, args.upscale) for s in samples]) for path, samples in sets]
     what = "NoC@85 / 90" + (f" / IoU@{args.max_clicks}" if args.final_iou else "")
     print("| model | " + " | ".join(f"{_name(path)} {what}" for path, _ in sets)
           + " | mean NoC@85 / 90 |")
@@ -110,7 +139,7 @@ def main() -> None:
         mean = f"{sum(n85) / len(n85):.2f} / {sum(n90) / len(n90):.2f}"
         label = ckpt + "".join(f" ({x})" for x in (
             args.ablate, None if args.merge_from is None else f"merge_from {args.merge_from}",
-            *args.set) if x)
+            None if args.upscale == 1 else f"upscale {args.upscale:g}", *args.set) if x)
         print(f"| {label} | " + " | ".join(cells) + f" | {mean} |", flush=True)
         if args.objects_out:
             Path(args.objects_out).write_text(json.dumps({"label": label, "objects": objects}))

@@ -199,7 +199,8 @@ def test_a_project_from_an_earlier_release_replays_identically(tmp_path, capsys,
     """Labels made by an earlier release, whose record lacks the settings added since, replay to
     the same labels. Session 7's behaviour (no bias on a soft-edged disc seen 1.6x enlarged)
     differs from today's defaults there, so its replay holds only if the missing floor is taken
-    from the record's ``small_object_from``; session 6's also needs ``BEFORE_RECORDED``."""
+    from the record's ``small_object_from``; session 6's record also lacks session 7's settings
+    (``BEFORE_RECORDED``)."""
     from scipy import ndimage
 
     from napari_risnet.annotation.project import DESCRIPTION_HEADER
