@@ -325,20 +325,20 @@ class Predictor:
         x = x.to(self.device, memory_format=torch.channels_last)
         boxes = propose_rois(net_clicks, t.out_shape, self.n_roi) if net_clicks else None
         add_timing(timings, "preprocess", time.perf_counter() - tic)
-        flip = self.flip_average == "all" or (self.flip_average == "magnified"
-                                               and t.magnification > 1)
+        magnified = t.magnification > 1  # an object seen enlarged
+        flip = self.flip_average == "all" or (self.flip_average == "magnified" and magnified)
         logits = window_logits(self.model, x, boxes, flip, timings)
         tic = time.perf_counter()
         with torch.inference_mode():
-            small = t.magnification > 1 and t.magnification >= self.small_object_from
-            biased = t.magnification > 1 and t.magnification >= self.magnified_bias_from
+            small = magnified and t.magnification >= self.small_object_from
+            biased = magnified and t.magnification >= self.magnified_bias_from
             if biased and self.magnified_bias:
                 logits = logits + self.magnified_bias
             width = self.click_threshold_small if small else self.click_threshold
             if width > 0:
                 logits = local_threshold(logits, net_clicks, width * max(t.out_shape))
             probs = torch.sigmoid(logits)
-            sigma = self.click_sigma_magnified if t.magnification > 1 else self.click_sigma
+            sigma = self.click_sigma_magnified if magnified else self.click_sigma
             if sigma > 0:
                 probs = click_prior(probs, torch.from_numpy(dist).to(probs.device),
                                     sigma * max(t.out_shape))
