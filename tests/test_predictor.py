@@ -145,6 +145,49 @@ def test_first_click_zooms_in_on_a_small_or_unseen_object(predictor, monkeypatch
     assert max(second.crop_shape) < 200 and second.r0 <= 200 < second.r1
 
 
+@pytest.mark.parametrize("wide_answer, chosen", [(26, "wide"), (40, "tight")])
+def test_first_click_zoom_in_prefers_context_unless_it_finds_a_larger_object(
+        tiny_model, monkeypatch, wide_answer, chosen):
+    """The first click's second look uses the wider window (``refine_expand``) unless its answer
+    is more than ``refine_max_growth`` times the tighter window's (a cell around the clicked
+    nucleus): then the tighter one wins."""
+    predictor = Predictor(model=tiny_model, device="cpu", input_size=64, expand=1.6,
+                          refine_expand=2.5, refine_max_growth=3.0)
+    image = np.random.default_rng(0).integers(0, 255, (400, 400), dtype=np.uint8)
+    predictor.set_image(image)
+    windows = []
+
+    def fake(t, clicks, timings, prev_crop=None):
+        windows.append(t)
+        mask = np.zeros(t.crop_shape, bool)
+        side = 20 if len(windows) != 2 else wide_answer  # look 2 = the wide window
+        r, c = 200 - t.r0, 150 - t.c0
+        mask[r - side // 2:r + side // 2, c - side // 2:c + side // 2] = True
+        return mask.astype(np.float32), mask
+
+    monkeypatch.setattr(predictor, "_predict_window", fake)
+    pred = predictor.predict([Click(200, 150)])
+    first, wide, tight = windows
+    assert first.crop_shape == (400, 400)
+    assert min(wide.crop_shape) > max(tight.crop_shape) > 20  # 2.5x and 1.6x the 20-px box
+    assert pred.window == ((wide if chosen == "wide" else tight).r0,
+                           (wide if chosen == "wide" else tight).c0,
+                           (wide if chosen == "wide" else tight).r1,
+                           (wide if chosen == "wide" else tight).c1)
+    assert pred.mask.sum() == (wide_answer if chosen == "wide" else 20) ** 2
+
+    same = Predictor(model=tiny_model, device="cpu", input_size=64, expand=1.6,
+                     refine_expand=1.6)  # as before the split: one look
+    same.set_image(image)
+    windows.clear()
+    monkeypatch.setattr(same, "_predict_window", fake)
+    same.predict([Click(200, 150)])
+    assert len(windows) == 2 and windows[1] == tight
+    for bad in ({"refine_expand": 0.9}, {"expand": 0.5}, {"refine_max_growth": 0.5}):
+        with pytest.raises(ValueError, match="refine_expand|refine_max_growth"):
+            Predictor(model=tiny_model, device="cpu", **bad)
+
+
 def test_bundled_default_model_segments_a_disc():
     """The shipped weights load strictly and find an obvious object from one click."""
     for rgb in (False, True):

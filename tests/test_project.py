@@ -188,19 +188,23 @@ def test_unknown_recorded_settings_are_dropped_with_a_warning():
                       "graphcut_params": GraphCutParams(pairwise_weight=0.7)}
 
 
+SESSION_8 = {"refine_expand": 1.6, "refine_max_growth": 3.0}  # first zoom-in grew by expand
+SESSION_7 = {"magnified_bias_from": 2.0, **SESSION_8}  # the bias's floor was small_object_from
 SESSION_6 = {"small_object_from": 1.0, "click_threshold": 0.0, "click_threshold_small": 0.0,
-             "magnified_bias_from": 1.0}  # bias on every magnified window, no local threshold
-SESSION_7 = {"magnified_bias_from": 2.0}  # the bias's floor was small_object_from (2)
+             "magnified_bias_from": 1.0, **SESSION_8}  # bias on every magnified window, no
+#                                                         local threshold
 
 
-@pytest.mark.parametrize("previous", [SESSION_7, SESSION_6], ids=["session7", "session6"])
+@pytest.mark.parametrize("previous", [SESSION_8, SESSION_7, SESSION_6],
+                         ids=["session8", "session7", "session6"])
 def test_a_project_from_an_earlier_release_replays_identically(tmp_path, capsys, monkeypatch,
                                                                previous) -> None:
     """Labels made by an earlier release, whose record lacks the settings added since, replay to
     the same labels. Session 7's behaviour (no bias on a soft-edged disc seen 1.6x enlarged)
     differs from today's defaults there, so its replay holds only if the missing floor is taken
-    from the record's ``small_object_from``; session 6's record also lacks session 7's settings
-    (``BEFORE_RECORDED``)."""
+    from the record's ``small_object_from``; session 8's (the first zoom-in grown by
+    ``expand``) only if the missing ``refine_expand`` is taken from the record's ``expand``;
+    session 6's record also lacks session 7's settings (``BEFORE_RECORDED``)."""
     from scipy import ndimage
 
     from napari_risnet.annotation.project import DESCRIPTION_HEADER
@@ -233,7 +237,7 @@ def test_a_project_from_an_earlier_release_replays_identically(tmp_path, capsys,
     assert main(["replay", str(project), "-o", str(out), "--device", "cpu"]) == 0
     assert "identical to the saved labels" in capsys.readouterr().out
     np.testing.assert_array_equal(tifffile.imread(out), saved)
-    if previous is SESSION_7:  # ...where today's defaults answer differently
+    if previous is not SESSION_6:  # ...where today's defaults answer differently
         today = Predictor(checkpoint="default", device="cpu")
         today.set_image(np.asarray(Image.open(image)))
         assert (today.predict([Click(100, 100)]).mask != (saved > 0)).sum() > 50
@@ -255,6 +259,8 @@ def test_a_setting_newer_than_the_record_replays_as_before_it_existed():
     assert session7["magnified_bias_from"] == 2.0
     new = predictor_kwargs({"magnified_bias_from": 1.0, "small_object_from": 2.0})
     assert new["magnified_bias_from"] == 1.0 and new["small_object_from"] == 2.0
+    assert predictor_kwargs({"expand": 1.6})["refine_expand"] == 1.6  # before session 9
+    assert predictor_kwargs({"expand": 1.6, "refine_expand": 2.5})["refine_expand"] == 2.5
 
 
 def test_segment_project_on_a_stack_with_graphcut(tmp_path, capsys) -> None:

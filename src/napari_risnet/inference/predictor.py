@@ -88,6 +88,17 @@ class Predictor:
             around it instead of the whole image.
         refine_ratio: after a first click whose object spans less than this fraction of the
             window, predict again zoomed in on it.
+        expand: a window is the box of the clicks and the previous mask grown this much.
+        refine_expand: the first click's zoom-in window is the box of the object its first look
+            found grown this much (None: ``expand``). 2.5 rather than 1.6: the first look sees
+            the object at most a quarter of its size, and with more context around it the
+            second look finds all of it (held-out training nuclei shown 4x larger: NoC@85 / 90
+            -1.00 / -0.92, about 6 / 4 standard errors; held-out COCO and nuclei at their own
+            size within noise; COCO IoU after the first click 0.50 -> 0.54).
+        refine_max_growth: when ``refine_expand`` is wider than ``expand``, the tighter window
+            is looked at too and wins where the wide answer is more than this many times larger
+            (a whole cell around the clicked nucleus, found only with the wider context; held-out
+            brightfield nuclei went from 1-7 clicks to 20 without this check).
         click_sigma: width (fraction of the network input) of a Gaussian that pulls the
             probabilities towards each click's sign; 0 disables it. A click must change the
             result where it lands: an under-trained network may answer it too softly, and the
@@ -144,7 +155,9 @@ class Predictor:
     def __init__(self, model: RISNet | None = None, checkpoint: str | Path | None = None,
                  device: str | torch.device = "auto", use_graphcut: bool = True,
                  input_size: int = 256, n_roi: int = 5, first_window: int = 1024,
-                 refine_ratio: float = 0.35, expand: float = EXPAND, click_sigma: float = 0.02,
+                 refine_ratio: float = 0.35, expand: float = EXPAND,
+                 refine_expand: float | None = 2.5, refine_max_growth: float = 3.0,
+                 click_sigma: float = 0.02,
                  click_sigma_magnified: float = 0.01,
                  min_window: int | None = None, graphcut_params: GraphCutParams | None = None,
                  threads: int | None = None, merge_from: int = 2, focus_from: int = 2,
@@ -172,7 +185,14 @@ class Predictor:
         self.refine_ratio = refine_ratio
         self.click_sigma = click_sigma
         self.click_sigma_magnified = click_sigma_magnified
-        self.expand = expand
+        if not expand >= 1 or not (refine_expand is None or refine_expand >= 1):
+            raise ValueError(f"expand and refine_expand must be >= 1 (how much a window grows "
+                             f"around its box), got {expand}, {refine_expand}")
+        self.expand = float(expand)
+        self.refine_expand = self.expand if refine_expand is None else float(refine_expand)
+        if not refine_max_growth >= 1:
+            raise ValueError(f"refine_max_growth must be >= 1, got {refine_max_growth}")
+        self.refine_max_growth = float(refine_max_growth)
         self.min_window = max(16, input_size // 4) if min_window is None else int(min_window)
         self.graphcut_params = graphcut_params or GraphCutParams()
         if merge_from < 0:
@@ -259,12 +279,39 @@ class Predictor:
         if prev_box is None and len(clicks) == 1:
             box = self._refine_box(mask_crop, t, clicks[0])
             if box is not None:
-                zoomed = CropTransform.around(box, shape, self.input_size, self.expand,
-                                              min_side=self.min_window)
-                if zoomed != t:  # a small image may already be fully zoomed in
-                    t = zoomed
-                    probs_crop, mask_crop = self._predict_window(t, clicks, timings)
+                t, probs_crop, mask_crop = self._zoom_in(box, clicks, timings,
+                                                         (t, probs_crop, mask_crop))
         return self._assemble(t, probs_crop, mask_crop, timings)
+
+    def _zoom_in(self, box: tuple[float, float, float, float], clicks: Sequence[Click],
+                 timings: dict[str, float], first: tuple[CropTransform, np.ndarray, np.ndarray]
+                 ) -> tuple[CropTransform, np.ndarray, np.ndarray]:
+        """The first click's second look, at the object the first look found (``box``).
+
+        A window ``refine_expand`` times the box shows the object with context; when that is
+        wider than ``expand``, the tighter window is looked at too and wins where the wide
+        answer is more than ``refine_max_growth`` times larger: the two then disagree on which
+        of two nested objects the click meant (a nucleus or the cell around it), and one click
+        in the smaller one reads literally as the smaller one (positive clicks grow it easily;
+        negative clicks did not shrink a whole cell back to its nucleus).
+        """
+        def look(t: CropTransform) -> tuple[CropTransform, np.ndarray, np.ndarray]:
+            if t == first[0]:  # a small image may already be fully zoomed in
+                return first
+            return (t, *self._predict_window(t, clicks, timings))
+
+        def window(expand: float) -> CropTransform:
+            return CropTransform.around(box, self.image_shape, self.input_size, expand,
+                                        min_side=self.min_window)
+
+        wide_t, tight_t = window(self.refine_expand), window(self.expand)
+        wide = look(wide_t)
+        if self.refine_expand <= self.expand or tight_t == wide_t:
+            return wide
+        tight = look(tight_t)
+        if np.count_nonzero(wide[2]) > self.refine_max_growth * max(np.count_nonzero(tight[2]), 1):
+            return tight
+        return wide
 
     def _focus(self, t: CropTransform, clicks: Sequence[Click], timings: dict[str, float],
                probs_crop: np.ndarray, mask_crop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

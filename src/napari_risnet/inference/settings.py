@@ -1,7 +1,8 @@
 """The predictor settings a project records, so that ``replay`` rebuilds the predictor that made
 the labels even after a release has changed the defaults (the focus pass in session 5, the
 magnified-window bias and flip averaging in session 6, the small-object floor of that bias and
-the local threshold around clicks in session 7, the bias's own floor in session 8). A project
+the local threshold around clicks in session 7, the bias's own floor in session 8, the first
+click's wider zoom-in in session 9). A project
 saved before settings were recorded is replayed with the current defaults; a setting added later
 is replayed, for a record without it, with the value that reproduces the release that wrote the
 record.
@@ -15,7 +16,8 @@ from typing import Any
 from napari_risnet.inference.graphcut import GraphCutParams
 
 #: Predictor attributes (same names as its keyword arguments) that shape its answers
-RECORDED = ("input_size", "n_roi", "first_window", "refine_ratio", "expand", "click_sigma",
+RECORDED = ("input_size", "n_roi", "first_window", "refine_ratio", "expand", "refine_expand",
+            "refine_max_growth", "click_sigma",
             "click_sigma_magnified", "min_window", "merge_from", "merge_min_elsewhere",
             "focus_from", "focus_ratio", "focus_band", "magnified_bias",
             "magnified_bias_from", "small_object_from", "flip_average", "click_threshold",
@@ -27,8 +29,9 @@ BEFORE_RECORDED = {"small_object_from": 1.0, "click_threshold": 0.0,
                    "click_threshold_small": 0.0}
 
 #: settings split off another one: a record without them was made with the other's value
-#: (the bias's floor was ``small_object_from`` until session 8)
-SPLIT_FROM = {"magnified_bias_from": "small_object_from"}
+#: (the bias's floor was ``small_object_from`` until session 8, the first click's zoom-in grew
+#: its box by ``expand`` until session 9)
+SPLIT_FROM = {"magnified_bias_from": "small_object_from", "refine_expand": "expand"}
 
 
 def recorded_settings(predictor: Any) -> dict[str, Any]:
