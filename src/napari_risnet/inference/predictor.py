@@ -91,10 +91,11 @@ class Predictor:
         expand: a window is the box of the clicks and the previous mask grown this much.
         refine_expand: the first click's zoom-in window is the box of the object its first look
             found grown this much (None: ``expand``). 2.5 rather than 1.6: the first look sees
-            the object at most a quarter of its size, and with more context around it the
-            second look finds all of it (held-out training nuclei shown 4x larger: NoC@85 / 90
-            -1.00 / -0.92, about 6 / 4 standard errors; held-out COCO and nuclei at their own
-            size within noise; COCO IoU after the first click 0.50 -> 0.54).
+            the whole image reduced (up to 4x), so the box it finds is rough, and with more
+            context around it the second look finds all of the object (held-out training
+            nuclei shown 4x larger: NoC@85 / 90 -1.00 / -0.92, about 6 / 4 standard errors;
+            held-out COCO and nuclei at their own size within noise; COCO IoU after the first
+            click 0.50 -> 0.54).
         refine_max_growth: when ``refine_expand`` is wider than ``expand``, the tighter window
             is looked at too and wins where the wide answer is more than this many times larger
             (a whole cell around the clicked nucleus, found only with the wider context; held-out

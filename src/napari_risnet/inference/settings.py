@@ -2,10 +2,9 @@
 the labels even after a release has changed the defaults (the focus pass in session 5, the
 magnified-window bias and flip averaging in session 6, the small-object floor of that bias and
 the local threshold around clicks in session 7, the bias's own floor in session 8, the first
-click's wider zoom-in in session 9). A project
-saved before settings were recorded is replayed with the current defaults; a setting added later
-is replayed, for a record without it, with the value that reproduces the release that wrote the
-record.
+click's wider zoom-in in session 9). A project saved before settings were recorded is replayed
+with the current defaults; a setting added later is replayed, for a record without it, with the
+value that reproduces the release that wrote the record.
 """
 from __future__ import annotations
 
