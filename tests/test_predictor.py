@@ -170,10 +170,8 @@ def test_first_click_zoom_in_prefers_context_unless_it_finds_a_larger_object(
     first, wide, tight = windows
     assert first.crop_shape == (400, 400)
     assert min(wide.crop_shape) > max(tight.crop_shape) > 20  # 2.5x and 1.6x the 20-px box
-    assert pred.window == ((wide if chosen == "wide" else tight).r0,
-                           (wide if chosen == "wide" else tight).c0,
-                           (wide if chosen == "wide" else tight).r1,
-                           (wide if chosen == "wide" else tight).c1)
+    kept = wide if chosen == "wide" else tight
+    assert pred.window == (kept.r0, kept.c0, kept.r1, kept.c1)
     assert pred.mask.sum() == (wide_answer if chosen == "wide" else 20) ** 2
 
     same = Predictor(model=tiny_model, device="cpu", input_size=64, expand=1.6,

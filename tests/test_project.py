@@ -188,11 +188,12 @@ def test_unknown_recorded_settings_are_dropped_with_a_warning():
                       "graphcut_params": GraphCutParams(pairwise_weight=0.7)}
 
 
+# what each earlier release did that a later one changed, as the settings it lacked
 SESSION_8 = {"refine_expand": 1.6, "refine_max_growth": 3.0}  # first zoom-in grew by expand
 SESSION_7 = {"magnified_bias_from": 2.0, **SESSION_8}  # the bias's floor was small_object_from
+# session 6: the bias on every magnified window, no local threshold
 SESSION_6 = {"small_object_from": 1.0, "click_threshold": 0.0, "click_threshold_small": 0.0,
-             "magnified_bias_from": 1.0, **SESSION_8}  # bias on every magnified window, no
-#                                                         local threshold
+             "magnified_bias_from": 1.0, **SESSION_8}
 
 
 @pytest.mark.parametrize("previous", [SESSION_8, SESSION_7, SESSION_6],
