@@ -51,8 +51,6 @@ def upscaled(sample: ObjectSample, factor: float) -> ObjectSample:
     """The object seen ``factor`` times larger: image bilinear, mask and ignore band nearest."""
     from skimage.transform import rescale
 
-    if not factor > 0:
-        raise SystemExit(f"--upscale must be > 0, got {factor}")
     channel_axis = -1 if sample.image.ndim == 3 else None
     image = rescale(sample.image.astype(np.float32), factor, order=1, channel_axis=channel_axis,
                     preserve_range=True, anti_aliasing=False)
@@ -101,6 +99,8 @@ def main() -> None:
     p.add_argument("--final-iou", action="store_true",
                    help="also print the mean IoU after the last click (late-click drift)")
     args = p.parse_args()
+    if not args.upscale > 0:
+        p.error(f"--upscale must be > 0, got {args.upscale}")
     if args.ablate == "no_prev_mask":
         predictor_module.prev_in_window = lambda prev, t: None  # always an empty mask
     torch.set_num_threads(args.threads)
