@@ -320,6 +320,43 @@ def test_progressive_merge_edits_only_the_clicked_region(tiny_model, monkeypatch
     assert results[2].sum() == 120 * 120 + 100  # prev kept + the new blob
 
 
+def test_a_click_that_floods_beyond_its_error_is_cut_back(tiny_model, monkeypatch):
+    """The network's answer to a positive click 4 px right of the mask floods everything right
+    of it: with the spill limit on, only a disc of 4 d around the click is added — except on a
+    window that shows a small object (magnified at least ``small_object_from``)."""
+    image = np.random.default_rng(0).integers(0, 255, (200, 200), dtype=np.uint8)
+    prev = np.zeros((200, 200), bool)
+    prev[80:120, 60:100] = True
+
+    def flood(t, clicks, timings, prev_crop=None):
+        new = np.zeros(t.crop_shape, bool)
+        new[80 - t.r0:120 - t.r0, 60 - t.c0:100 - t.c0] = True
+        new[:, 100 - t.c0:] = True  # everything right of the mask, in the window
+        return new.astype(np.float32), new
+
+    results = {}
+    for spill_ratio, small_object_from in ((0.0, 4.0), (20.0, 4.0), (20.0, 2.0)):
+        # the window (~70 px) is seen ~3.7x enlarged: a small object only from 2x
+        p = Predictor(model=tiny_model, device="cpu", input_size=256, spill_ratio=spill_ratio,
+                      spill_radius=4.0, merge_from=0, focus_from=0,
+                      small_object_from=small_object_from)
+        p.set_image(image)
+        monkeypatch.setattr(p, "_predict_window", flood)
+        mask = p.predict([Click(100, 80), Click(100, 103)], prev_mask=prev).mask
+        results[spill_ratio, small_object_from] = mask
+    flooded = results[0.0, 4.0]
+    assert flooded[:, 100:].sum() > 1000  # the flood (as far as the window reaches)
+    kept = results[20.0, 4.0] & ~prev
+    rows, cols = np.nonzero(kept)
+    assert kept[100, 103] and kept.sum() > 100  # the click is answered...
+    assert np.hypot(rows - 100, cols - 103).max() <= 4 * 4  # ...within 4 d = 16 px of it
+    assert results[20.0, 4.0][prev].all()
+    np.testing.assert_array_equal(results[20.0, 2.0], flooded)  # a small object: left alone
+    for bad in ({"spill_ratio": -1.0}, {"spill_radius": 0.0}, {"spill_ratio": float("nan")}):
+        with pytest.raises(ValueError, match="spill_ratio must be >= 0"):
+            Predictor(model=tiny_model, device="cpu", **bad)
+
+
 def test_focus_window_is_a_sharper_square_around_the_click():
     from napari_risnet.inference.focus import focus_window
 

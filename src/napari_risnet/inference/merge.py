@@ -34,19 +34,32 @@ def progressive_merge(new: np.ndarray, prev: np.ndarray, click: Click,
         elsewhere stay within ``min_elsewhere``.
     """
     new, prev = np.asarray(new, bool), np.asarray(prev, bool)
+    region = click_edit(new, prev, click)
+    if region is None:
+        return new
+    changed = new ^ prev
+    if min_elsewhere > 0 and np.count_nonzero(changed & ~region) <= min_elsewhere * prev.sum():
+        return new
+    removal = prev[region].any()  # the edit lies inside prev (removed) or outside (added)
+    return (prev & ~region) if removal else (prev | region)
+
+
+def click_edit(new: np.ndarray, prev: np.ndarray, click: Click) -> np.ndarray | None:
+    """The click's own edit: the connected additions (or removals) of ``new`` against ``prev``
+    under ``click``; None when the click lies outside or the answer did not change there.
+
+    A change of the other sign next to it (a part lost beside a part gained) is not what the
+    click asked for, so it is not part of the edit.
+    """
+    new, prev = np.asarray(new, bool), np.asarray(prev, bool)
     if new.shape != prev.shape:
         raise ValueError(f"masks differ in shape: {new.shape} vs {prev.shape}")
     r, c = int(round(click.row)), int(round(click.col))
     if not (0 <= r < new.shape[0] and 0 <= c < new.shape[1]):
-        return new
+        return None
     changed = new ^ prev
     if not changed[r, c]:
-        return new
-    # the click's edit: the connected additions (or removals) under it; a change of the other
-    # sign next to it (a part lost beside a part gained) is not what the click asked for
+        return None
     same = changed & (new if new[r, c] else prev)
     labels, _ = ndimage.label(same, structure=_EIGHT)
-    region = labels == labels[r, c]
-    if min_elsewhere > 0 and np.count_nonzero(changed & ~region) <= min_elsewhere * prev.sum():
-        return new
-    return (prev & ~region) if prev[r, c] else (prev | region)
+    return labels == labels[r, c]

@@ -1,0 +1,71 @@
+"""A click's edit kept near the click: a positive click must not flood a neighbouring object.
+
+Why: on held-out training objects the largest single-click losses were the click's own edit,
+not changes elsewhere: a positive click 9-14 pixels inside a missed part added 5,000-40,000
+pixels, and mostly the network's own answer did it (the worst: a spoon's mask of 17,500
+pixels grew by 19,400, IoU 0.86 -> 0.45; without the graph cut, the click prior or the local
+threshold that edit was within 10 % of the same size). The robot, like a user, clicks near the middle of an error, so the click's distance
+``d`` to the previous mask's boundary says how large the error it points at is; an edit whose
+area is many times ``d`` squared reaches far beyond it. Such an edit is cut back to a disc of
+a few ``d`` around the click; the rest of the answer is left as it is. The predictor does not
+apply it on windows that show a small object: there d is a pixel or two, and a rightful edit
+along the boundary covers many d^2.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from napari_risnet.clicks import Click
+from napari_risnet.inference.merge import click_edit
+
+
+def limit_spill(new: np.ndarray, prev: np.ndarray, click: Click, max_ratio: float,
+                radius: float, min_depth: float = 1.0) -> np.ndarray:
+    """``new`` with the click's edit cut back to a disc of ``radius`` x d around the click when
+    the edit covers more than ``max_ratio`` x d^2 pixels (outside the disc ``prev`` stays).
+
+    Args:
+        new: (H, W) bool mask predicted with the latest click.
+        prev: (H, W) bool mask before that click.
+        click: the latest click, in the same (row, col) frame.
+        max_ratio: the edit's largest area, in units of d^2, left whole.
+        radius: the disc's radius in units of d.
+        min_depth: the smallest d in pixels (a click on the boundary itself has d = 0).
+    Returns:
+        (H, W) bool; ``new`` itself when the click has no edit or its edit is small enough.
+    """
+    new, prev = np.asarray(new, bool), np.asarray(prev, bool)
+    edit = click_edit(new, prev, click)
+    if edit is None:
+        return new
+    # an edit of this area is cut only where the click is closer than this to the other side
+    # of the previous boundary (d^2 < area / max_ratio)
+    reach = np.sqrt(np.count_nonzero(edit) / max_ratio) if max_ratio > 0 else np.inf
+    other_side = ~prev if prev[int(round(click.row)), int(round(click.col))] else prev
+    depth = _distance_within(other_side, click, reach)
+    if depth is None:
+        return new
+    depth = max(depth, min_depth)
+    if np.count_nonzero(edit) <= max_ratio * depth ** 2:
+        return new
+    rows, cols = np.ogrid[:new.shape[0], :new.shape[1]]
+    cut = edit & ((rows - click.row) ** 2 + (cols - click.col) ** 2 > (radius * depth) ** 2)
+    out = new.copy()
+    out[cut] = prev[cut]
+    return out
+
+
+def _distance_within(target: np.ndarray, click: Click, reach: float) -> float | None:
+    """Distance from the click's pixel to the nearest ``target`` pixel, when one lies within
+    ``reach`` (a box around the click, not the whole window: a click costs ~1 ms, not ~10)."""
+    r, c = int(round(click.row)), int(round(click.col))
+    half = int(np.ceil(min(reach, max(target.shape))))
+    r0, c0 = max(r - half, 0), max(c - half, 0)
+    found = np.argwhere(target[r0:r + half + 1, c0:c + half + 1])
+    if not len(found):
+        return None
+    nearest = float(np.sqrt((((found + (r0, c0)) - (r, c)) ** 2).sum(axis=1).min()))
+    return nearest if nearest < reach else None
+
+
+__all__ = ["limit_spill"]
