@@ -289,15 +289,11 @@ class Predictor:
             probs_crop, mask_crop = self._focus(t, clicks, timings, probs_crop, mask_crop)
         if (self.merge_from and prev_box is not None and len(clicks) >= self.merge_from
                 and t.magnification <= MERGE_MAX_SCALE):
-            last = clicks[-1]
-            mask_crop = progressive_merge(mask_crop, prev_crop,
-                                          Click(last.row - t.r0, last.col - t.c0, last.positive),
+            mask_crop = progressive_merge(mask_crop, prev_crop, t.in_crop(clicks[-1]),
                                           self.merge_min_elsewhere)
         if (self.spill_ratio and prev_box is not None and len(clicks) >= 2
                 and not self._shows_small_object(t)):
-            last = clicks[-1]
-            mask_crop = limit_spill(mask_crop, prev_crop,
-                                    Click(last.row - t.r0, last.col - t.c0, last.positive),
+            mask_crop = limit_spill(mask_crop, prev_crop, t.in_crop(clicks[-1]),
                                     self.spill_ratio, self.spill_radius)
         if prev_box is None and len(clicks) == 1:
             box = self._refine_box(mask_crop, t, clicks[0])
@@ -421,8 +417,7 @@ class Predictor:
         add_timing(timings, "fusion", time.perf_counter() - tic)
         tic = time.perf_counter()
         if self.use_graphcut:
-            crop_clicks = [Click(c.row - t.r0, c.col - t.c0, c.positive) for c in clicks
-                           if t.contains(c)]
+            crop_clicks = [t.in_crop(c) for c in clicks if t.contains(c)]
             mask_crop = graph_cut(probs_crop, rgb_crop, crop_clicks,
                                   seed_params(self.graphcut_params, t.magnification))
         else:

@@ -168,6 +168,10 @@ class CropTransform:
         return [Click((c.row - self.r0 + 0.5) * sr - 0.5, (c.col - self.c0 + 0.5) * sc - 0.5,
                       c.positive) for c in clicks]
 
+    def in_crop(self, click: Click) -> Click:
+        """An image click in the crop's own pixel frame (what crop-sized masks are indexed by)."""
+        return Click(click.row - self.r0, click.col - self.c0, click.positive)
+
     def image(self, window: np.ndarray) -> np.ndarray:
         """Resize the (crop_h, crop_w, C) window (already cut) to the network input."""
         t = torch.from_numpy(np.ascontiguousarray(window)).permute(2, 0, 1)[None]

@@ -21,7 +21,7 @@ from napari_risnet.inference.merge import click_edit
 
 
 def limit_spill(new: np.ndarray, prev: np.ndarray, click: Click, max_ratio: float,
-                radius: float, min_depth: float = 1.0) -> np.ndarray:
+                radius: float) -> np.ndarray:
     """``new`` with the click's edit cut back to a disc of ``radius`` x d around the click when
     the edit covers more than ``max_ratio`` x d^2 pixels (outside the disc ``prev`` stays).
 
@@ -31,7 +31,6 @@ def limit_spill(new: np.ndarray, prev: np.ndarray, click: Click, max_ratio: floa
         click: the latest click, in the same (row, col) frame.
         max_ratio: the edit's largest area, in units of d^2, left whole.
         radius: the disc's radius in units of d.
-        min_depth: the smallest d in pixels (a click on the boundary itself has d = 0).
     Returns:
         (H, W) bool; ``new`` itself when the click has no edit or its edit is small enough.
     """
@@ -39,15 +38,13 @@ def limit_spill(new: np.ndarray, prev: np.ndarray, click: Click, max_ratio: floa
     edit = click_edit(new, prev, click)
     if edit is None:
         return new
-    # an edit of this area is cut only where the click is closer than this to the other side
-    # of the previous boundary (d^2 < area / max_ratio)
+    # the edit is cut only where the click is closer than this to the other side of the
+    # previous boundary (area > max_ratio d^2); the click's own pixel is never on the other
+    # side, so d >= 1
     reach = np.sqrt(np.count_nonzero(edit) / max_ratio) if max_ratio > 0 else np.inf
     other_side = ~prev if prev[int(round(click.row)), int(round(click.col))] else prev
     depth = _distance_within(other_side, click, reach)
     if depth is None:
-        return new
-    depth = max(depth, min_depth)
-    if np.count_nonzero(edit) <= max_ratio * depth ** 2:
         return new
     rows, cols = np.ogrid[:new.shape[0], :new.shape[1]]
     cut = edit & ((rows - click.row) ** 2 + (cols - click.col) ** 2 > (radius * depth) ** 2)
