@@ -320,6 +320,37 @@ def test_progressive_merge_edits_only_the_clicked_region(tiny_model, monkeypatch
     assert results[2].sum() == 120 * 120 + 100  # prev kept + the new blob
 
 
+def test_a_late_click_changes_only_its_own_edit(tiny_model, monkeypatch):
+    """A click whose answer also trims the mask elsewhere, by 5 % of its area: before
+    ``merge_always_from`` the guard (``merge_min_elsewhere`` 0.1) takes that for a refinement and
+    keeps the fresh answer; from it on, only the click's own edit is taken."""
+    image = np.random.default_rng(0).integers(0, 255, (200, 200), dtype=np.uint8)
+    prev = np.zeros((200, 200), bool)
+    prev[40:160, 40:160] = True
+
+    def trims(t, clicks, timings, prev_crop=None):
+        new = np.zeros(t.crop_shape, bool)
+        new[40 - t.r0:160 - t.r0, 40 - t.c0:160 - t.c0] = True
+        new[40 - t.r0:46 - t.r0, 40 - t.c0:160 - t.c0] = False  # 720 px trimmed, far away
+        c = clicks[-1]  # and a blob added under the click
+        new[int(c.row) - t.r0 - 5:int(c.row) - t.r0 + 5, int(c.col) - t.c0 - 5:int(c.col) - t.c0 + 5] = True
+        return new.astype(np.float32), new
+
+    p = Predictor(model=tiny_model, device="cpu", input_size=64, merge_always_from=4,
+                  focus_from=0, spill_ratio=0)
+    p.set_image(image)
+    monkeypatch.setattr(p, "_predict_window", trims)
+    click = Click(170, 100)
+    masks = {n: p.predict([Click(100, 100)] * (n - 1) + [click], prev_mask=prev).mask
+             for n in (3, 4)}
+    blob = np.zeros((200, 200), bool)
+    blob[165:175, 95:105] = True
+    np.testing.assert_array_equal(masks[3], (prev & ~(np.mgrid[:200, :200][0] < 46)) | blob)
+    np.testing.assert_array_equal(masks[4], prev | blob)
+    with pytest.raises(ValueError, match="merge_always_from must be >= 0"):
+        Predictor(model=tiny_model, device="cpu", merge_always_from=-1)
+
+
 def test_a_click_that_floods_beyond_its_error_is_cut_back(tiny_model, monkeypatch):
     """The network's answer to a positive click 4 px right of the mask floods everything right
     of it: with the spill limit on, only a disc of 4 d around the click is added — except on a

@@ -189,7 +189,8 @@ def test_unknown_recorded_settings_are_dropped_with_a_warning():
 
 
 # what each earlier release did that a later one changed, as the settings it lacked
-SESSION_9 = {"spill_ratio": 0.0}  # no spill limit on a click's edit
+SESSION_10 = {"merge_always_from": 0}  # the merge's guard at every click
+SESSION_9 = {"spill_ratio": 0.0, **SESSION_10}  # no spill limit on a click's edit
 SESSION_8 = {"refine_expand": 1.6, "refine_max_growth": 3.0,  # first zoom-in grew by expand
              **SESSION_9}
 SESSION_7 = {"magnified_bias_from": 2.0, **SESSION_8}  # the bias's floor was small_object_from
@@ -266,6 +267,8 @@ def test_a_setting_newer_than_the_record_replays_as_before_it_existed():
     assert predictor_kwargs({"expand": 1.6, "refine_expand": 2.5})["refine_expand"] == 2.5
     assert predictor_kwargs({"expand": 1.6})["spill_ratio"] == 0.0  # before session 10
     assert predictor_kwargs({"spill_ratio": 20.0})["spill_ratio"] == 20.0
+    assert predictor_kwargs({"spill_ratio": 20.0})["merge_always_from"] == 0  # before session 11
+    assert predictor_kwargs({"merge_always_from": 7})["merge_always_from"] == 7
 
 
 def test_segment_project_on_a_stack_with_graphcut(tmp_path, capsys) -> None:

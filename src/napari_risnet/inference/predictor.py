@@ -121,6 +121,11 @@ class Predictor:
             of the previous mask's area away from the click's own edit (0: always); a smaller
             change elsewhere is a refinement and is kept, a larger one is a click undoing what
             earlier clicks had settled (:func:`~napari_risnet.inference.merge.progressive_merge`).
+        merge_always_from: from this many clicks on, the merge applies without that guard: a
+            late click changes only its own edit. By then the object is mostly settled and a
+            change elsewhere is more often drift than refinement (held-out COCO: mean IoU after
+            20 clicks +0.008 +- 0.002 with 7, early clicks unchanged; model card, session 11);
+            0 keeps the guard at every click.
         focus_from: from this many clicks on (with a previous mask), a second pass looks at a
             square around the latest click, ``focus_ratio`` of the window's long side, at up to
             the image's own resolution, and its answer replaces the coarse one there within
@@ -179,7 +184,7 @@ class Predictor:
                  flip_average: str = "magnified",
                  merge_min_elsewhere: float = 0.1, click_threshold: float = 0.05,
                  click_threshold_small: float = 0.02, spill_ratio: float = 20.0,
-                 spill_radius: float = 8.0) -> None:
+                 spill_radius: float = 8.0, merge_always_from: int = 7) -> None:
         self.device = resolve_device(device)
         if model is None:
             path = default_checkpoint() if checkpoint in (None, "default") else Path(checkpoint)
@@ -215,6 +220,10 @@ class Predictor:
             raise ValueError(f"merge_min_elsewhere must be >= 0 (0 = always merge), got "
                              f"{merge_min_elsewhere}")
         self.merge_min_elsewhere = float(merge_min_elsewhere)
+        if merge_always_from < 0:
+            raise ValueError(f"merge_always_from must be >= 0 (0 = the guard at every click), "
+                             f"got {merge_always_from}")
+        self.merge_always_from = int(merge_always_from)
         if focus_from < 0 or not 0 < focus_ratio <= 1 or focus_band <= 0:
             raise ValueError(f"focus_from must be >= 0 (0 = off), focus_ratio in (0, 1] and "
                              f"focus_band > 0, got {focus_from}, {focus_ratio}, {focus_band}")
@@ -289,8 +298,9 @@ class Predictor:
             probs_crop, mask_crop = self._focus(t, clicks, timings, probs_crop, mask_crop)
         if (self.merge_from and prev_box is not None and len(clicks) >= self.merge_from
                 and t.magnification <= MERGE_MAX_SCALE):
+            late = self.merge_always_from and len(clicks) >= self.merge_always_from
             mask_crop = progressive_merge(mask_crop, prev_crop, t.in_crop(clicks[-1]),
-                                          self.merge_min_elsewhere)
+                                          0.0 if late else self.merge_min_elsewhere)
         if (self.spill_ratio and prev_box is not None and len(clicks) >= 2
                 and not self._shows_small_object(t)):
             mask_crop = limit_spill(mask_crop, prev_crop, t.in_crop(clicks[-1]),

@@ -2,7 +2,8 @@
 the labels even after a release has changed the defaults (the focus pass in session 5, the
 magnified-window bias and flip averaging in session 6, the small-object floor of that bias and
 the local threshold around clicks in session 7, the bias's own floor in session 8, the first
-click's wider zoom-in in session 9, the spill limit on a click's edit in session 10). A project
+click's wider zoom-in in session 9, the spill limit on a click's edit in session 10, the
+unguarded merge of late clicks in session 11). A project
 saved before settings were recorded is replayed with the current defaults; a setting added later
 is replayed, for a record without it, with the value that reproduces the release that wrote the
 record.
@@ -21,12 +22,13 @@ RECORDED = ("input_size", "n_roi", "first_window", "refine_ratio", "expand", "re
             "click_sigma_magnified", "min_window", "merge_from", "merge_min_elsewhere",
             "focus_from", "focus_ratio", "focus_band", "magnified_bias",
             "magnified_bias_from", "small_object_from", "flip_average", "click_threshold",
-            "click_threshold_small", "spill_ratio", "spill_radius")
+            "click_threshold_small", "spill_ratio", "spill_radius", "merge_always_from")
 
 #: settings added after projects began recording them, with the value that reproduces what a
 #: record without them was made with (before the setting existed)
 BEFORE_RECORDED = {"small_object_from": 1.0, "click_threshold": 0.0,
-                   "click_threshold_small": 0.0, "spill_ratio": 0.0}
+                   "click_threshold_small": 0.0, "spill_ratio": 0.0,
+                   "merge_always_from": 0}
 
 #: settings split off another one: a record without them was made with the other's value
 #: (the bias's floor was ``small_object_from`` until session 8, the first click's zoom-in grew
