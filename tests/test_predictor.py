@@ -298,17 +298,28 @@ def test_click_prior_is_narrower_on_a_magnified_window(predictor, monkeypatch):
     assert predictor.click_sigma_magnified < predictor.click_sigma
 
 
+def _window_pass(answer):
+    """A stand-in for ``Predictor._predict_window`` whose answer, ``answer(clicks)``, is a
+    whole-image mask (cut to the window here): the tests write it in image coordinates."""
+    def fake(t, clicks, timings, prev_crop=None):
+        new = answer(clicks)[t.r0:t.r1, t.c0:t.c1]
+        return new.astype(np.float32), new
+    return fake
+
+
+def _square(shape, row, col, half):
+    mask = np.zeros(shape, bool)
+    mask[row - half:row + half, col - half:col + half] = True
+    return mask
+
+
 def test_progressive_merge_edits_only_the_clicked_region(tiny_model, monkeypatch):
     image = np.random.default_rng(0).integers(0, 255, (200, 200), dtype=np.uint8)
     prev = np.zeros((200, 200), bool)
     prev[40:160, 40:160] = True
-
-    def fake(t, clicks, timings, prev_crop=None):
-        new = np.zeros(t.crop_shape, bool)  # forgets prev, finds a blob under the last click
-        c = clicks[-1]
-        new[int(c.row) - t.r0 - 5:int(c.row) - t.r0 + 5, int(c.col) - t.c0 - 5:int(c.col) - t.c0 + 5] = True
-        return new.astype(np.float32), new
-
+    # forgets prev, finds a blob under the last click
+    fake = _window_pass(lambda clicks: _square((200, 200), int(clicks[-1].row),
+                                               int(clicks[-1].col), 5))
     results = {}
     for merge_from in (0, 2):
         p = Predictor(model=tiny_model, device="cpu", input_size=64, merge_from=merge_from)
@@ -328,24 +339,16 @@ def test_a_late_click_changes_only_its_own_edit(tiny_model, monkeypatch):
     prev = np.zeros((200, 200), bool)
     prev[40:160, 40:160] = True
 
-    def trims(t, clicks, timings, prev_crop=None):
-        new = np.zeros(t.crop_shape, bool)
-        new[40 - t.r0:160 - t.r0, 40 - t.c0:160 - t.c0] = True
-        new[40 - t.r0:46 - t.r0, 40 - t.c0:160 - t.c0] = False  # 720 px trimmed, far away
-        c = clicks[-1]  # and a blob added under the click
-        new[int(c.row) - t.r0 - 5:int(c.row) - t.r0 + 5, int(c.col) - t.c0 - 5:int(c.col) - t.c0 + 5] = True
-        return new.astype(np.float32), new
-
+    trimmed = prev.copy()
+    trimmed[40:46] = False  # 720 px, far from the click
+    blob = _square((200, 200), 170, 100, 5)  # added under the click
     p = Predictor(model=tiny_model, device="cpu", input_size=64, merge_always_from=4,
                   focus_from=0, spill_ratio=0)
     p.set_image(image)
-    monkeypatch.setattr(p, "_predict_window", trims)
-    click = Click(170, 100)
-    masks = {n: p.predict([Click(100, 100)] * (n - 1) + [click], prev_mask=prev).mask
+    monkeypatch.setattr(p, "_predict_window", _window_pass(lambda clicks: trimmed | blob))
+    masks = {n: p.predict([Click(100, 100)] * (n - 1) + [Click(170, 100)], prev_mask=prev).mask
              for n in (3, 4)}
-    blob = np.zeros((200, 200), bool)
-    blob[165:175, 95:105] = True
-    np.testing.assert_array_equal(masks[3], (prev & ~(np.mgrid[:200, :200][0] < 46)) | blob)
+    np.testing.assert_array_equal(masks[3], trimmed | blob)
     np.testing.assert_array_equal(masks[4], prev | blob)
     with pytest.raises(ValueError, match="merge_always_from must be >= 0"):
         Predictor(model=tiny_model, device="cpu", merge_always_from=-1)
@@ -358,13 +361,9 @@ def test_a_click_that_floods_beyond_its_error_is_cut_back(tiny_model, monkeypatc
     image = np.random.default_rng(0).integers(0, 255, (200, 200), dtype=np.uint8)
     prev = np.zeros((200, 200), bool)
     prev[80:120, 60:100] = True
-
-    def flood(t, clicks, timings, prev_crop=None):
-        new = np.zeros(t.crop_shape, bool)
-        new[80 - t.r0:120 - t.r0, 60 - t.c0:100 - t.c0] = True
-        new[:, 100 - t.c0:] = True  # everything right of the mask, in the window
-        return new.astype(np.float32), new
-
+    answer = prev.copy()
+    answer[:, 100:] = True  # everything right of the mask
+    flood = _window_pass(lambda clicks: answer)
     results = {}
     for spill_ratio, small_object_from in ((0.0, 4.0), (20.0, 4.0), (20.0, 2.0)):
         # the window (~70 px) is seen ~3.7x enlarged: a small object only from 2x
