@@ -329,11 +329,8 @@ class Predictor:
                 return first
             return (t, *self._predict_window(t, clicks, timings))
 
-        def window(expand: float) -> CropTransform:
-            return CropTransform.around(box, self.image_shape, self.input_size, expand,
-                                        min_side=self.min_window)
-
-        wide_t, tight_t = window(self.refine_expand), window(self.expand)
+        wide_t = self._window_around(box, self.refine_expand)
+        tight_t = self._window_around(box, self.expand)
         wide = look(wide_t)
         if self.refine_expand <= self.expand or tight_t == wide_t:
             return wide
@@ -381,8 +378,14 @@ class Predictor:
         if prev_box is not None:
             rows += [prev_box[0], prev_box[2]]
             cols += [prev_box[1], prev_box[3]]
-        box = (min(rows), min(cols), max(rows) + 1, max(cols) + 1)
-        return CropTransform.around(box, (h, w), self.input_size, self.expand,
+        return self._window_around((min(rows), min(cols), max(rows) + 1, max(cols) + 1),
+                                   self.expand)
+
+    def _window_around(self, box: tuple[float, float, float, float], expand: float
+                       ) -> CropTransform:
+        """The network's window on ``box`` grown by ``expand`` (at least ``min_window``): the
+        one rule for every window after the first look."""
+        return CropTransform.around(box, self.image_shape, self.input_size, expand,
                                     min_side=self.min_window)
 
     def _shows_small_object(self, t: CropTransform) -> bool:
