@@ -14,9 +14,9 @@ import time
 
 import numpy as np
 
-from napari_risnet.baselines import BASELINES
+from napari_risnet.evaluation.baselines import BASELINES
 from napari_risnet.data import iter_objects
-from napari_risnet.robot import RobotUser
+from napari_risnet.evaluation.robot import RobotUser
 
 
 def main() -> None:

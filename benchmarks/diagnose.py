@@ -28,7 +28,7 @@ import torch
 from scipy import ndimage
 
 from napari_risnet.inference.merge import click_edit
-from napari_risnet.robot import RobotUser, iou
+from napari_risnet.evaluation.robot import RobotUser, iou
 from napari_risnet.training.config import load_config
 from napari_risnet.training.trainer import held_out_objects
 from validation import _setting  # benchmarks/validation.py: NAME=VALUE -> typed pair
@@ -131,7 +131,7 @@ def build(method: str, checkpoint: str | None, settings: dict | None = None):
     if method == "risnet":
         from napari_risnet.inference.predictor import Predictor
         return Predictor(checkpoint=checkpoint or "default", device="cpu", **(settings or {}))
-    from napari_risnet.baselines import GraphCutBaseline
+    from napari_risnet.evaluation.baselines import GraphCutBaseline
     return GraphCutBaseline()
 
 

@@ -10,7 +10,7 @@ import argparse
 import json
 from pathlib import Path
 
-from napari_risnet.evaluation import Summary, plot_curves
+from napari_risnet.evaluation.images import Summary, plot_curves
 
 FIELDS = ("noc85", "noc90", "nof85", "nof90", "miou", "hamming", "coverage", "spc", "n_objects",
           "max_clicks")

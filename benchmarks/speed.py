@@ -54,7 +54,7 @@ def synthetic_image(shape: tuple[int, int], dtype: str = "uint8", rgb: bool = Tr
 
 
 def robot_clicks_timings(predictor, image, gt, n_clicks: int = 20) -> list[dict]:
-    from napari_risnet.robot import RobotUser
+    from napari_risnet.evaluation.robot import RobotUser
 
     predictor.set_image(image)
     robot = RobotUser(gt)
@@ -172,7 +172,7 @@ def section_sizes(checkpoint: str, threads: int, skip_huge: bool) -> None:
 
 
 def section_propagation(predictor) -> None:
-    from napari_risnet.session import AnnotationSession
+    from napari_risnet.annotation import AnnotationSession
 
     print("\n## 3. Propagating one object through 60 slices of 256x256\n")
     z = 60

@@ -22,8 +22,8 @@ import torch
 from napari_risnet.annotation import AnnotationSession, StopRule
 from napari_risnet.cli import build_method
 from napari_risnet.data import spread
-from napari_risnet.robot import RobotUser
-from napari_risnet.stack_evaluation import _click_slice, iter_stack_objects, list_stack_objects
+from napari_risnet.evaluation.robot import RobotUser
+from napari_risnet.evaluation.stacks import _click_slice, iter_stack_objects, list_stack_objects
 
 PERMISSIVE = StopRule(min_area=4, min_iou=0.0, max_area_ratio=1e9)
 

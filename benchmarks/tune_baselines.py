@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import argparse
 
-from napari_risnet.baselines import GeodesicMattingBaseline, GeodesicStarConvexityBaseline
+from napari_risnet.evaluation.baselines import GeodesicMattingBaseline, GeodesicStarConvexityBaseline
 from napari_risnet.data import iter_objects
-from napari_risnet.evaluation import evaluate
+from napari_risnet.evaluation.images import evaluate
 
 GRID = {
     "geodesic_matting eps=1e-3 kde_sigma=1": lambda: GeodesicMattingBaseline(eps=1e-3),

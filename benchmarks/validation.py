@@ -34,7 +34,7 @@ import torch
 
 import napari_risnet.inference.predictor as predictor_module
 from napari_risnet.data import ObjectSample
-from napari_risnet.evaluation import evaluate
+from napari_risnet.evaluation.images import evaluate
 from napari_risnet.inference.graphcut import GraphCutParams
 from napari_risnet.inference.predictor import Predictor
 from napari_risnet.training.config import load_config

@@ -46,7 +46,7 @@ def _projects_in_tmp(tmp_path, monkeypatch):
 @pytest.fixture
 def graphcut_factory():
     """A segmenter factory for RISNetWidget: the network-free graph cut baseline."""
-    from napari_risnet.baselines import GraphCutBaseline
+    from napari_risnet.evaluation.baselines import GraphCutBaseline
 
     def factory(**settings):
         return GraphCutBaseline()
@@ -58,7 +58,7 @@ def graphcut_factory():
 def risnet_widget(make_napari_viewer, graphcut_factory):
     """``make(image, show=False, **image_layer_kwargs) -> (viewer, widget)``: a viewer with the
     image as layer "img" and a docked RISNetWidget using the graph cut baseline."""
-    from napari_risnet._widget import RISNetWidget
+    from napari_risnet._napari.widget import RISNetWidget
 
     def make(image, show=False, **layer_kwargs):
         viewer = make_napari_viewer(show=show)

@@ -6,10 +6,10 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from napari_risnet.baselines import (BASELINES, EuclideanStarConvexityBaseline,
+from napari_risnet.evaluation.baselines import (BASELINES, EuclideanStarConvexityBaseline,
                                      GeodesicMattingBaseline, GeodesicStarConvexityBaseline,
                                      GraphCutBaseline, GrowCutBaseline)
-from napari_risnet.baselines.star_convexity import geodesic_star_parents
+from napari_risnet.evaluation.baselines.star_convexity import geodesic_star_parents
 from napari_risnet.cli import METHODS, build_method, main
 from napari_risnet.clicks import Click
 from napari_risnet.inference.graphcut import graph_cut

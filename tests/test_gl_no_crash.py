@@ -95,7 +95,7 @@ def test_first_click_in_a_shown_viewer_does_not_crash(tmp_path) -> None:
 
 @pytest.mark.parametrize("allow", ["", "1"])
 def test_triton_guard_and_its_opt_out(allow) -> None:
-    code = ("import sys\nfrom napari_risnet._triton_guard import keep_triton_out\n"
+    code = ("import sys\nfrom napari_risnet._napari.triton_guard import keep_triton_out\n"
             "blocked = keep_triton_out()\n"
             "try:\n    import triton\n    ok = True\nexcept ImportError:\n    ok = False\n"
             "import importlib.util\n"

@@ -20,7 +20,7 @@ from napari_risnet.inference.graphcut import graph_cut, graphcut_available
 from napari_risnet.model.checkpoint import load_checkpoint, read_checkpoint
 from napari_risnet.training.config import load_config
 from napari_risnet.training.pack import ROOT_INDEX, read_pack, write_pack
-from napari_risnet.training.trainer import is_validation
+from napari_risnet.training.split import is_validation
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "training" / "gpu" / "gpu.toml"

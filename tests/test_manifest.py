@@ -45,7 +45,7 @@ def test_installed_distribution_points_at_this_manifest() -> None:
 
 
 def test_sample_data_is_small_licensed_and_loads() -> None:
-    from napari_risnet._sample_data import nuclei_sample, nuclei_stack_sample
+    from napari_risnet._napari.sample_data import nuclei_sample, nuclei_stack_sample
 
     files = [p for p in SAMPLE_DIR.iterdir() if p.name != "LICENSES.md"]
     assert sum(p.stat().st_size for p in files) < 1_000_000

@@ -19,7 +19,7 @@ from napari_risnet.annotation.project import (ImageInfo, Project, default_folder
                                               open_session, replay)
 from napari_risnet.cli import main
 from napari_risnet.clicks import Click
-from napari_risnet.session import AnnotationSession
+from napari_risnet.annotation import AnnotationSession
 
 CENTRES = [(30, 30), (30, 90), (80, 60), (85, 20)]
 RADIUS = 12
@@ -299,7 +299,7 @@ KILL_SCRIPT = textwrap.dedent(r"""
     from test_project import CENTRES, ComponentSegmenter, discs_image
     from napari_risnet.annotation.project import ImageInfo, Project
     from napari_risnet.clicks import Click
-    from napari_risnet.session import AnnotationSession
+    from napari_risnet.annotation import AnnotationSession
 
     img = discs_image()
     session = AnnotationSession(img, ComponentSegmenter())
@@ -356,7 +356,7 @@ def test_a_killed_process_loses_no_committed_object(tmp_path, kill_after) -> Non
 
 def test_a_propagated_object_restores_and_replays(tmp_path) -> None:
     """Propagated slices keep their source and derived clicks through save / restore / replay."""
-    from napari_risnet.baselines import GraphCutBaseline
+    from napari_risnet.evaluation.baselines import GraphCutBaseline
 
     rng = np.random.default_rng(0)
     stack = np.clip(rng.normal(40, 8, (6, 64, 64)), 0, 255)

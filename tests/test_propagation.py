@@ -247,7 +247,7 @@ def test_corrections_replay_to_the_same_labels() -> None:
 
 
 def test_corrections_survive_the_points_round_trip() -> None:
-    from napari_risnet._layers import points_from_records, records_from_points
+    from napari_risnet._napari.layers import points_from_records, records_from_points
 
     img = touching_blobs()
     s = AnnotationSession(img, SplitSegmenter())

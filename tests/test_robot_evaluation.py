@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from napari_risnet.clicks import Click
-from napari_risnet.evaluation import ObjectResult, evaluate, summarize
+from napari_risnet.evaluation.images import ObjectResult, evaluate, summarize
 from napari_risnet.inference.predictor import Prediction
-from napari_risnet.robot import RobotUser, iou
+from napari_risnet.evaluation.robot import RobotUser, iou
 
 
 def test_first_click_is_most_interior_point():

@@ -11,7 +11,7 @@ from scipy import ndimage
 
 from napari_risnet.clicks import Click
 from napari_risnet.inference.predictor import Prediction
-from napari_risnet.session import AnnotationSession, derive_clicks
+from napari_risnet.annotation import AnnotationSession, derive_clicks
 
 
 class ThresholdSegmenter:
@@ -278,7 +278,7 @@ def test_derive_clicks_inside_and_around() -> None:
 
 
 def test_session_imports_neither_napari_nor_torch() -> None:
-    code = ("import sys, napari_risnet.session; "
+    code = ("import sys, napari_risnet.annotation; "
             "print(sorted({'napari', 'qtpy', 'magicgui', 'torch'} & set(sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.strip()

@@ -7,7 +7,7 @@ import numpy as np
 import tifffile
 
 from napari_risnet.cli import main
-from napari_risnet.stack_evaluation import (StackObject, dice3d, evaluate_stack,
+from napari_risnet.evaluation.stacks import (StackObject, dice3d, evaluate_stack,
                                             evaluate_stack_object, slice_errors)
 from test_propagation import SplitSegmenter, disc
 

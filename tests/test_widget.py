@@ -15,7 +15,7 @@ from napari.utils._proxies import ReadOnlyWrapper
 from napari.utils.notifications import NotificationSeverity, notification_manager
 from vispy.util.keys import CONTROL
 
-from napari_risnet.session import iou
+from napari_risnet.metrics import iou
 
 SHAPE, CENTER, RADIUS = (96, 96), (48, 40), 16
 SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "screenshot.png"
@@ -94,7 +94,7 @@ def test_positive_click_fills_the_disc_with_scale_and_translate(risnet_widget, q
 
 def test_bundled_risnet_model_segments_the_disc(make_napari_viewer, qtbot) -> None:
     """The same user click with the real default: the bundled RIS-Net weights, graph cut on."""
-    from napari_risnet._widget import RISNetWidget
+    from napari_risnet._napari.widget import RISNetWidget
 
     viewer = make_napari_viewer()
     viewer.add_image(make_disc_image(SHAPE, CENTER, RADIUS), name="img")
@@ -236,7 +236,7 @@ def test_malformed_images_notify_instead_of_crashing(risnet_widget, qtbot, image
 
 
 def test_missing_model_is_a_notification(make_napari_viewer, qtbot) -> None:
-    from napari_risnet._widget import RISNetWidget
+    from napari_risnet._napari.widget import RISNetWidget
 
     def factory(**settings):
         raise FileNotFoundError("no bundled default model")
@@ -345,7 +345,7 @@ def _fake_finetune_module(monkeypatch, calls: list, wait_for_stop: bool = False)
 
 def test_finetune_widget_switches_the_predictor(risnet_widget, qtbot, monkeypatch,
                                                 tmp_path) -> None:
-    from napari_risnet._finetune_widget import FinetuneWidget
+    from napari_risnet._napari.finetune_widget import FinetuneWidget
 
     calls: list = []
     _fake_finetune_module(monkeypatch, calls)
@@ -371,7 +371,7 @@ def test_finetune_widget_switches_a_manifest_docked_widget(make_napari_viewer, q
     """Both widgets docked as napari docks them (each gets its own viewer proxy): the
     fine-tuned checkpoint still reaches the main widget at once; progress shows from the start;
     the labels list does not offer our preview layer."""
-    from napari_risnet._widget_layout import CHECKPOINT_MODEL
+    from napari_risnet._napari.widget_layout import CHECKPOINT_MODEL
 
     calls: list = []
     _fake_finetune_module(monkeypatch, calls)
@@ -397,9 +397,9 @@ def test_finetune_widget_switches_a_manifest_docked_widget(make_napari_viewer, q
 
 def test_finetune_can_be_cancelled_and_reports_bad_input(make_napari_viewer, qtbot,
                                                          monkeypatch) -> None:
-    from napari_risnet._finetune_widget import FinetuneWidget
-    from napari_risnet._plugin_state import pending_checkpoint
-    from napari_risnet._widget import RISNetWidget
+    from napari_risnet._napari.finetune_widget import FinetuneWidget
+    from napari_risnet._napari.plugin_state import pending_checkpoint
+    from napari_risnet._napari.widget import RISNetWidget
 
     calls: list = []
     _fake_finetune_module(monkeypatch, calls, wait_for_stop=True)
@@ -427,8 +427,8 @@ def test_finetune_can_be_cancelled_and_reports_bad_input(make_napari_viewer, qtb
 def test_run_demo_docks_the_widget(make_napari_viewer, monkeypatch, graphcut_factory) -> None:
     import napari
 
-    from napari_risnet._demo import run_demo
-    from napari_risnet._widget import RISNetWidget
+    from napari_risnet._napari.demo import run_demo
+    from napari_risnet._napari.widget import RISNetWidget
 
     monkeypatch.setattr(napari, "Viewer", lambda **kw: make_napari_viewer(**kw))
     viewer = run_demo("stack", block=False, segmenter_factory=graphcut_factory)

@@ -10,7 +10,7 @@ from napari.utils.interactions import mouse_press_callbacks, mouse_release_callb
 from napari.utils._proxies import ReadOnlyWrapper
 from napari.utils.notifications import notification_manager
 
-from napari_risnet.session import iou
+from napari_risnet.metrics import iou
 
 from test_widget import (CENTER, RADIUS, SHAPE, FakeMouseEvent, disc_mask, make_disc_image,
                          press_key, user_click, wait)
@@ -79,7 +79,7 @@ def test_first_prediction_says_loading_the_model(risnet_widget, qtbot, graphcut_
 
 
 def test_overlapping_object_keep_or_replace(risnet_widget, qtbot, monkeypatch) -> None:
-    from napari_risnet._widget_layout import KEEP_EXISTING, REPLACE_EXISTING
+    from napari_risnet._napari.widget_layout import KEEP_EXISTING, REPLACE_EXISTING
 
     a, b = (30, 30), (66, 66)
     img = np.maximum(make_disc_image(SHAPE, a, 12), make_disc_image(SHAPE, b, 12, seed=1))

@@ -7,7 +7,7 @@ import tifffile
 from PIL import Image as PILImage
 
 from napari_risnet.annotation.project import Project
-from napari_risnet.session import iou
+from napari_risnet.metrics import iou
 
 from test_widget import disc_mask, press_key, user_click
 
@@ -24,7 +24,7 @@ def two_discs(seed=0) -> np.ndarray:
 
 
 def dock(make_napari_viewer, graphcut_factory, image=None, path=None):
-    from napari_risnet._widget import RISNetWidget
+    from napari_risnet._napari.widget import RISNetWidget
 
     viewer = make_napari_viewer()
     if path is not None:
@@ -95,7 +95,7 @@ def test_open_project_and_the_reader(make_napari_viewer, graphcut_factory, qtbot
     viewer2.close()
 
     # napari's reader: File > Open the folder, then dock the widget
-    from napari_risnet._widget import RISNetWidget
+    from napari_risnet._napari.widget import RISNetWidget
 
     viewer3 = make_napari_viewer()
     viewer3.open(str(folder), plugin="napari-risnet")
@@ -144,7 +144,7 @@ def test_a_widget_project_replays_identically(make_napari_viewer, graphcut_facto
 
 def test_the_project_records_the_predictors_settings(make_napari_viewer, qtbot) -> None:
     """What replay needs to rebuild the predictor after a release changes its defaults."""
-    from napari_risnet.baselines import GraphCutBaseline
+    from napari_risnet.evaluation.baselines import GraphCutBaseline
 
     class RecordingSegmenter(GraphCutBaseline):
         def recorded_settings(self):

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-# keep in step with napari_risnet.baselines.BASELINES (not imported here: --help stays instant)
+# keep in step with napari_risnet.evaluation.baselines.BASELINES (not imported here: --help stays instant)
 METHODS = ("risnet", "graphcut", "random_walker", "geodesic_matting", "esc", "gsc", "growcut")
 
 
@@ -43,7 +43,7 @@ def build_method(name: str, checkpoint: str | None = None, device: str = "auto",
                          **kwargs)
     if checkpoint:
         raise ValueError(f"--checkpoint only applies to --method risnet, not {name}")
-    from napari_risnet.baselines import BASELINES
+    from napari_risnet.evaluation.baselines import BASELINES
 
     return BASELINES[name]()
 
@@ -63,7 +63,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     from napari_risnet.annotation.project import predictor_record
     from napari_risnet.data import iter_objects, list_objects, spread
-    from napari_risnet.evaluation import evaluate, format_table, plot_curves, save_json
+    from napari_risnet.evaluation.images import evaluate, format_table, plot_curves, save_json
 
     method = build_method(args.method, args.checkpoint, args.device, not args.no_graphcut,
                           not args.no_focus)
@@ -102,7 +102,7 @@ def cmd_evaluate_stack(args: argparse.Namespace) -> int:
 
     from napari_risnet.annotation.project import predictor_record
     from napari_risnet.data import spread
-    from napari_risnet.stack_evaluation import (evaluate_stack, format_stack_table,
+    from napari_risnet.evaluation.stacks import (evaluate_stack, format_stack_table,
                                                 iter_stack_objects, list_stack_objects,
                                                 plot_stack_curves, save_stack_json)
 
@@ -302,7 +302,7 @@ def cmd_pack(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from napari_risnet._demo import run_demo
+    from napari_risnet._napari.demo import run_demo
 
     run_demo(sample=args.sample, block=True)
     return 0

@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 import numpy as np
 
 from napari_risnet.clicks import Click
-from napari_risnet.session import AnnotationSession, ClickRecord
+from napari_risnet.annotation.records import ClickRecord
+from napari_risnet.annotation.session import AnnotationSession
 
 if TYPE_CHECKING:
     from napari_risnet.inference.predictor import InteractiveSegmenter

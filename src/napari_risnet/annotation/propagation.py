@@ -24,7 +24,7 @@ from napari_risnet.annotation.history import Patch
 from napari_risnet.annotation.records import ObjectRecord, SliceKey, SliceRecord
 from napari_risnet.annotation.stop_rule import (DEFAULT_STOP_RULE, StopRule, object_brightness,
                                                 object_contrast, relative_to)
-from napari_risnet.robot import iou
+from napari_risnet.metrics import iou
 
 ProgressFn = Callable[[int, int, str], None]
 StopFn = Callable[[], bool]

@@ -34,7 +34,7 @@ from napari_risnet.annotation.propagation import (PropagationMixin, PropagationR
 from napari_risnet.annotation.records import ClickRecord, ObjectRecord, SliceKey, SliceRecord
 from napari_risnet.annotation.replay import ReplayMixin
 from napari_risnet.clicks import Click, validate_clicks
-from napari_risnet.robot import iou
+from napari_risnet.metrics import iou
 
 if TYPE_CHECKING:  # the protocol's module imports torch; the session needs numpy only
     from napari_risnet.inference.predictor import InteractiveSegmenter

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from napari_risnet.robot import iou  # the evaluation's IoU, also the propagation stop rule
+from napari_risnet.metrics import iou  # the evaluation's IoU, also the propagation stop rule
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,8 @@ from napari_risnet.data import ObjectSample, list_dataset, read_array
 from napari_risnet.model.checkpoint import load_checkpoint, save_checkpoint
 from napari_risnet.training.config import TrainConfig
 from napari_risnet.training.datasets import ObjectPool, iter_planes, remove_small
-from napari_risnet.training.trainer import Trainer, ValidationSet, is_validation
+from napari_risnet.training.split import is_validation
+from napari_risnet.training.trainer import Trainer, ValidationSet
 
 #: With fewer annotated planes than this, validation holds out objects, not planes.
 MIN_PLANES_FOR_PLANE_SPLIT = 5

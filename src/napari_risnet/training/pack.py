@@ -29,6 +29,7 @@ from napari_risnet.data import ObjectSample, list_objects, load_object, spread
 from napari_risnet.training.config import TrainConfig
 from napari_risnet.training.datasets import (ObjectPool, StoredImage, _store_refs, image_key,
                                              make_stored)
+from napari_risnet.training.split import is_validation
 
 PACK_FORMAT = "napari-risnet-pack/1"
 SOURCE_INDEX = "pack.json"
@@ -128,7 +129,6 @@ class _FolderWriter:
 
 def _pack_folder(config: TrainConfig, src, max_side: int, per_source: int, jpeg_quality: int,
                  progress: Callable[[str, int, int], None] | None) -> tuple[_FolderWriter, dict]:
-    from napari_risnet.training.trainer import is_validation  # the trainer's own split
 
     refs, n_small = list_objects(src.path, src.objects, src.min_area)
     val_refs = [r for r in refs if is_validation(image_key(r), config.val_fraction)]

@@ -1,7 +1,7 @@
 """Where a training sample's clicks and previous mask come from beyond the sampled first
 clicks: the robot user clicking on the model's own errors (iterative training, as in RITM) or
 on a focus crop's coarse mask. Used by the trainer (CPU and GPU runs); the robot is the
-evaluation's own (``napari_risnet.robot``).
+evaluation's own (``napari_risnet.evaluation.robot``).
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import torch
 
 from napari_risnet.clicks import Click
 from napari_risnet.model.risnet import RISNet
-from napari_risnet.robot import robot_next_click
+from napari_risnet.evaluation.robot import robot_next_click
 from napari_risnet.training.config import TrainConfig
 from napari_risnet.training.datasets import Sample, make_batch
 

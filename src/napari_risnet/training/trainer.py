@@ -7,7 +7,6 @@ import json
 import logging
 import os
 import time
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -19,7 +18,7 @@ from tqdm import tqdm
 
 from napari_risnet.clicks import Click
 from napari_risnet.data import ObjectSample, list_objects, load_object, spread
-from napari_risnet.evaluation import evaluate
+from napari_risnet.evaluation.images import evaluate
 from napari_risnet.inference.graphcut import graphcut_available
 from napari_risnet.inference.predictor import Predictor, default_checkpoint, resolve_device
 from napari_risnet.model.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
@@ -27,6 +26,7 @@ from napari_risnet.model.grow import grow_model
 from napari_risnet.model.risnet import RISNet, RISNetConfig
 from napari_risnet.training.config import TrainConfig, save_config
 from napari_risnet.training.datasets import ObjectPool, Sample, image_key, make_batch
+from napari_risnet.training.split import is_validation
 from napari_risnet.training.fast_depthwise import speed_up_dilated_depthwise
 from napari_risnet.training.frozen_bf16 import run_frozen_in_bf16
 from napari_risnet.training.loss import click_discount_loss
@@ -36,11 +36,6 @@ from napari_risnet.training.rollouts import (add_focus_clicks, add_iterative_cli
 from napari_risnet.training.sampling import sample_clicks
 
 log = logging.getLogger(__name__)
-
-
-def is_validation(key: str, fraction: float) -> bool:
-    """Deterministic split by image key (stable across runs and machines)."""
-    return (zlib.crc32(key.split(":z")[0].encode()) % 10_000) < fraction * 10_000
 
 
 def build_model(config: TrainConfig, device: torch.device) -> tuple[RISNet, dict]:

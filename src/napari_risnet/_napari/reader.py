@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-from napari_risnet._layers import PROJECT_KEY, ROLE_KEY, SAVED_ROLE
+from napari_risnet._napari.layers import PROJECT_KEY, ROLE_KEY, SAVED_ROLE
 from napari_risnet.annotation.project import Project, is_project
 
 LayerData = tuple[Any, dict[str, Any], str]

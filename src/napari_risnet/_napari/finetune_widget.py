@@ -16,9 +16,9 @@ from qtpy.QtCore import QObject, Signal
 from qtpy.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel,
                             QLineEdit, QProgressBar, QPushButton, QSpinBox, QVBoxLayout, QWidget)
 
-from napari_risnet._layers import ROLE_KEY
-from napari_risnet._plugin_state import offer_checkpoint
-from napari_risnet._triton_guard import keep_triton_out
+from napari_risnet._napari.layers import ROLE_KEY
+from napari_risnet._napari.plugin_state import offer_checkpoint
+from napari_risnet._napari.triton_guard import keep_triton_out
 
 keep_triton_out()  # before fine-tuning imports torch (see _triton_guard: GL crash)
 

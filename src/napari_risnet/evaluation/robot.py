@@ -11,6 +11,7 @@ import numpy as np
 from scipy import ndimage
 
 from napari_risnet.clicks import Click
+from napari_risnet.metrics import iou
 
 
 def _interior_distance(region: np.ndarray) -> np.ndarray:
@@ -90,9 +91,4 @@ def robot_next_click(gt: np.ndarray, ignore: np.ndarray | None, clicks: list[Cli
     return robot.next_click(pred)
 
 
-def iou(pred: np.ndarray, gt: np.ndarray, ignore: np.ndarray | None = None) -> float:
-    """Intersection over union, ignoring ``ignore`` pixels (1.0 when both are empty)."""
-    valid = np.ones_like(gt, bool) if ignore is None else ~ignore
-    p, g = pred & valid, gt & valid
-    union = np.count_nonzero(p | g)
-    return 1.0 if union == 0 else np.count_nonzero(p & g) / union
+__all__ = ["RobotUser", "iou", "robot_next_click"]

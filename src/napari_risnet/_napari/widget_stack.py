@@ -2,7 +2,7 @@
 propagation through the stack and rebuilding objects from saved clicks — the controller's
 long-running jobs, kept apart from its click / commit handling (``_widget.py``).
 
-A mixin of :class:`napari_risnet._widget.RISNetWidget`: it uses the controller's session,
+A mixin of :class:`napari_risnet._napari.widget.RISNetWidget`: it uses the controller's session,
 layers, worker starter and status helpers, and owns no state of its own beyond what it sets on
 the widget.
 """
@@ -14,9 +14,9 @@ from napari.layers import Points
 from napari.utils import progress
 from napari.utils.notifications import show_error, show_info, show_warning
 
-from napari_risnet._layers import records_from_points, world_to_click
+from napari_risnet._napari.layers import records_from_points, world_to_click
 from napari_risnet.clicks import Click
-from napari_risnet.session import PropagationResult
+from napari_risnet.annotation import PropagationResult
 
 
 class StackControls:

@@ -16,7 +16,6 @@ corrected slice, keeping every slice you clicked on as it is.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -28,37 +27,22 @@ from napari.utils.colormaps import DirectLabelColormap
 from napari.utils.notifications import show_error, show_warning
 from qtpy.QtWidgets import QFileDialog
 
-from napari_risnet._layers import (ROLE_KEY, mask_to_preview, points_from_records,
+from napari_risnet._napari.image_annotation import ImageAnnotation
+from napari_risnet._napari.layers import (ROLE_KEY, mask_to_preview, points_from_records,
                                    unwrap_proxy)
-from napari_risnet._plugin_state import register_receiver
-from napari_risnet._triton_guard import keep_triton_out
-from napari_risnet._widget_input import KEYS, ClickInput
-from napari_risnet._widget_jobs import (SegmenterFactory, _LazySegmenter, _predict_job, _Relay,
+from napari_risnet._napari.plugin_state import register_receiver
+from napari_risnet._napari.triton_guard import keep_triton_out
+from napari_risnet._napari.widget_input import KEYS, ClickInput
+from napari_risnet._napari.widget_jobs import (SegmenterFactory, _LazySegmenter, _predict_job, _Relay,
                                         default_segmenter_factory)
-from napari_risnet._widget_layout import CHECKPOINT_MODEL, REPLACE_EXISTING, RISNetLayout
-from napari_risnet._widget_project import ProjectControls
-from napari_risnet._widget_stack import StackControls
-from napari_risnet.annotation.project import ImageInfo, Project
-from napari_risnet.session import AnnotationSession
+from napari_risnet._napari.widget_layout import CHECKPOINT_MODEL, REPLACE_EXISTING, RISNetLayout
+from napari_risnet._napari.widget_project import ProjectControls
+from napari_risnet._napari.widget_stack import StackControls
+from napari_risnet.annotation import AnnotationSession
 
 keep_triton_out()  # before the first prediction imports torch (see _triton_guard: GL crash)
 
 PREVIEW_COLOR = (1.0, 0.85, 0.0, 1.0)
-
-
-@dataclass
-class _Annotation:
-    """One image layer being annotated: its session and our three layers."""
-
-    image: Image
-    session: AnnotationSession
-    points: Points
-    labels: Labels
-    preview: Labels
-    preview_slices: set = field(default_factory=set)
-    project: Project | None = None  # where every commit is saved
-    image_info: ImageInfo | None = None
-    overwrite_ids: set = field(default_factory=set)  # objects committed over others
 
 
 class RISNetWidget(ClickInput, StackControls, ProjectControls, RISNetLayout):
@@ -77,8 +61,8 @@ class RISNetWidget(ClickInput, StackControls, ProjectControls, RISNetLayout):
         self.segmenter_factory: SegmenterFactory = segmenter_factory or default_segmenter_factory
         self.negative_mode = False
         self.last_latency: float | None = None
-        self.annotation: _Annotation | None = None
-        self._annotations: dict[int, _Annotation] = {}
+        self.annotation: ImageAnnotation | None = None
+        self._annotations: dict[int, ImageAnnotation] = {}
         self._generation = 0
         self._workers: set = set()
         self._propagating = False
@@ -217,7 +201,7 @@ class RISNetWidget(ClickInput, StackControls, ProjectControls, RISNetLayout):
         self._update_project_label()
         self._refresh()
 
-    def _create_annotation(self, layer: Image) -> _Annotation:
+    def _create_annotation(self, layer: Image) -> ImageAnnotation:
         data = layer.data[0] if layer.multiscale else layer.data
         session = AnnotationSession(data, self._make_segmenter(), rgb=bool(layer.rgb))
         project = self._attach_project(layer, session, data)  # restores saved work
@@ -237,7 +221,7 @@ class RISNetWidget(ClickInput, StackControls, ProjectControls, RISNetLayout):
             size=size, border_width=0.1, border_color="white", metadata={ROLE_KEY: "clicks"},
             **transform)
         self._bind_input(layer, labels, preview, points)
-        return _Annotation(layer, session, *map(unwrap_proxy, (points, labels, preview)),
+        return ImageAnnotation(layer, session, *map(unwrap_proxy, (points, labels, preview)),
                            **project)
 
     # -- prediction in a worker ------------------------------------------------------------------

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-SAMPLE_DIR = Path(__file__).resolve().parent / "sample_data"
+SAMPLE_DIR = Path(__file__).resolve().parent.parent / "sample_data"
 NUCLEI_FILE = SAMPLE_DIR / "nuclei_dsb2018.png"
 STACK_FILE = SAMPLE_DIR / "nuclei_stack_cells3d.tif"
 #: cells3d voxel size in micrometres (z, y, x): napari then shows the stack isotropically.

@@ -8,7 +8,7 @@ import numpy as np
 from skimage.segmentation import random_walker
 from skimage.transform import resize
 
-from napari_risnet.baselines._base import _ClickBaseline
+from napari_risnet.evaluation.baselines._base import _ClickBaseline
 from napari_risnet.clicks import Click
 from napari_risnet.inference.predictor import Prediction
 

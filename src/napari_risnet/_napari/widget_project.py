@@ -17,12 +17,12 @@ from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QFileDialog
 
-from napari_risnet._layers import PROJECT_KEY, ROLE_KEY, SAVED_ROLE, unwrap_proxy
+from napari_risnet._napari.layers import PROJECT_KEY, ROLE_KEY, SAVED_ROLE, unwrap_proxy
 from napari_risnet.annotation.project import (ImageInfo, Project, ProjectState, default_folder,
                                               fingerprint, is_project, predictor_record)
 
 if TYPE_CHECKING:
-    from napari_risnet.session import AnnotationSession
+    from napari_risnet.annotation import AnnotationSession
 
 
 def layer_path(layer: Any) -> str | None:
@@ -42,7 +42,7 @@ class ProjectControls:
     # -- when an image starts being annotated ----------------------------------------------------
     def _attach_project(self, layer: Image, session: "AnnotationSession", data: Any) -> dict:
         """Pick the annotation's project folder and restore what it holds. Returns the fields
-        ``_Annotation`` keeps: project, image_info, overwrite_ids."""
+        ``ImageAnnotation`` keeps: project, image_info, overwrite_ids."""
         path = layer_path(layer)
         info = ImageInfo.of(data, bool(layer.rgb), None, path)
         named = layer.metadata.get(PROJECT_KEY)
@@ -72,7 +72,7 @@ class ProjectControls:
     # -- saving ----------------------------------------------------------------------------------
     def _project_record(self) -> tuple[dict, dict]:
         settings = self._settings()
-        from napari_risnet._widget_jobs import default_segmenter_factory
+        from napari_risnet._napari.widget_jobs import default_segmenter_factory
 
         default = self.segmenter_factory is default_segmenter_factory
         method = getattr(self.segmenter_factory, "method_name", "risnet" if default else "custom")

@@ -27,7 +27,7 @@ import numpy as np
 from scipy import sparse
 from scipy.sparse.csgraph import dijkstra
 
-from napari_risnet.baselines._base import _ClickBaseline
+from napari_risnet.evaluation.baselines._base import _ClickBaseline
 from napari_risnet.clicks import Click
 from napari_risnet.inference.predictor import Prediction
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from qtpy.QtCore import QObject, Signal
 
 from napari_risnet.annotation.project import predictor_record
-from napari_risnet.session import AnnotationSession
+from napari_risnet.annotation import AnnotationSession
 
 if TYPE_CHECKING:  # torch is imported only when the first prediction needs the model
     from napari_risnet.inference.predictor import InteractiveSegmenter

@@ -16,7 +16,7 @@ import numpy as np
 
 from napari_risnet.data import ObjectSample
 from napari_risnet.inference.predictor import InteractiveSegmenter
-from napari_risnet.robot import RobotUser, iou
+from napari_risnet.evaluation.robot import RobotUser, iou
 
 THRESHOLDS = (0.85, 0.90)
 

@@ -26,7 +26,7 @@ import numpy as np
 
 from napari_risnet.annotation import AnnotationSession, StopRule
 from napari_risnet.data import label_ids, list_dataset, read_array
-from napari_risnet.robot import RobotUser, iou
+from napari_risnet.evaluation.robot import RobotUser, iou
 
 
 @dataclass

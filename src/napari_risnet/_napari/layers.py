@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from napari_risnet.clicks import Click
-from napari_risnet.session import ClickRecord, SliceKey
+from napari_risnet.annotation import ClickRecord, SliceKey
 
 POSITIVE_COLOR = (0.1, 0.9, 0.1, 1.0)
 NEGATIVE_COLOR = (0.95, 0.1, 0.1, 1.0)

@@ -12,11 +12,11 @@ negative click):
   cut with Gulshan et al.'s star-convexity constraint around the positive clicks.
 - ``GrowCutBaseline`` (growcut): Vezhnevets & Konouchine's cellular automaton.
 """
-from napari_risnet.baselines.geodesic import GeodesicMattingBaseline
-from napari_risnet.baselines.graphcut import GraphCutBaseline
-from napari_risnet.baselines.growcut import GrowCutBaseline
-from napari_risnet.baselines.random_walker import RandomWalkerBaseline
-from napari_risnet.baselines.star_convexity import (EuclideanStarConvexityBaseline,
+from napari_risnet.evaluation.baselines.geodesic import GeodesicMattingBaseline
+from napari_risnet.evaluation.baselines.graphcut import GraphCutBaseline
+from napari_risnet.evaluation.baselines.growcut import GrowCutBaseline
+from napari_risnet.evaluation.baselines.random_walker import RandomWalkerBaseline
+from napari_risnet.evaluation.baselines.star_convexity import (EuclideanStarConvexityBaseline,
                                                     GeodesicStarConvexityBaseline)
 
 BASELINES = {"graphcut": GraphCutBaseline, "random_walker": RandomWalkerBaseline,

@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 from napari.utils.notifications import show_info, show_warning
 
-from napari_risnet._layers import unwrap_proxy, world_to_click
+from napari_risnet._napari.layers import unwrap_proxy, world_to_click
 from napari_risnet.clicks import Click
 
 if TYPE_CHECKING:
-    from napari_risnet._widget import _Annotation
+    from napari_risnet._napari.image_annotation import ImageAnnotation
 
 #: Canvas pixels the mouse may move between press and release and still count as a click.
 CLICK_TOLERANCE_PX = 4.0
@@ -55,7 +55,7 @@ class ClickInput:
         handler.__doc__ = f"RIS-Net: {action.replace('_', ' ')}"
         return handler
 
-    def _annotation_of(self, layer: Any) -> "_Annotation | None":
+    def _annotation_of(self, layer: Any) -> "ImageAnnotation | None":
         layer = unwrap_proxy(layer)
         for ann in self._annotations.values():
             if layer is ann.image or layer is ann.points or layer is ann.labels \

@@ -7,7 +7,7 @@ from typing import Sequence
 
 import numpy as np
 
-from napari_risnet.baselines._base import _ClickBaseline, histogram_costs
+from napari_risnet.evaluation.baselines._base import _ClickBaseline, histogram_costs
 from napari_risnet.clicks import Click
 from napari_risnet.inference.graphcut import GraphCutParams, graph_cut
 from napari_risnet.inference.predictor import Prediction

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from napari_risnet._sample_data import SAMPLES
+from napari_risnet._napari.sample_data import SAMPLES
 
 
 def run_demo(sample: str = "nuclei", block: bool = True, **widget_kwargs: Any) -> Any:
@@ -21,7 +21,7 @@ def run_demo(sample: str = "nuclei", block: bool = True, **widget_kwargs: Any) -
         raise ValueError(f"unknown sample {sample!r}; choose one of {sorted(SAMPLES)}")
     import napari
 
-    from napari_risnet._widget import RISNetWidget
+    from napari_risnet._napari.widget import RISNetWidget
 
     viewer = napari.Viewer(title="napari-risnet demo")
     for data, kwargs, layer_type in SAMPLES[sample]():

@@ -30,7 +30,7 @@ from scipy import ndimage
 from skimage.graph import MCP_Geometric
 from skimage.transform import resize
 
-from napari_risnet.baselines.graphcut import GraphCutBaseline
+from napari_risnet.evaluation.baselines.graphcut import GraphCutBaseline
 from napari_risnet.clicks import Click, validate_clicks
 from napari_risnet.inference.graphcut import GraphCutParams, click_seeds
 from napari_risnet.inference.predictor import Prediction
