@@ -5,7 +5,7 @@ never trains on them; this scores models there, with 20 clicks and more objects 
 trainer's per-epoch check, to choose between checkpoints without touching GrabCut or any
 `test` split. Usage:
 
-    python benchmarks/validation.py training/default.toml default runs/stage2/last.pt \
+    python benchmarks/validation.py training/stage1.toml default runs/stage2/last.pt \
         [--per-source 30] [--threads 1] [--ablate no_prev_mask|no_decoder] [--final-iou] \
         [--set NAME=VALUE ...] [--only FOLDER] [--upscale F] [--objects-out F.json]
 

@@ -2,7 +2,7 @@
 # Train on one GPU from a plain checkout: training/gpu/run.sh OUT [more gpu_run options]
 # (relative paths are read from where you call it; PYTHON=... picks the interpreter, default
 # python3). Needs the packed data in <repo>/pack:
-#   napari-risnet pack --config training/stage3_v2.toml --out pack --val-objects 16
+#   napari-risnet pack --config training/stage3.toml --out pack --val-objects 16
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/../.." && pwd)"
 out="${1:?usage: training/gpu/run.sh OUT_FOLDER [--pack DIR] [--set key=value ...]}"

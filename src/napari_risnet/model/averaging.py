@@ -2,7 +2,7 @@
 
 Checkpoints along one training run (or runs from the same start) lie in one basin; their
 average is usually better than each of them and does not carry the last epoch's swing. Used to
-make stage 5's starting point (training/stage5_v2.toml) from stage 4's two checkpoints.
+make stage 5's starting point (training/stage5.toml) from stage 4's two checkpoints.
 """
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ python - <<'PY'
 import json, pathlib
 rows = {}
 for v in ("global", "local", "context", "discount"):
-    h = json.loads(pathlib.Path(f"../../runs/ablation_{v}/history.json").read_text())
+    h = json.loads(pathlib.Path(f"../../../runs/ablation_{v}/history.json").read_text())
     rows[v] = h[-1]
 pathlib.Path("ablation_results.json").write_text(json.dumps(rows, indent=1))
 print(json.dumps(rows, indent=1))
