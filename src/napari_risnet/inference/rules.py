@@ -234,14 +234,15 @@ class FirstZoomIn:
     """The first click's second look, at the object its first look found when that is small
     in the window (or at the click when nothing was found).
 
-    The window is the object's box grown ``expand`` times. With the wider zoom-in
+    Always a step (it is how a small object gets seen at all); the rule "wider_zoom_in" is its
+    wider window. The window is the object's box grown ``expand`` times. With the wider zoom-in
     (``tight_expand`` below ``expand``) the tighter window is looked at too and wins where the
     wide answer is more than ``max_growth`` times larger: the two then disagree on which of
     two nested objects the click meant (a nucleus or the cell around it), and one click in the
     smaller one reads literally as the smaller one.
     """
 
-    name: ClassVar[str] = "wider_zoom_in"
+    name: ClassVar[str] = "first_zoom_in"
     ratio: float
     expand: float
     tight_expand: float
@@ -290,11 +291,8 @@ def shows_small_object(t: CropTransform, small_object_from: float) -> bool:
 
 
 def build_rules(s: PredictorSettings) -> tuple[list, list]:
-    """The pass rules and the click rules ``s`` asks for, in pipeline order.
-
-    The first click's zoom-in is always a step (it is how a small object gets seen at all);
-    the wider zoom-in rule only chooses its window.
-    """
+    """The pass rules and the click rules ``s`` asks for, in pipeline order (the first
+    click's zoom-in last, always; the wider zoom-in rule chooses its window)."""
     uses = s.uses
     pass_rules: list = []
     if uses("flip_averaging"):
