@@ -18,8 +18,8 @@ ROWS = [
     ("Graph cut", "graphcut", 11.10),
     ("Geodesic matting", "geodesic_matting", 12.44),
     ("Random walker", "random_walker", 12.30),
-    ("Euclidean star convexity (ESC)", "esc", 9.20),
-    ("Geodesic star convexity (GSC)", "gsc", 9.12),
+    ("Euclidean star convexity (ESC)", "esc", 8.52),
+    ("Geodesic star convexity (GSC)", "gsc", 8.38),
     ("GrowCut", "growcut", 16.74),
     ("iFCN (global branch only)", "ifcn", 6.04),
     # the bundled model's stages 1-2: the same data and compute as the iFCN row, same settings
