@@ -4,8 +4,9 @@
 
 Reads RESULTS/METHOD_DATASET.json (as benchmarks/accuracy.sh and the README commands write
 them); a method without a file is listed as "not run". Seed values: NoC@90 on GrabCut as printed
-in the seed's Table 1 (the classic rows are the ones iFCN, Xu et al. 2016, reported); the seed
-gives no NoC@85 on GrabCut and nothing on our microscopy / MRI sets ("–").
+in the paper's Table 1 (../shared/PAPER_TABLES.md; its classic rows are the ones iFCN, Xu et al.
+2016, reported); the paper gives no NoC@85 on GrabCut and nothing on our microscopy / MRI sets
+("–").
 """
 from __future__ import annotations
 
