@@ -17,8 +17,8 @@ objects under two settings, compared object by object with a standard error.
 
 ``--upscale F`` shows every held-out object F times larger (bilinear image, nearest mask): the
 same objects seen at a higher resolution, e.g. nuclei as large in pixels as a microscope at a
-higher magnification makes them (whether a rule for small objects belongs to the object's
-apparent size or to the domain).
+higher magnification makes them (0.9.0: whether the small-object bias belongs to the
+object's apparent size or to the domain).
 
 ``--ablate`` switches a part of an architecture-v2 model off at inference (the previous mask fed
 as zeros, or the fusion used without the decoder's refinement): what each part contributes to

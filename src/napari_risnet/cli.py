@@ -312,6 +312,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="napari-risnet",
                                 description="RIS-Net click-based interactive segmentation.")
+    from napari_risnet import __version__  # the package root is already imported: no cost
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     e = sub.add_parser("evaluate", help="robot-user benchmark (NoC@85/90) on a dataset folder")
