@@ -211,3 +211,14 @@ def test_stage6_adds_the_chloroplasts_and_turns_augmentation_on():
     assert any("wsu_leaf_chloroplasts" in str(p) and p.name == "train" for p in paths)
     assert not any("emps_particles" in str(p) or p.name == "test" for p in paths)
     assert cfg.init_checkpoint == "default" and cfg.threads == 1
+
+
+def test_the_gpu_stage6_recipe_reads_the_pack_of_the_cpu_recipe():
+    """training/gpu/stage6.toml = training/stage6.toml's folders (as packed) and augmentations."""
+    from napari_risnet.training.pack import folder_name
+
+    cpu = load_config(RECIPES / "stage6.toml")
+    gpu = load_config(RECIPES / "gpu" / "stage6.toml")
+    assert gpu.augment == cpu.augment
+    assert [Path(d.path).name for d in gpu.data] == [folder_name(d.path) for d in cpu.data]
+    assert [d.weight for d in gpu.data] == [d.weight for d in cpu.data]
