@@ -255,7 +255,8 @@ class Trainer:
             samples, clicks = next(self.batches)
         else:
             samples = [self.pool.sample(self.rng, cfg.crop_size, cfg.full_image_prob,
-                                        focus_prob=cfg.focus_prob)
+                                        focus_prob=cfg.focus_prob,
+                                        augmentations=cfg.augment)
                        for _ in range(cfg.batch_size)]
             clicks = [sample_clicks(s.gt, s.ignore, s.others, self.rng, cfg.max_positive,
                                     cfg.max_negative) for s in samples]
