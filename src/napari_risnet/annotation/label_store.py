@@ -32,6 +32,8 @@ JOURNAL_DIR = "journal"
 BASE_FILE = "base"
 #: Largest tile of a chunk along the two image axes.
 TILE = 512
+#: Label volumes up to this size also keep a copy in memory (``ChunkedLabels.mirror``).
+MIRROR_BYTES = 64 * 2 ** 20
 _ABSENT = b"0"
 _PRESENT = b"1"
 
@@ -143,7 +145,8 @@ class ChunkedLabels:
 
     is_chunked = True
 
-    def __init__(self, folder: Path, array: Any, generation: int = 0, max_id: int = 0) -> None:
+    def __init__(self, folder: Path, array: Any, generation: int = 0, max_id: int = 0,
+                 mirror: np.ndarray | None = None) -> None:
         self.folder = Path(folder)
         self.array = array
         self.root = Path(str(array.store.root))
@@ -153,6 +156,9 @@ class ChunkedLabels:
         self.generation = int(generation)
         #: the highest id ever written (ids are never reused, so no scan finds the next one)
         self.max_id = int(max_id)
+        #: a small volume's copy in memory (reads come from it, writes go to both): what napari
+        #: shows, so samples behave exactly as a numpy label array
+        self.mirror = mirror
         self._journaled: set[str] = set()
 
     # -- array protocol ------------------------------------------------------------------------
@@ -169,19 +175,23 @@ class ChunkedLabels:
         return self.folder / JOURNAL_DIR
 
     def __getitem__(self, index: Any) -> np.ndarray:
+        if self.mirror is not None:
+            return self.mirror[index]
         return np.asarray(self.array[index])
 
     def __setitem__(self, index: Any, value: Any) -> None:
         spans = _normalise(index, self.shape)
         self._journal(self._chunk_keys(spans))
         value = np.asarray(value)
-        self.array[tuple(slice(a, b) for a, b in spans)] = \
-            np.broadcast_to(value, tuple(b - a for a, b in spans))
+        region = tuple(slice(a, b) for a, b in spans)
+        self.array[region] = np.broadcast_to(value, tuple(b - a for a, b in spans))
+        if self.mirror is not None:
+            self.mirror[region] = value
         if value.size:
             self.max_id = max(self.max_id, int(value.max()))
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        out = np.asarray(self.array[...])
+        out = self.mirror if self.mirror is not None else np.asarray(self.array[...])
         return out if dtype is None else out.astype(dtype)
 
     def __len__(self) -> int:
@@ -329,5 +339,5 @@ def label_bound(labels: Any) -> int:
     return int(labels.max()) if labels.size else 0
 
 
-__all__ = ["ChunkedLabels", "chunk_shape", "create_array", "drop_journal", "label_bound",
+__all__ = ["MIRROR_BYTES", "ChunkedLabels", "chunk_shape", "create_array", "drop_journal", "label_bound",
            "nonempty_slices", "open_array", "recover", "umask_mode", "write_durably"]

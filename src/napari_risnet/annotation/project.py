@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 import numpy as np
 
 from napari_risnet.clicks import Click
-from napari_risnet.annotation.label_store import (ChunkedLabels, create_array, fsync_path,
+from napari_risnet.annotation.label_store import (MIRROR_BYTES, ChunkedLabels, create_array, fsync_path,
                                                    nonempty_slices, open_array, recover,
                                                    umask_mode)
 from napari_risnet.annotation.records import ClickRecord
@@ -265,8 +265,10 @@ class Project:
         for path in (self.folder / name).rglob("*"):
             fsync_path(path)
         generation = int(record.get("generation", 0)) + 1 if record else 1
+        mirror = labels if isinstance(labels, np.ndarray) and labels.nbytes <= MIRROR_BYTES \
+            else getattr(labels, "mirror", None)
         return ChunkedLabels(self.folder, array, generation,
-                             max(top, getattr(labels, "max_id", 0)))
+                             max(top, getattr(labels, "max_id", 0)), mirror)
 
     def _drop_stale(self, keep: str) -> None:
         """Remove what the record no longer names: other stores, the previous labels.tif."""
@@ -294,8 +296,10 @@ class Project:
                 array = open_array(store, writable)
             except Exception as exc:  # zarr raises several kinds for a broken store
                 raise ValueError(f"cannot open {store}: {exc}") from exc
+            small = int(np.prod(array.shape)) * array.dtype.itemsize <= MIRROR_BYTES
             labels: Any = ChunkedLabels(self.folder, array, generation,
-                                        int(meta.get("max_id", 0)))
+                                        int(meta.get("max_id", 0)),
+                                        np.asarray(array[...]) if writable and small else None)
         else:
             labels, record = self._load_tiff(record)
         self._check_record(record)
