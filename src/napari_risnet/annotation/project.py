@@ -258,7 +258,11 @@ class Project:
         labels = session.labels
         array = create_array(self.folder / name, labels.shape, labels.dtype)
         top = 0
-        for key in nonempty_slices(labels, session.leading_shape):
+        if getattr(labels, "is_chunked", False) or labels.nbytes <= MIRROR_BYTES:
+            keys = nonempty_slices(labels, session.leading_shape)
+        else:  # a large array in memory: the slices the objects are on (no scan of the volume)
+            keys = sorted({k for obj in session.objects.values() for k in obj.slices})
+        for key in keys:
             plane = np.asarray(labels[key])
             array[key] = plane
             top = max(top, int(plane.max()))
