@@ -215,9 +215,14 @@ class Project:
         The current (uncommitted) object is not saved: it becomes part of the project when it
         is committed.
         """
-        # call on the thread that commits (the widget's GUI thread, the CLI): labels and clicks
-        # then describe the same objects
-        labels = session.labels
+        # call on the thread that commits (the widget's GUI thread, the CLI); the session's lock
+        # keeps label writes (a worker's propagation) out until labels and record agree
+        with session._lock:
+            self._save_locked(session, image, model, settings, overwrite_ids)
+
+    def _save_locked(self, session: AnnotationSession, image: ImageInfo,
+                     model: dict[str, Any] | None, settings: dict[str, Any] | None,
+                     overwrite_ids: Iterable[int]) -> None:
         records = [r for r in session.click_records() if r.object_id != 0]
         ids = {r.object_id for r in records}
         body = {
@@ -240,6 +245,7 @@ class Project:
             _atomic_write(self.record_path, lambda p: p.write_text(text, encoding="utf-8"))
 
         self.folder.mkdir(parents=True, exist_ok=True)
+        labels = session.labels
         if getattr(labels, "is_chunked", False) and \
                 labels.folder.resolve() == self.folder.resolve():
             labels.commit(lambda generation: write_record(labels, generation))
