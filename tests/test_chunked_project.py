@@ -315,3 +315,28 @@ def test_a_large_tiff_is_opened_lazily(tmp_path, monkeypatch) -> None:
     assert isinstance(plain, np.memmap) and not isinstance(packed, np.ndarray)
     np.testing.assert_array_equal(np.asarray(packed[2]), stack[2])
     np.testing.assert_array_equal(plain[1], stack[1])
+
+
+def test_the_preview_of_a_stack_holds_only_the_slices_with_a_mask() -> None:
+    import asyncio
+
+    from napari_risnet._napari.lazy_labels import labels_layer_data, preview_array
+    from napari_risnet._napari.layers import mask_to_preview
+
+    preview = preview_array(SHAPE)
+    mask = np.zeros(SHAPE[1:], bool)
+    mask[10:20, 30:40] = True
+    mask_to_preview(preview, (2,), mask)
+    mask_to_preview(preview, (3,), mask)
+    mask_to_preview(preview, (3,), None)  # cleared: its chunk goes
+
+    async def keys():
+        return [k async for k in preview.store.list_prefix("c/")]
+
+    assert asyncio.run(keys()) == ["c/2/0/0"]
+    assert preview[2, 15, 35] == 1 and not preview[3].any()
+    flat = preview_array(SHAPE[1:])
+    mask_to_preview(flat, (), mask)
+    assert isinstance(flat, np.ndarray) and flat.sum() == mask.sum()
+    dense = np.zeros(SHAPE, np.int32)
+    assert labels_layer_data(dense) is dense
