@@ -68,9 +68,11 @@ def test_a_commit_writes_only_the_chunks_its_object_touches(tmp_path) -> None:
     record = json.loads((folder / "project.json").read_text())
     assert record["version"] == 2 and record["generation"] == 2
     assert record["labels"]["store"] == "labels.zarr" and record["labels"]["chunks"] == [1, 512, 512]
+    assert record["labels"]["chunk_max"] == {"c/1/0/0": 1, "c/3/1/1": 2}
     session.undo()  # undo rewrites the chunk it touched (the object leaves it empty: deleted)
     project.save(session, info)
     assert sorted(chunk_files(folder)) == ["1/0/0"]
+    assert session.next_label_id() == 2  # as with a numpy label array: the id is free again
     session.redo()
     project.save(session, info)
     reopened, _, state = open_session(folder, stack, ComponentSegmenter())
@@ -91,6 +93,9 @@ def test_a_big_volume_is_read_lazily(tmp_path, monkeypatch) -> None:
     Project(folder).save(session, ImageInfo.of(stack))
     reopened, project, _ = open_session(folder, stack, ComponentSegmenter())
     assert reopened.labels.mirror is None
+    assert commit_disc(reopened, 2) == 2
+    reopened.undo()
+    assert reopened.next_label_id() == 2
     assert commit_disc(reopened, 2) == 2
     assert commit_disc(reopened, 3) == 3
     project.save(reopened, ImageInfo.of(stack))

@@ -145,7 +145,8 @@ class ChunkedLabels:
 
     is_chunked = True
 
-    def __init__(self, folder: Path, array: Any, generation: int = 0, max_id: int = 0,
+    def __init__(self, folder: Path, array: Any, generation: int = 0,
+                 chunk_max: dict[str, int] | None = None,
                  mirror: np.ndarray | None = None) -> None:
         self.folder = Path(folder)
         self.array = array
@@ -154,12 +155,34 @@ class ChunkedLabels:
         self.dtype = np.dtype(array.dtype)
         self.chunks: tuple[int, ...] = tuple(int(c) for c in array.chunks)
         self.generation = int(generation)
-        #: the highest id ever written (ids are never reused, so no scan finds the next one)
-        self.max_id = int(max_id)
         #: a small volume's copy in memory (reads come from it, writes go to both): what napari
         #: shows, so samples behave exactly as a numpy label array
         self.mirror = mirror
         self._journaled: set[str] = set()
+        #: the highest id of every stored chunk (saved in the record): the next free id
+        #: without reading the volume
+        self.chunk_max: dict[str, int] = {}
+        if chunk_max is None:  # a record without it: read the stored chunks once
+            for coords in self.stored_chunks():
+                self._update_max(self.array.metadata.encode_chunk_key(coords))
+        else:
+            self.chunk_max = {str(k): int(v) for k, v in chunk_max.items()}
+
+    @property
+    def max_id(self) -> int:
+        """The highest id in the volume."""
+        return max(self.chunk_max.values(), default=0)
+
+    def _update_max(self, key: str) -> None:
+        coords = [int(v) for v in key.split("/")[1:]]
+        region = tuple(slice(i * c, min((i + 1) * c, n))
+                       for i, c, n in zip(coords, self.chunks, self.shape))
+        block = self.mirror[region] if self.mirror is not None else self.array[region]
+        top = int(np.max(block)) if np.size(block) else 0
+        if top:
+            self.chunk_max[key] = top
+        else:
+            self.chunk_max.pop(key, None)
 
     # -- array protocol ------------------------------------------------------------------------
     @property
@@ -181,14 +204,15 @@ class ChunkedLabels:
 
     def __setitem__(self, index: Any, value: Any) -> None:
         spans = _normalise(index, self.shape)
-        self._journal(self._chunk_keys(spans))
+        keys = self._chunk_keys(spans)
+        self._journal(keys)
         value = np.asarray(value)
         region = tuple(slice(a, b) for a, b in spans)
         self.array[region] = np.broadcast_to(value, tuple(b - a for a, b in spans))
         if self.mirror is not None:
             self.mirror[region] = value
-        if value.size:
-            self.max_id = max(self.max_id, int(value.max()))
+        for key in keys:
+            self._update_max(key)
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         out = self.mirror if self.mirror is not None else np.asarray(self.array[...])
@@ -332,8 +356,8 @@ def nonempty_slices(labels: Any, leading_shape: tuple[int, ...]) -> list[tuple[i
 
 
 def label_bound(labels: Any) -> int:
-    """An id at least as high as every id in ``labels``: the maximum of a numpy array, the
-    highest id ever written for ``ChunkedLabels`` (no scan of the volume)."""
+    """The highest id in ``labels``: a numpy array's maximum; for ``ChunkedLabels`` the
+    maximum of its per-chunk maxima (no read of the volume)."""
     if getattr(labels, "is_chunked", False):
         return int(labels.max_id)
     return int(labels.max()) if labels.size else 0

@@ -240,7 +240,7 @@ class Project:
             record = dict(body, generation=int(generation))
             record["labels"] = {"store": store.root.name, "shape": list(store.shape),
                                 "dtype": str(store.dtype), "chunks": list(store.chunks),
-                                "max_id": int(store.max_id)}
+                                "chunk_max": dict(sorted(store.chunk_max.items()))}
             text = json.dumps(record, indent=1)
             _atomic_write(self.record_path, lambda p: p.write_text(text, encoding="utf-8"))
 
@@ -263,22 +263,18 @@ class Project:
         name = STORE_DIR if current != STORE_DIR else "labels.1.zarr"
         labels = session.labels
         array = create_array(self.folder / name, labels.shape, labels.dtype)
-        top = 0
         if getattr(labels, "is_chunked", False) or labels.nbytes <= MIRROR_BYTES:
             keys = nonempty_slices(labels, session.leading_shape)
         else:  # a large array in memory: the slices the objects are on (no scan of the volume)
             keys = sorted({k for obj in session.objects.values() for k in obj.slices})
         for key in keys:
-            plane = np.asarray(labels[key])
-            array[key] = plane
-            top = max(top, int(plane.max()))
+            array[key] = np.asarray(labels[key])
         for path in (self.folder / name).rglob("*"):
             fsync_path(path)
         generation = int(record.get("generation", 0)) + 1 if record else 1
         mirror = labels if isinstance(labels, np.ndarray) and labels.nbytes <= MIRROR_BYTES \
             else getattr(labels, "mirror", None)
-        return ChunkedLabels(self.folder, array, generation,
-                             max(top, getattr(labels, "max_id", 0)), mirror)
+        return ChunkedLabels(self.folder, array, generation, None, mirror)
 
     def _drop_stale(self, keep: str) -> None:
         """Remove what the record no longer names: other stores, the previous labels.tif."""
@@ -307,8 +303,7 @@ class Project:
             except Exception as exc:  # zarr raises several kinds for a broken store
                 raise ValueError(f"cannot open {store}: {exc}") from exc
             small = int(np.prod(array.shape)) * array.dtype.itemsize <= MIRROR_BYTES
-            labels: Any = ChunkedLabels(self.folder, array, generation,
-                                        int(meta.get("max_id", 0)),
+            labels: Any = ChunkedLabels(self.folder, array, generation, meta.get("chunk_max"),
                                         np.asarray(array[...]) if writable and small else None)
         else:
             labels, record = self._load_tiff(record)

@@ -156,8 +156,8 @@ class AnnotationSession(PredictionMixin, PropagationMixin, CorrectionsMixin, Rep
             return self._next_pending() is not None
 
     def next_label_id(self) -> int:
-        """The id the next commit gets: above every id in the labels and every object (for a
-        project's chunked labels: above every id it ever held, so no scan of the volume)."""
+        """The id the next commit gets: above every id in the labels and every object (a
+        project's chunked labels know their maximum per chunk: no scan of the volume)."""
         with self._lock:
             top = label_bound(self.labels)
             return max([top, *self._state.objects]) + 1
