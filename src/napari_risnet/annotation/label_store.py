@@ -2,7 +2,9 @@
 
 A project's labels live in ``labels.zarr`` (Zarr v3, chunks of one slice cut in tiles of at most
 512 x 512, zstd-compressed; chunks that are all background are not stored). ``ChunkedLabels``
-writes through to the chunks, so a commit costs the chunks its object touches, never the volume.
+writes through to the chunks, so a commit costs the chunks its object touches, never the volume;
+it keeps each stored chunk's highest id (saved in the record), so the next free id needs no
+read of the volume either.
 
 Crash safety (an undo journal, one transaction per saved record):
 
