@@ -118,7 +118,37 @@ def _discs_project(tmp_path, n: int):
     project = tmp_path / "proj"
     for r, c in CENTRES[:n]:
         assert _segment(image, project, f"{r},{c},+") == 0
-    return image, project, tifffile.imread(project / "labels.tif")
+    return image, project, saved_labels(project)
+
+
+def saved_labels(folder) -> np.ndarray:
+    """A project's labels as one array (read-only look)."""
+    return np.asarray(Project(folder).load(writable=False).labels)
+
+
+def as_previous_layout(folder, edit=None) -> dict:
+    """Rewrite a project as the previous release stored it: labels.tif whose ImageDescription
+    holds the record (version 1), project.json beside it, no labels.zarr; ``edit(record)``
+    changes the record first."""
+    import shutil
+
+    from napari_risnet.annotation.project import DESCRIPTION_HEADER
+
+    labels = saved_labels(folder)
+    record = json.loads((folder / "project.json").read_text())
+    record["version"] = 1
+    record.pop("generation", None)
+    record["labels"] = {"file": "labels.tif", "shape": list(labels.shape),
+                        "dtype": str(labels.dtype)}
+    if edit is not None:
+        edit(record)
+    text = json.dumps(record)
+    tifffile.imwrite(folder / "labels.tif", labels, description=f"{DESCRIPTION_HEADER}\n{text}",
+                     metadata=None, compression="zlib")
+    (folder / "project.json").write_text(text)
+    for store in folder.glob("labels*.zarr"):
+        shutil.rmtree(store)
+    return record
 
 
 def test_segment_into_project_then_replay_is_identical(tmp_path, capsys) -> None:
@@ -135,7 +165,7 @@ def test_segment_into_project_then_replay_is_identical(tmp_path, capsys) -> None
     # never over another object: the first disc again is refused, the project unchanged
     assert _segment(image, project, f"{CENTRES[0][0]},{CENTRES[0][1]},+") == 2
     assert "under other objects" in capsys.readouterr().err
-    np.testing.assert_array_equal(tifffile.imread(project / "labels.tif"), saved)
+    np.testing.assert_array_equal(saved_labels(project), saved)
 
 
 def test_replay_rebuilds_the_recorded_predictor_after_the_defaults_change(tmp_path, capsys,
@@ -155,13 +185,7 @@ def test_replay_rebuilds_the_recorded_predictor_after_the_defaults_change(tmp_pa
     out = tmp_path / "replayed.tif"
     assert main(["replay", str(project), "-o", str(out), "--device", "cpu"]) == 0
     assert "identical to the saved labels" in capsys.readouterr().out
-    from napari_risnet.annotation.project import DESCRIPTION_HEADER
-
-    with tifffile.TiffFile(project / "labels.tif") as tif:  # as the previous release saved it
-        meta = json.loads(tif.pages[0].description[len(DESCRIPTION_HEADER):])
-    del meta["model"]["predictor"]
-    tifffile.imwrite(project / "labels.tif", saved,
-                     description=f"{DESCRIPTION_HEADER}\n{json.dumps(meta)}", metadata=None)
+    as_previous_layout(project, lambda meta: meta["model"].pop("predictor"))
     assert main(["replay", str(project), "-o", str(out), "--device", "cpu"]) == 0
     said = capsys.readouterr().out
     assert "predates recorded predictor settings" in said and "differs" in said
@@ -216,7 +240,6 @@ def test_a_project_from_an_earlier_release_replays_identically(tmp_path, capsys,
     0.7.0's record also lacks 0.8.0's settings."""
     from scipy import ndimage
 
-    from napari_risnet.annotation.project import DESCRIPTION_HEADER
     from napari_risnet.inference.predictor import Predictor
 
     previous = RELEASES[version]
@@ -229,13 +252,13 @@ def test_a_project_from_an_earlier_release_replays_identically(tmp_path, capsys,
         _release_defaults(m, **previous)
         project = tmp_path / "proj"
         assert _segment(image, project, "100,100,+") == 0
-    saved = tifffile.imread(project / "labels.tif")
-    with tifffile.TiffFile(project / "labels.tif") as tif:  # the record as it wrote it
-        meta = json.loads(tif.pages[0].description[len(DESCRIPTION_HEADER):])
-    for key in [*previous, "release"]:
-        del meta["model"]["predictor"][key]
-    tifffile.imwrite(project / "labels.tif", saved,
-                     description=f"{DESCRIPTION_HEADER}\n{json.dumps(meta)}", metadata=None)
+    saved = saved_labels(project)
+
+    def drop_newer_settings(meta):  # the record as that release wrote it
+        for key in [*previous, "release"]:
+            del meta["model"]["predictor"][key]
+
+    as_previous_layout(project, drop_newer_settings)
     out = tmp_path / "replayed.tif"
     assert main(["replay", str(project), "-o", str(out), "--device", "cpu"]) == 0
     assert "identical to the saved labels" in capsys.readouterr().out
@@ -260,7 +283,7 @@ def test_segment_project_on_a_stack_with_graphcut(tmp_path, capsys) -> None:
     assert "outside" in capsys.readouterr().err
     assert _segment(image, project, "30,90,+", "--click", "3,4,-", "--slice", "2",
                     "--method", "graphcut") == 0
-    labels = tifffile.imread(project / "labels.tif")
+    labels = saved_labels(project)
     assert labels[1, 30, 30] == 1 and labels[2, 30, 90] == 2 and not labels[0].any()
     out = tmp_path / "r.tif"
     assert main(["replay", str(project), "-o", str(out)]) == 0

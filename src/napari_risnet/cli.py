@@ -161,11 +161,11 @@ def _model_record(method: str, checkpoint: str | None, device: str, graphcut: bo
 
 
 def cmd_segment(args: argparse.Namespace) -> int:
-    from napari_risnet.data import read_array
+    from napari_risnet.data import open_image
 
     if not args.output and not args.project:
         raise ValueError("give -o/--output (a mask file), --project DIR, or both")
-    image = read_array(args.image)
+    image = open_image(args.image)  # a large TIFF stays on disk: only the slice is read
     method = build_method(args.method, args.checkpoint, args.device, not args.no_graphcut)
     if args.project:
         return _segment_into_project(args, image, method)
@@ -183,6 +183,8 @@ def cmd_segment(args: argparse.Namespace) -> int:
 def _segment_into_project(args: argparse.Namespace, image, method) -> int:
     """Click one object and commit it into a project, as the widget does: the next free id,
     never over another object; the project is saved atomically."""
+    import numpy as np
+
     from napari_risnet.annotation.project import ImageInfo, open_session, predictor_record
 
     session, project, state = open_session(args.project, image, method,
@@ -198,11 +200,23 @@ def _segment_into_project(args: argparse.Namespace, image, method) -> int:
     project.save(session, ImageInfo.of(image, session.rgb, args.channels, args.image), model,
                  settings={"overlaps": "keep existing"},
                  overwrite_ids=state.overwrite_ids if state else ())
-    obj = session.labels == object_id
+    # the object's slices only: the label volume may be far larger than memory
+    n_pixels = sum(int(np.count_nonzero(session.labels[k] == object_id))
+                   for k in session.objects[object_id].slices)
     if args.output:
-        _write_mask(args.output, obj[key] if key else obj)
-    print(f"object {object_id} ({int(obj.sum())} pixels) committed into {project.folder}; "
+        _write_mask(args.output, session.labels[key] == object_id)
+    print(f"object {object_id} ({n_pixels} pixels) committed into {project.folder}; "
           f"{len(session.objects)} objects in the project")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from napari_risnet.annotation.project import Project, export_tiff
+
+    state = Project(args.project).load(writable=False)
+    out = export_tiff(state.labels, args.output)
+    print(f"wrote {out}: labels of shape {tuple(state.labels.shape)} "
+          f"({len(state.object_ids)} objects)")
     return 0
 
 
@@ -238,7 +252,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
                           graphcut, settings=recorded)
     labels = replay(state, image, method)
     tifffile.imwrite(args.output, labels, compression="zlib")
-    differ = int(np.count_nonzero(labels != state.labels))
+    differ = int(np.count_nonzero(labels != np.asarray(state.labels)))
     same = "identical to the saved labels" if differ == 0 else \
         f"differs from the saved labels in {differ} pixels (another model, device or settings?)"
     print(f"wrote {args.output}: {len(state.object_ids)} objects replayed from their clicks; "
@@ -384,6 +398,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--graphcut", action=argparse.BooleanOptionalAction, default=None,
                    help="override the saved graph cut setting")
     r.set_defaults(func=cmd_replay)
+
+    x = sub.add_parser("export", help="write a project's labels as one TIFF (BigTIFF above "
+                                      "2 GiB; OME-TIFF for a .ome.tif name), slice by slice")
+    x.add_argument("project", help="annotation project folder")
+    x.add_argument("-o", "--output", required=True, help="labels file to write (.tif)")
+    x.set_defaults(func=cmd_export)
 
     t = sub.add_parser("train", help="train RIS-Net from a recipe (TOML)")
     t.add_argument("--config", required=True, help="training/<recipe>.toml")

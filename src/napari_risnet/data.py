@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -39,6 +39,33 @@ def read_array(path: str | Path) -> np.ndarray:
     except (OSError, ValueError) as exc:  # PIL's UnidentifiedImageError, TiffFileError, ...
         raise ValueError(f"cannot read {path} as an image (TIFF, PNG, JPEG, ...): {exc}"
                          ) from exc
+
+
+#: TIFF files above this size are opened lazily by ``open_image``.
+LAZY_BYTES = 64 * 2 ** 20
+
+
+def open_image(path: str | Path) -> Any:
+    """Like ``read_array``, but a TIFF above 64 MiB stays on disk: a read-only memmap when its
+    pixels are stored uncompressed and contiguous, else a Zarr view of its pages (tifffile's
+    ``aszarr``); both read only the slices / tiles that are indexed."""
+    path = Path(path)
+    if path.suffix.lower() in (".tif", ".tiff") and path.is_file() \
+            and path.stat().st_size > LAZY_BYTES:
+        import tifffile
+
+        try:
+            return tifffile.memmap(path, mode="r")
+        except (ValueError, OSError):
+            pass
+        try:
+            import zarr
+
+            node = zarr.open(tifffile.imread(path, aszarr=True), mode="r")
+            return node if hasattr(node, "shape") else node["0"]
+        except Exception:  # an exotic layout: read it whole as before
+            pass
+    return read_array(path)
 
 
 def _index(folder: Path) -> dict[str, Path]:

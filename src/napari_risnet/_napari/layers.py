@@ -154,11 +154,12 @@ def _truthy(value: Any) -> bool:
 
 def mask_to_preview(preview: np.ndarray, key: SliceKey, mask: np.ndarray | None,
                     value: int = 1) -> None:
-    """Write the current object's mask of one slice into the preview label array."""
-    target = preview[key] if key else preview
-    target[...] = 0
+    """Write the current object's mask of one slice into the preview label array (numpy or
+    Zarr: the slice is assigned whole)."""
+    plane = np.zeros(preview.shape[len(key):], preview.dtype)
     if mask is not None:
-        target[mask] = value
+        plane[mask] = value
+    preview[key if key else ...] = plane
 
 
 __all__ = ["FEATURE_COLUMNS", "PROJECT_KEY", "ROLE_KEY", "SAVED_ROLE", "mask_to_preview", "points_from_records", "records_from_points",

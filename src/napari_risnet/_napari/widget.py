@@ -28,6 +28,7 @@ from napari.utils.notifications import show_error, show_warning
 from qtpy.QtWidgets import QFileDialog
 
 from napari_risnet._napari.image_annotation import ImageAnnotation
+from napari_risnet._napari.lazy_labels import labels_layer_data, preview_array
 from napari_risnet._napari.layers import (ROLE_KEY, mask_to_preview, points_from_records,
                                    unwrap_proxy)
 from napari_risnet._napari.plugin_state import register_receiver
@@ -208,10 +209,11 @@ class RISNetWidget(ClickInput, StackControls, ProjectControls, RISNetLayout):
         transform = {"scale": layer.scale, "translate": layer.translate,
                      "rotate": layer.rotate, "shear": layer.shear,
                      "affine": layer.affine.affine_matrix}
-        labels = self.viewer.add_labels(session.labels, name=f"{layer.name} RIS-Net labels",
+        labels = self.viewer.add_labels(labels_layer_data(session.labels),  # lazy for a project
+                                        name=f"{layer.name} RIS-Net labels",
                                         metadata={ROLE_KEY: "labels"}, **transform)
         preview = self.viewer.add_labels(
-            np.zeros(session.labels_shape, np.uint8), name=f"{layer.name} RIS-Net object",
+            preview_array(session.labels_shape), name=f"{layer.name} RIS-Net object",
             opacity=0.6, colormap=DirectLabelColormap(color_dict={None: (0, 0, 0, 0),
                                                                   1: PREVIEW_COLOR}),
             metadata={ROLE_KEY: "preview"}, **transform)

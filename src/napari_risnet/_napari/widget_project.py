@@ -17,6 +17,7 @@ from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QFileDialog
 
+from napari_risnet._napari.lazy_labels import sync_labels_layer
 from napari_risnet._napari.layers import PROJECT_KEY, ROLE_KEY, SAVED_ROLE, unwrap_proxy
 from napari_risnet.annotation.project import (ImageInfo, Project, ProjectState, default_folder,
                                               fingerprint, is_project, predictor_record)
@@ -99,6 +100,7 @@ class ProjectControls:
             show_error(f"RIS-Net could not save the project to {ann.project.folder}: {exc}. "
                        f"Your work is still in napari: choose another folder (Change folder…)")
             return False
+        sync_labels_layer(ann.labels, ann.session.labels)  # the first save moves them to disk
         self._update_project_label()
         return True
 
@@ -110,7 +112,7 @@ class ProjectControls:
         state = "saved" if ann.project.exists() else "created at the first commit"
         self.project_label.setText(f"{ann.project.folder} ({state})")
         self.project_label.setToolTip(f"{ann.project.folder}: every commit is saved here "
-                                      f"(labels.tif, project.json)")
+                                      f"(labels.zarr, project.json)")
 
     # -- buttons ---------------------------------------------------------------------------------
     def choose_project_folder(self, folder: str | Path | None = None) -> bool:
@@ -155,9 +157,9 @@ class ProjectControls:
                 show_error(f"RIS-Net: the image of {folder} ({path or 'not saved'}) is neither "
                            f"open nor found; open the image first, then 'Open project…'")
                 return False
-            from napari_risnet.data import read_array
+            from napari_risnet.data import open_image
 
-            layer = self.viewer.add_image(read_array(path), name=Path(path).stem,
+            layer = self.viewer.add_image(open_image(path), name=Path(path).stem,
                                           rgb=state.image.rgb or None,
                                           metadata={PROJECT_KEY: str(project.folder)})
             return self._annotation_for(layer) is not None
@@ -170,6 +172,7 @@ class ProjectControls:
                              f"{ann.project.folder} are replaced by the project {folder} "
                              f"(they stay saved in {ann.project.folder})")
             project.restore(ann.session, state)
+            sync_labels_layer(ann.labels, ann.session.labels)
             ann.project, ann.overwrite_ids = project, set(state.overwrite_ids)
             show_info(f"RIS-Net: reopened {len(state.object_ids)} objects from {folder}")
         self._generation += 1

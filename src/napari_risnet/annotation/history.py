@@ -3,7 +3,7 @@ label patches it wrote, so undoing restores the label array exactly without pred
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -64,7 +64,7 @@ class History:
         self.done.append(step)
         self.undone.clear()
 
-    def undo(self, labels: np.ndarray) -> Step | None:
+    def undo(self, labels: Any) -> Step | None:
         """Restore the labels before the last step and return it (None when nothing to undo)."""
         if not self.done:
             return None
@@ -74,7 +74,7 @@ class History:
         self.undone.append(step)
         return step
 
-    def redo(self, labels: np.ndarray) -> Step | None:
+    def redo(self, labels: Any) -> Step | None:
         """Write the last undone step's patches again and return it (None when none)."""
         if not self.undone:
             return None
@@ -94,7 +94,7 @@ class History:
 
 def write_patch(labels: np.ndarray, index: tuple, new: np.ndarray) -> Patch:
     """Write ``new`` into ``labels[index]`` and return the patch that undoes / redoes it."""
-    old = labels[index].copy()
+    old = np.array(labels[index], copy=True)
     labels[index] = new
     return Patch(index, old, np.array(new, copy=True))
 

@@ -1,16 +1,22 @@
 """Annotation projects: a folder that holds everything an annotation session made, so nothing
 is lost and everything can be rebuilt.
 
-    <folder>/labels.tif     the label image; its ImageDescription holds the project record
-                            (JSON below), so pixels and clicks are replaced in ONE atomic step
-    <folder>/project.json   the same record, for people and tools (written after labels.tif)
+    <folder>/labels.zarr/   the label volume: Zarr v3, one slice per chunk cut in tiles of at
+                            most 512 x 512, zstd; all-background chunks are not stored
+    <folder>/project.json   the record (JSON below); its ``generation`` counts saved commits
+    <folder>/journal/       only while a commit is being saved (see ``label_store``)
 
 The record: the image (path, shape, dtype, channels, a fingerprint), the model and settings, the
 clicks of every committed object with their slice (and, for propagated slices, the slice they
-were carried from), and which objects were committed over others. Files are written to a
-temporary name and moved into place with ``os.replace``, so a process killed at any moment
-leaves the previous or the new state, never a torn file: at most the object being clicked is
-lost. Labels above 2 GiB are written as BigTIFF (one file of any size).
+were carried from), and which objects were committed over others. A commit writes only the
+chunks its object touches, through an undo journal, then the record (temporary file +
+``os.replace``): a process killed at any moment leaves labels and record that agree; at most
+the object being clicked is lost (``label_store`` has the protocol).
+
+Projects of the previous layout (``labels.tif`` whose ImageDescription holds the record, plus
+``project.json``) open as they are and are converted to ``labels.zarr`` at their first save
+(the TIFF is deleted once the new record is in place). ``export_tiff`` writes the labels as one
+(Big/OME-)TIFF, slice by slice.
 
 ``replay`` rebuilds the labels from the saved clicks alone (``AnnotationSession.recompute``):
 with the same model and settings the result is identical to the saved labels.
@@ -19,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 import zlib
 from dataclasses import dataclass, field
@@ -28,6 +35,9 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 import numpy as np
 
 from napari_risnet.clicks import Click
+from napari_risnet.annotation.label_store import (MIRROR_BYTES, ChunkedLabels, create_array, fsync_path,
+                                                   nonempty_slices, open_array, recover,
+                                                   umask_mode)
 from napari_risnet.annotation.records import ClickRecord
 from napari_risnet.annotation.session import AnnotationSession
 
@@ -35,15 +45,15 @@ if TYPE_CHECKING:
     from napari_risnet.inference.predictor import InteractiveSegmenter
 
 FORMAT = "napari-risnet-project"
-VERSION = 1
+VERSION = 2
 SUFFIX = ".risnet"
+STORE_DIR = "labels.zarr"
+#: the previous layout's labels (read, converted at the first save)
 LABELS_FILE = "labels.tif"
 RECORD_FILE = "project.json"
-#: Above this size labels.tif is written as BigTIFF (classic TIFF stops at 4 GiB).
+#: Above this size an exported TIFF is written as BigTIFF (classic TIFF stops at 4 GiB).
 BIGTIFF_BYTES = 2 * 2 ** 30
-#: Labels up to this size are zlib-compressed (mostly zeros: small files, fast enough).
-COMPRESS_BYTES = 256 * 2 ** 20
-#: First line of labels.tif's ImageDescription (a bare JSON object would be taken by tifffile
+#: First line of the previous layout's labels.tif ImageDescription (a bare JSON object would be taken by tifffile
 #: for its own "shaped" metadata).
 DESCRIPTION_HEADER = "napari-risnet project record"
 #: Where projects of images without a file (samples, arrays from a script) go by default.
@@ -74,7 +84,8 @@ class ProjectState:
     """A loaded project: labels, the committed objects' clicks and how they were made."""
 
     folder: Path
-    labels: np.ndarray
+    #: ``ChunkedLabels`` (lazy) for a project in chunks; numpy for the previous layout
+    labels: Any
     records: list[ClickRecord]
     image: ImageInfo
     model: dict[str, Any] = field(default_factory=dict)
@@ -111,7 +122,8 @@ def default_folder(image_path: str | Path | None, name: str) -> Path:
 
 def is_project(folder: str | Path) -> bool:
     folder = Path(folder)
-    return folder.is_dir() and (folder / LABELS_FILE).is_file()
+    return folder.is_dir() and ((folder / LABELS_FILE).is_file() or (
+        (folder / RECORD_FILE).is_file() and any(folder.glob("labels*.zarr"))))
 
 
 def _records_to_json(records: Iterable[ClickRecord]) -> list[dict[str, Any]]:
@@ -140,27 +152,20 @@ def _records_from_json(rows: Iterable[dict[str, Any]]) -> list[ClickRecord]:
 
 
 def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Write through a temporary file in the same folder, fsync, then os.replace."""
+    """Write through a temporary file in the same folder, fsync, then os.replace (the file
+    gets the mode the umask gives, not mkstemp's 0600)."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         write(Path(tmp))
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
+        os.chmod(tmp, umask_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    try:  # make the rename itself durable (POSIX; not possible on Windows)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
+    fsync_path(path.parent)  # make the rename itself durable (POSIX)
 
 
 class Project:
@@ -172,6 +177,7 @@ class Project:
 
     @property
     def labels_path(self) -> Path:
+        """The previous layout's labels file."""
         return self.folder / LABELS_FILE
 
     @property
@@ -181,51 +187,151 @@ class Project:
     def exists(self) -> bool:
         return is_project(self.folder)
 
+    def _read_record(self) -> dict[str, Any] | None:
+        if not self.record_path.is_file():
+            return None
+        try:
+            record = json.loads(self.record_path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ValueError(f"cannot read {self.record_path}: {exc}") from exc
+        return record if isinstance(record, dict) else None
+
+    @staticmethod
+    def _is_chunked(record: dict[str, Any] | None) -> bool:
+        return bool(record) and int(record.get("version", 0)) >= 2 \
+            and bool(record.get("labels", {}).get("store"))
+
     # -- writing ---------------------------------------------------------------------------------
     def save(self, session: AnnotationSession, image: ImageInfo,
              model: dict[str, Any] | None = None, settings: dict[str, Any] | None = None,
              overwrite_ids: Iterable[int] = ()) -> None:
-        """Write the session's committed objects (labels + clicks) atomically.
+        """Save the session's committed objects (labels + clicks) so that a kill at any moment
+        leaves labels and record that agree.
 
-        The current (uncommitted) object is not saved: it becomes part of the project when it is
-        committed.
+        When the session works on this project's ``ChunkedLabels`` only the chunks changed
+        since the last save are made durable, then the record is written. Otherwise (a new
+        project, a previous-layout project, another folder) the labels are written into a new
+        store slice by slice, the record then points to it, and the session continues on it.
+        The current (uncommitted) object is not saved: it becomes part of the project when it
+        is committed.
         """
-        import tifffile
+        # call on the thread that commits (the widget's GUI thread, the CLI); the session's lock
+        # keeps label writes (a worker's propagation) out until labels and record agree
+        with session._lock:
+            self._save_locked(session, image, model, settings, overwrite_ids)
 
-        # call on the thread that commits (the widget's GUI thread, the CLI): labels and clicks
-        # then describe the same objects
-        labels = np.array(session.labels, copy=True)
+    def _save_locked(self, session: AnnotationSession, image: ImageInfo,
+                     model: dict[str, Any] | None, settings: dict[str, Any] | None,
+                     overwrite_ids: Iterable[int]) -> None:
         records = [r for r in session.click_records() if r.object_id != 0]
         ids = {r.object_id for r in records}
-        record = {
+        body = {
             "format": FORMAT, "version": VERSION,
             "image": {"path": image.path, "shape": list(image.shape), "dtype": image.dtype,
                       "rgb": image.rgb, "channels": image.channels,
                       "fingerprint": image.fingerprint},
-            "labels": {"file": LABELS_FILE, "shape": list(labels.shape),
-                       "dtype": str(labels.dtype)},
             "model": dict(model or {}), "settings": dict(settings or {}),
             "overwrite_ids": sorted(int(i) for i in overwrite_ids if int(i) in ids),
             "objects": sorted(ids),
             "clicks": _records_to_json(records),
         }
-        text = json.dumps(record, indent=1)
+
+        def write_record(store: ChunkedLabels, generation: int) -> None:
+            record = dict(body, generation=int(generation))
+            record["labels"] = {"store": store.root.name, "shape": list(store.shape),
+                                "dtype": str(store.dtype), "chunks": list(store.chunks),
+                                "chunk_max": dict(sorted(store.chunk_max.items()))}
+            text = json.dumps(record, indent=1)
+            _atomic_write(self.record_path, lambda p: p.write_text(text, encoding="utf-8"))
+
         self.folder.mkdir(parents=True, exist_ok=True)
-        big = labels.nbytes > BIGTIFF_BYTES
-        compress = labels.nbytes <= COMPRESS_BYTES  # zlib on GiBs would stall every commit
-        _atomic_write(self.labels_path, lambda p: tifffile.imwrite(
-            p, labels, description=f"{DESCRIPTION_HEADER}\n{text}", metadata=None, bigtiff=big,
-            compression="zlib" if compress else None))
-        _atomic_write(self.record_path, lambda p: p.write_text(text, encoding="utf-8"))
+        labels = session.labels
+        if getattr(labels, "is_chunked", False) and \
+                labels.folder.resolve() == self.folder.resolve():
+            labels.commit(lambda generation: write_record(labels, generation))
+        else:
+            store = self._write_store(session)
+            write_record(store, store.generation)
+            session.attach_labels(store)
+        self._drop_stale(keep=session.labels.root.name)
+
+    def _write_store(self, session: AnnotationSession) -> ChunkedLabels:
+        """The session's labels copied, slice by slice, into a store the record does not
+        name yet (so a kill meanwhile leaves the saved project as it was)."""
+        record = self._read_record()
+        current = record.get("labels", {}).get("store") if self._is_chunked(record) else None
+        name = STORE_DIR if current != STORE_DIR else "labels.1.zarr"
+        labels = session.labels
+        array = create_array(self.folder / name, labels.shape, labels.dtype)
+        if getattr(labels, "is_chunked", False) or labels.nbytes <= MIRROR_BYTES:
+            keys = nonempty_slices(labels, session.leading_shape)
+        else:  # a large array in memory: the slices the objects are on (no scan of the volume)
+            keys = sorted({k for obj in session.objects.values() for k in obj.slices})
+        for key in keys:
+            array[key] = np.asarray(labels[key])
+        for path in (self.folder / name).rglob("*"):
+            fsync_path(path)
+        generation = int(record.get("generation", 0)) + 1 if record else 1
+        mirror = labels if isinstance(labels, np.ndarray) and labels.nbytes <= MIRROR_BYTES \
+            else getattr(labels, "mirror", None)
+        return ChunkedLabels(self.folder, array, generation, None, mirror)
+
+    def _drop_stale(self, keep: str) -> None:
+        """Remove what the record no longer names: other stores, the previous labels.tif."""
+        for path in self.folder.glob("labels*.zarr"):
+            if path.name != keep and path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+        self.labels_path.unlink(missing_ok=True)
 
     # -- reading ---------------------------------------------------------------------------------
-    def load(self) -> ProjectState:
-        """Read labels.tif and the record inside it (project.json only if that is missing)."""
+    def load(self, writable: bool = True) -> ProjectState:
+        """Read the record and open the labels lazily (``ChunkedLabels``); a project of the
+        previous layout is read from labels.tif. ``writable``: finish or roll back a commit a
+        crash interrupted first (a read-only look skips that)."""
+        record = self._read_record()
+        if self._is_chunked(record):
+            self._check_record(record)
+            meta = record["labels"]
+            store = self.folder / str(meta["store"])
+            if not store.is_dir():
+                raise ValueError(f"{self.folder}: its labels store {store.name} is missing")
+            generation = int(record.get("generation", 0))
+            if writable:
+                recover(self.folder, store, generation)
+            try:
+                array = open_array(store, writable)
+            except Exception as exc:  # zarr raises several kinds for a broken store
+                raise ValueError(f"cannot open {store}: {exc}") from exc
+            small = int(np.prod(array.shape)) * array.dtype.itemsize <= MIRROR_BYTES
+            labels: Any = ChunkedLabels(self.folder, array, generation, meta.get("chunk_max"),
+                                        np.asarray(array[...]) if writable and small else None)
+        else:
+            labels, record = self._load_tiff(record)
+        self._check_record(record)
+        img = record.get("image", {})
+        info = ImageInfo(tuple(int(s) for s in img.get("shape", labels.shape)),
+                         str(img.get("dtype", "")), bool(img.get("rgb", False)),
+                         img.get("channels"), img.get("path"), str(img.get("fingerprint", "")))
+        return ProjectState(self.folder, labels, _records_from_json(record.get("clicks", [])),
+                            info, dict(record.get("model", {})), dict(record.get("settings", {})),
+                            {int(i) for i in record.get("overwrite_ids", [])})
+
+    def _check_record(self, record: Any) -> None:
+        if not isinstance(record, dict) or record.get("format") != FORMAT:
+            found = record.get("format") if isinstance(record, dict) else None
+            raise ValueError(f"{self.folder} is not a napari-risnet project (format {found!r})")
+        if int(record.get("version", 0)) > VERSION:
+            raise ValueError(f"{self.folder} was written by a newer napari-risnet (project "
+                             f"version {record['version']}; this one reads {VERSION})")
+
+    def _load_tiff(self, fallback: dict[str, Any] | None) -> tuple[np.ndarray, dict[str, Any]]:
+        """The previous layout: labels.tif, whose ImageDescription holds the record (newer than
+        project.json, which was written after it)."""
         import tifffile
 
         if not self.labels_path.is_file():
             raise FileNotFoundError(f"{self.folder} is not a napari-risnet project: it has no "
-                                    f"{LABELS_FILE}")
+                                    f"{STORE_DIR} or {LABELS_FILE}")
         try:
             with tifffile.TiffFile(self.labels_path) as tif:
                 labels = tif.asarray()
@@ -237,26 +343,15 @@ class Project:
                 raise json.JSONDecodeError("no header", description, 0)
             record = json.loads(description[len(DESCRIPTION_HEADER):])
         except json.JSONDecodeError:
-            if not self.record_path.is_file():
+            if fallback is None:
                 raise ValueError(f"{self.labels_path} holds no project record and "
                                  f"{RECORD_FILE} is missing") from None
-            record = json.loads(self.record_path.read_text(encoding="utf-8"))
-        if not isinstance(record, dict) or record.get("format") != FORMAT:
-            found = record.get("format") if isinstance(record, dict) else None
-            raise ValueError(f"{self.folder} is not a napari-risnet project (format {found!r})")
-        if int(record.get("version", 0)) > VERSION:
-            raise ValueError(f"{self.folder} was written by a newer napari-risnet (project "
-                             f"version {record['version']}; this one reads {VERSION})")
+            record = fallback
+        self._check_record(record)
         shape = tuple(int(v) for v in record.get("labels", {}).get("shape", labels.shape))
         if labels.shape != shape and labels.size == int(np.prod(shape)):
             labels = labels.reshape(shape)  # e.g. (T, Z, Y, X) stored as T*Z pages
-        img = record.get("image", {})
-        info = ImageInfo(tuple(int(s) for s in img.get("shape", labels.shape)),
-                         str(img.get("dtype", "")), bool(img.get("rgb", False)),
-                         img.get("channels"), img.get("path"), str(img.get("fingerprint", "")))
-        return ProjectState(self.folder, labels, _records_from_json(record.get("clicks", [])),
-                            info, dict(record.get("model", {})), dict(record.get("settings", {})),
-                            {int(i) for i in record.get("overwrite_ids", [])})
+        return labels, record
 
     def check_image(self, state: ProjectState, image: Any) -> None:
         """Raise ValueError when ``image`` is not the project's image (shape or pixels)."""
@@ -271,12 +366,43 @@ class Project:
     def restore(self, session: AnnotationSession, state: ProjectState | None = None,
                 check: bool = True) -> ProjectState:
         """Put the saved labels, objects and clicks into ``session`` (no prediction); the
-        annotation continues from there (the undo history starts fresh)."""
+        annotation continues from there (the undo history starts fresh). A chunked project's
+        labels become the session's label array (nothing is copied)."""
         state = state or self.load()
         if check:
             self.check_image(state, session.image)
-        session.restore(state.labels.astype(session.labels.dtype, copy=False), state.records)
+        labels = state.labels
+        if not getattr(labels, "is_chunked", False):
+            labels = labels.astype(session.labels.dtype, copy=False)
+        session.restore(labels, state.records)
         return state
+
+
+def export_tiff(labels: Any, path: str | Path, leading_axes: str | None = None) -> Path:
+    """Write a label volume as one TIFF, slice by slice (never the whole volume in memory):
+    BigTIFF above 2 GiB, OME-TIFF when ``path`` ends in .ome.tif(f), zlib-compressed."""
+    import tifffile
+
+    path = Path(path)
+    shape = tuple(int(s) for s in labels.shape)
+    dtype = np.dtype(labels.dtype)
+    lead = shape[:-2]
+    big = int(np.prod(shape)) * dtype.itemsize > BIGTIFF_BYTES
+    ome = path.name.lower().endswith((".ome.tif", ".ome.tiff"))
+    if leading_axes is None:
+        leading_axes = "TZ"[-len(lead):] if 0 < len(lead) <= 2 else "Q" * len(lead)
+    axes = leading_axes + "YX"
+    ome = ome and "Q" not in axes
+
+    def planes():
+        for key in np.ndindex(*lead):
+            yield np.asarray(labels[key], dtype=dtype)
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tifffile.TiffWriter(path, bigtiff=big, ome=ome) as tif:
+        tif.write(planes(), shape=shape, dtype=dtype, compression="zlib",
+                  metadata={"axes": axes} if ome else None)
+    return path
 
 
 def open_session(folder: str | Path, image: Any, segmenter: "InteractiveSegmenter",
@@ -307,12 +433,12 @@ def replay(state: ProjectState, image: Any, segmenter: "InteractiveSegmenter",
     overwrite choices). Identical to ``state.labels`` with the same model and settings."""
     session = AnnotationSession(image, segmenter, rgb=state.image.rgb,
                                 channels=state.image.channels)
-    if session.labels_shape != state.labels.shape:
+    if session.labels_shape != tuple(state.labels.shape):
         raise ValueError(f"the image gives labels of shape {session.labels_shape}, the project "
                          f"holds {state.labels.shape}")
     session.recompute(state.records, progress=progress, overwrite_ids=state.overwrite_ids)
     return session.labels
 
 
-__all__ = ["FORMAT", "ImageInfo", "PROJECTS_ENV", "Project", "ProjectState", "default_folder",
+__all__ = ["FORMAT", "ImageInfo", "STORE_DIR", "export_tiff", "PROJECTS_ENV", "Project", "ProjectState", "default_folder",
            "fingerprint", "is_project", "open_session", "predictor_record", "replay"]

@@ -11,6 +11,7 @@ from typing import Iterable
 import numpy as np
 
 from napari_risnet.annotation.history import History, Patch, SessionState
+from napari_risnet.annotation.label_store import nonempty_slices
 from napari_risnet.annotation.propagation import ProgressFn, StopFn
 from napari_risnet.annotation.records import ClickRecord, ObjectRecord, SliceKey, SliceRecord
 from napari_risnet.clicks import Click
@@ -63,8 +64,10 @@ class ReplayMixin:
         with self._seg_lock, self._lock:
             before = self._state.copy()
             patches: list[Patch] = []
-            if clear and self.labels.any():
-                patches.append(self._write((Ellipsis,), np.zeros_like(self.labels)))
+            if clear:  # slice by slice: only the slices that hold labels are read and written
+                for key in nonempty_slices(self.labels, self.leading_shape):
+                    patches.append(self._write(key + (slice(None), slice(None)),
+                                               np.zeros(self.spatial_shape, self.labels.dtype)))
             state = SessionState() if clear else self._state.copy()
             total = len(groups)
             try:
@@ -108,13 +111,15 @@ class ReplayMixin:
 
     def restore(self, labels: np.ndarray, records: Iterable[ClickRecord]) -> list[int]:
         """Load saved work (an annotation project) without predicting: ``labels`` become the
-        label array's content and ``records`` (committed objects only) the objects' clicks, in
+        label array's content (a project's ``ChunkedLabels`` become the label array itself) and ``records`` (committed objects only) the objects' clicks, in
         their order. The history starts fresh and the current object is empty.
 
         Returns the object ids.
         """
-        labels = np.asarray(labels)
-        if labels.shape != self.labels_shape:
+        chunked = getattr(labels, "is_chunked", False)
+        if not chunked:
+            labels = np.asarray(labels)
+        if tuple(labels.shape) != self.labels_shape:
             raise ValueError(f"saved labels of shape {labels.shape} do not match the image: "
                              f"expected {self.labels_shape}")
         if not np.issubdtype(labels.dtype, np.integer):
@@ -138,7 +143,10 @@ class ReplayMixin:
                 slices[key] = SliceRecord(tuple(r.click for r in rows), source, self._seq,
                                           n_derived)
                 state.objects[object_id] = ObjectRecord(object_id, slices)
-            self.labels[...] = labels
+            if chunked:  # a project's chunked labels: continue on them, no copy
+                self.labels = labels
+            else:
+                self.labels[...] = labels
             self._state = state
             self._history = History()  # a reopened project starts a fresh history
             return sorted(state.objects)

@@ -28,6 +28,7 @@ import numpy as np
 from napari_risnet.annotation.cache import MASK_CACHE_BYTES, MaskCache
 from napari_risnet.annotation.corrections import CorrectionsMixin
 from napari_risnet.annotation.history import History, Patch, SessionState, Step, write_patch
+from napari_risnet.annotation.label_store import label_bound
 from napari_risnet.annotation.prediction import PredictionMixin
 from napari_risnet.annotation.propagation import (PropagationMixin, PropagationResult, StopRule,
                                                   derive_clicks)
@@ -49,7 +50,8 @@ class AnnotationSession(PredictionMixin, PropagationMixin, CorrectionsMixin, Rep
         segmenter: anything with ``set_image(image2d, channels)`` and
             ``predict(clicks, prev_mask) -> Prediction`` (RIS-Net Predictor or a baseline).
         labels: integer array of shape leading + (H, W) to write into (used in place, so a UI
-            can display it); a new int32 array of zeros when None.
+            can display it): numpy, or a project's ``ChunkedLabels`` (written chunk by chunk);
+            a new int32 array of zeros when None.
         rgb: whether the last axis holds channels; None guesses like napari (3 or 4 last).
         channels: channels handed to ``set_image`` for a multichannel image.
     """
@@ -81,14 +83,8 @@ class AnnotationSession(PredictionMixin, PropagationMixin, CorrectionsMixin, Rep
         if labels is None:
             labels = np.zeros(self.labels_shape, dtype=np.int32)
         else:
-            if not isinstance(labels, np.ndarray):
-                raise TypeError(f"labels must be a numpy array, got {type(labels).__name__}")
-            if labels.shape != self.labels_shape:
-                raise ValueError(f"labels of shape {labels.shape} do not match the image: "
-                                 f"expected {self.labels_shape}")
-            if not np.issubdtype(labels.dtype, np.integer):
-                raise TypeError(f"labels must have an integer dtype, got {labels.dtype}")
-        self.labels: np.ndarray = labels
+            self._check_labels(labels)
+        self.labels: Any = labels
         self._segmenter = segmenter
         self._image_slice: SliceKey | None = None
         self._cache = MaskCache(MASK_CACHE_BYTES)
@@ -98,6 +94,22 @@ class AnnotationSession(PredictionMixin, PropagationMixin, CorrectionsMixin, Rep
         self._lock = threading.RLock()
         self._seg_lock = threading.RLock()
         self._init_propagation()
+
+    def _check_labels(self, labels: Any) -> None:
+        if not isinstance(labels, np.ndarray) and not getattr(labels, "is_chunked", False):
+            raise TypeError(f"labels must be a numpy array, got {type(labels).__name__}")
+        if tuple(labels.shape) != self.labels_shape:
+            raise ValueError(f"labels of shape {tuple(labels.shape)} do not match the image: "
+                             f"expected {self.labels_shape}")
+        if not np.issubdtype(labels.dtype, np.integer):
+            raise TypeError(f"labels must have an integer dtype, got {labels.dtype}")
+
+    def attach_labels(self, labels: Any) -> None:
+        """Continue on ``labels`` (e.g. a project's ``ChunkedLabels`` once it is saved), which
+        must hold the same pixels as the current label array; the history stays valid."""
+        self._check_labels(labels)
+        with self._lock:
+            self.labels = labels
 
     # -- properties ------------------------------------------------------------------------------
     @property
@@ -144,9 +156,10 @@ class AnnotationSession(PredictionMixin, PropagationMixin, CorrectionsMixin, Rep
             return self._next_pending() is not None
 
     def next_label_id(self) -> int:
-        """The id the next commit gets: above every id in the labels and every object."""
+        """The id the next commit gets: above every id in the labels and every object (a
+        project's chunked labels know their maximum per chunk: no scan of the volume)."""
         with self._lock:
-            top = int(self.labels.max()) if self.labels.size else 0
+            top = label_bound(self.labels)
             return max([top, *self._state.objects]) + 1
 
     def current_mask(self, slice_key: Sequence[int] = ()) -> np.ndarray | None:

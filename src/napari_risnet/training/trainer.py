@@ -156,17 +156,19 @@ class Trainer:
         """``batches``: (samples, clicks) made elsewhere (DataLoader workers) instead of in
         ``train_step``; ``clock_start``: when ``time_budget_s`` started (default: now)."""
         self.config = config
-        self.rank, self.world = _init_distributed()
+        cuda = torch.cuda.is_available() and config.device != "cpu"
+        self.rank, self.world = _init_distributed(cuda)
         self.device = resolve_device(config.device) if self.world == 1 else \
-            torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}") \
-            if torch.cuda.is_available() else torch.device("cpu")
+            torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}") if cuda \
+            else torch.device("cpu")
         if config.threads:
             torch.set_num_threads(config.threads)
-        torch.manual_seed(config.seed + self.rank)
+        torch.manual_seed(config.seed)  # the same start on every rank (and its weight average)
         self.pool, self.val = pool, val
         self.out = Path(config.out_dir)
         self.out.mkdir(parents=True, exist_ok=True)
         self.model, self.base_meta = build_model(config, self.device)
+        torch.manual_seed(config.seed + self.rank)  # ...but each rank its own random draws
         self.frozen = freeze_early_stages(self.model, config.freeze_stages)
         self.model.train()
         _frozen_bn_eval(self.model, config.freeze_stages)
@@ -241,8 +243,15 @@ class Trainer:
         """True when one more step, a validation and a save would overrun the time budget."""
         if self.deadline is None:
             return False
-        return time.time() + self._step_s + 1.5 * self._val_s + self._save_s + 1.0 \
+        late = time.time() + self._step_s + 1.5 * self._val_s + self._save_s + 1.0 \
             >= self.deadline
+        if self.world > 1:  # every rank stops at the same step, or the others wait forever
+            import torch.distributed as dist
+
+            flag = torch.tensor([float(late)], device=self.device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            late = bool(flag.item() > 0)
+        return late
 
     def _meta(self) -> dict:
         return {"epoch": self.epoch, "step": self.step, "best_val_noc85": self.best,
@@ -401,15 +410,17 @@ def _weight_average(model: RISNet, decay: float) -> "torch.optim.swa_utils.Avera
     return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
-def _init_distributed() -> tuple[int, int]:
+def _init_distributed(cuda: bool) -> tuple[int, int]:
+    """(rank, world size) under torchrun (its environment variables); NCCL on GPUs, gloo on
+    CPUs (``device = "cpu"`` in the recipe trains on the CPU even where CUDA exists)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return 0, 1
     import torch.distributed as dist
 
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-        if torch.cuda.is_available():
+        dist.init_process_group("nccl" if cuda else "gloo")
+        if cuda:
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
     return dist.get_rank(), dist.get_world_size()
 
@@ -452,6 +463,13 @@ def _run(config: TrainConfig, pool: ObjectPool, val: ValidationSet, resume: bool
     if config.workers > 0:
         from napari_risnet.training.loader import sample_batches
 
-        batches = sample_batches(pool, config, config.seed + 7919)
-    return Trainer(config, pool, val, resume=resume, batches=batches,
-                   clock_start=clock_start).run()
+        rank = int(os.environ.get("RANK", "0"))  # each DDP rank its own batches
+        batches = sample_batches(pool, config, config.seed + 7919 + 1000 * rank)
+    summary = Trainer(config, pool, val, resume=resume, batches=batches,
+                      clock_start=clock_start).run()
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()  # rank 0 writes best.pt last
+        dist.destroy_process_group()
+    return summary
