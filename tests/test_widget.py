@@ -87,7 +87,7 @@ def test_positive_click_fills_the_disc_with_scale_and_translate(risnet_widget, q
     points = widget.annotation.points
     np.testing.assert_allclose(points.data, [CENTER], atol=1e-6)
     assert list(points.features["sign"]) == [1]
-    assert "1 clicks" in widget.status_label.text()
+    assert "1 click on" in widget.status_label.text()  # not "1 clicks"
     assert widget.last_latency is not None
     np.testing.assert_allclose(widget.annotation.labels.scale, image.scale)
 
