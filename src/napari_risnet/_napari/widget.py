@@ -34,7 +34,8 @@ from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QFileDialog
 
 from napari_risnet._napari.image_annotation import ImageAnnotation
-from napari_risnet._napari.layers import (ROLE_KEY, mask_to_preview, points_from_records,
+from napari_risnet._napari.layers import (ROLE_KEY, mask_to_preview, point_style,
+                                          points_from_records,
                                           unwrap_proxy, world_to_click)
 from napari_risnet._napari.plugin_state import register_receiver
 from napari_risnet._napari.triton_guard import keep_triton_out
@@ -273,8 +274,10 @@ class RISNetWidget(ClickInput, StackControls, ProjectControls, RISNetLayout):
             size=size, border_width=0.1, border_color="white", metadata={ROLE_KEY: "clicks"},
             **transform)
         self._bind_input(layer, labels, preview, points)
-        return ImageAnnotation(layer, session, *map(unwrap_proxy, (points, labels, preview)),
-                           **project)
+        ann = ImageAnnotation(layer, session, *map(unwrap_proxy, (points, labels, preview)),
+                              **project)
+        ann.point_size = size
+        return ann
 
     # -- prediction in a worker ------------------------------------------------------------------
     def _start_worker(self, func: Callable, *args: Any, returned: Callable,
@@ -537,7 +540,10 @@ class RISNetWidget(ClickInput, StackControls, ProjectControls, RISNetLayout):
         ann.points.data = data
         ann.points.features = features
         if len(data):
+            borders, sizes = point_style(features, ann.point_size)
             ann.points.face_color = colors
+            ann.points.border_color = borders
+            ann.points.size = sizes
         self._update_status()
 
     def _update_status(self) -> None:
