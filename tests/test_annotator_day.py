@@ -341,7 +341,15 @@ def test_image_fits_the_canvas_after_docking(make_napari_viewer, qtbot, graphcut
     qtbot.wait(50)
     widget = RISNetWidget(viewer, segmenter_factory=graphcut_factory)
     viewer.window.add_dock_widget(widget, name="RIS-Net", area="right")
-    qtbot.wait(300)
+    sizes = [tuple(viewer.canvas.size)]
+
+    def settled() -> bool:  # the canvas keeps its size for a while
+        qtbot.wait(100)
+        sizes.append(tuple(viewer.canvas.size))
+        return len(sizes) > 4 and len(set(sizes[-4:])) == 1
+
+    qtbot.waitUntil(settled, timeout=5000)
+    qtbot.wait(50)
     zoom = viewer.camera.zoom
     viewer.reset_view()  # what Home does
     assert viewer.camera.zoom == pytest.approx(zoom, rel=0.02)

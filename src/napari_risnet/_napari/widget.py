@@ -21,6 +21,7 @@ given meanwhile are applied after the commit, in order.
 """
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -138,21 +139,43 @@ class RISNetWidget(ClickInput, StackControls, ProjectControls, RISNetLayout):
         while self._deferred and not self._committing:
             self._deferred.pop(0)()
 
+    #: After docking, the canvas keeps changing size for a moment: refit meanwhile.
+    FIT_SETTLE_S = 3.0
+
     def showEvent(self, event: Any) -> None:  # noqa: N802 (Qt's name)
         """Once docked and shown: fit the image to the canvas the dock left (napari fitted it
-        to the wider canvas before the dock took its share, cutting the image off)."""
+        to the wider canvas before the dock took its share, cutting the image off). While the
+        canvas settles (``FIT_SETTLE_S``), every resize refits unless the user moved the
+        view."""
         super().showEvent(event)
         if not self._fitted:
             self._fitted = True
+            self._fit_until = time.monotonic() + self.FIT_SETTLE_S
+            self._fit_state: tuple | None = None
+            try:
+                self.viewer.canvas.events.size.connect(self._on_canvas_resized)
+            except AttributeError:  # a viewer without a canvas model
+                pass
+            QTimer.singleShot(0, self._fit_view)
+
+    def _camera_state(self) -> tuple:
+        camera = self.viewer.camera
+        return (float(camera.zoom), tuple(np.round(camera.center, 6)))
+
+    def _on_canvas_resized(self, event: Any = None) -> None:
+        if time.monotonic() > self._fit_until:
+            self.viewer.canvas.events.size.disconnect(self._on_canvas_resized)
+            return
+        if self._fit_state is None or self._camera_state() == self._fit_state:
             QTimer.singleShot(0, self._fit_view)
 
     def _fit_view(self) -> None:
         try:
             if len(self.viewer.layers):
                 self.viewer.reset_view()
+                self._fit_state = self._camera_state()
         except RuntimeError:  # the viewer closed meanwhile
             pass
-
     def _image_layers(self) -> list[Image]:
         return [ly for ly in self.viewer.layers if isinstance(ly, Image)]
 
@@ -366,7 +389,7 @@ class RISNetWidget(ClickInput, StackControls, ProjectControls, RISNetLayout):
             show_info("RIS-Net: nothing to commit: click on an object first")
             self._update_status()
             return None
-        if session.has_pending:
+        if session.has_pending or self._workers:
             self._committing = True
             self._note = "committing (finishing the prediction)…"
             self._update_status()
@@ -374,6 +397,8 @@ class RISNetWidget(ClickInput, StackControls, ProjectControls, RISNetLayout):
 
             def job() -> None:
                 session.predict_pending(keep_failed=True)
+                with session._seg_lock:  # a correction still predicting: wait for it here,
+                    pass  # not on the GUI thread
 
             def done(_: Any = None) -> None:
                 self._committing = False

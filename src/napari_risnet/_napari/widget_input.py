@@ -61,8 +61,14 @@ class ClickInput:
         and keys cannot answer: say what to do instead of doing nothing. The keys are bound on
         the viewer, which napari asks only when the active layer has no binding of its own."""
         viewer = unwrap_proxy(self.viewer)
-        viewer.mouse_drag_callbacks.append(self._hint_on_click)
         ref = weakref.ref(self)
+
+        def hint_on_click(viewer: Any, event: Any):  # holds the widget weakly
+            widget = ref()
+            if widget is not None:
+                yield from widget._hint_on_click(viewer, event)
+
+        viewer.mouse_drag_callbacks.append(hint_on_click)
         for action, keys in KEYS.items():
             for key in keys:
                 def hint(viewer: Any, key: str = key) -> None:
@@ -102,7 +108,10 @@ class ClickInput:
         active gets a hint (a click that draws on that layer is the user's own business)."""
         if event.type != "mouse_press" or event.button not in (1, 2):
             return
-        active = self.viewer.layers.selection.active
+        try:
+            active = self.viewer.layers.selection.active
+        except RuntimeError:  # the widget or viewer is closing
+            return
         if active is not None and (self._annotation_of(active) is not None
                                    or getattr(active, "mode", "pan_zoom") != "pan_zoom"):
             return

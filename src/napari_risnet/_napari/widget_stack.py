@@ -87,7 +87,8 @@ class StackControls:
 
     def _on_corrected(self, elapsed: float) -> None:
         self.last_latency = elapsed
-        self._clear_note()
+        if self._note.startswith("correcting object"):
+            self._clear_note()
         self._refresh()
         self._autosave()  # a corrected object is a changed committed object
 

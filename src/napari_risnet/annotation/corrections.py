@@ -42,9 +42,10 @@ class CorrectionsMixin:
         """
         key = self._check_slice(slice_key)
         click = self._check_click(click)
-        with self._seg_lock, self._lock:
-            obj = self._object(object_id)
-            rec = obj.slices.get(key)
+        with self._seg_lock:  # the state lock is not held while predicting: a UI reading the
+            with self._lock:  # state on its main thread never waits for the model
+                obj = self._object(object_id)
+                rec = obj.slices.get(key)
             if rec is None or rec.erased:
                 if not click.positive:
                     raise ValueError(f"object {obj.object_id} is not on slice {key}: the first "
@@ -56,15 +57,36 @@ class CorrectionsMixin:
                 # ``recompute`` gives it back even after its neighbour was propagated again
                 mask = self._predict(key, clicks, None)
             else:
-                mask = self._replay(key, clicks)
-            before = self._state.copy()
-            patch, _ = self._replace(key, mask, obj.object_id)
-            self._seq += 1
-            slices = dict(obj.slices)
-            slices[key] = SliceRecord(clicks, rec.source, self._seq, rec.n_derived)
-            self._state.objects[obj.object_id] = ObjectRecord(obj.object_id, slices)
-            self._push("correct", before, [] if patch is None else [patch], key=key)
-            return self.labels[key] == obj.object_id
+                mask = self._replay_outside_lock(key, clicks)
+            with self._lock:
+                if self._state.objects.get(obj.object_id) is not obj:
+                    raise ValueError(f"object {obj.object_id} changed while its correction was "
+                                     f"predicted (an undo?): click again")
+                before = self._state.copy()
+                patch, _ = self._replace(key, mask, obj.object_id)
+                self._seq += 1
+                slices = dict(obj.slices)
+                slices[key] = SliceRecord(clicks, rec.source, self._seq, rec.n_derived)
+                self._state.objects[obj.object_id] = ObjectRecord(obj.object_id, slices)
+                self._push("correct", before, [] if patch is None else [patch], key=key)
+                return self.labels[key] == obj.object_id
+
+    def _replay_outside_lock(self, key: SliceKey, clicks: tuple[Click, ...]) -> np.ndarray:
+        """``_replay`` taking the state lock only around the cache (the caller holds the
+        segmenter lock)."""
+        mask = None
+        for n in range(1, len(clicks) + 1):
+            if not any(c.positive for c in clicks[:n]):
+                mask = np.zeros(self.spatial_shape, bool)
+                continue
+            with self._lock:
+                cached = self._cache.get((key, clicks[:n]))
+            if cached is None:
+                cached = self._predict(key, clicks[:n], mask)
+                with self._lock:
+                    self._cache.put((key, clicks[:n]), cached)
+            mask = cached
+        return mask
 
     def erase_slice(self, object_id: int, slice_key: Sequence[int] = (), axis: int = 0) -> int:
         """Say the object is not on this slice (one undo step): its pixels there go, the slice
