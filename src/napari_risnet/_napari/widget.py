@@ -581,7 +581,7 @@ class RISNetWidget(ClickInput, StackControls, ProjectControls, RISNetLayout):
         note = f"{self._note} · " if self._note else ""
         editing = self._correcting()
         if editing:
-            target = (f"CORRECTING OBJECT {editing} (drawn in blue): clicks on or near it "
+            target = (f"CORRECTING OBJECT {editing} (drawn in cyan): clicks on or near it "
                       f"correct it; c or Esc: done")
         else:
             target = f"{plural(session.n_current_clicks, 'click')} on the current object"
