@@ -63,6 +63,10 @@ def _set_threads(n: int | None) -> None:
         torch.set_num_threads(n)
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
 def _threads(text: str) -> int:
     try:
         n = int(text)
@@ -255,7 +259,7 @@ def _segment_into_project(args: argparse.Namespace, image, method) -> int:
     if args.output:
         _write_mask(args.output, obj[key] if key else obj)
     print(f"object {object_id} ({int(obj.sum())} pixels) committed into {project.folder}; "
-          f"{len(session.objects)} objects in the project")
+          f"{_plural(len(session.objects), 'object')} in the project")
     return 0
 
 
@@ -296,7 +300,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     differ = int(np.count_nonzero(labels != state.labels))
     same = "identical to the saved labels" if differ == 0 else \
         f"differs from the saved labels in {differ} pixels (another model, device or settings?)"
-    print(f"wrote {args.output}: {len(state.object_ids)} objects replayed from their clicks; "
+    print(f"wrote {args.output}: {_plural(len(state.object_ids), 'object')} replayed from their "
+          f"clicks; "
           f"{same}")
     return 0
 
