@@ -348,7 +348,7 @@ class RISNetWidget(ClickInput, StackControls, ProjectControls, RISNetLayout):
             return  # superseded by a newer click: its own result will be shown
         self.last_latency = elapsed
         self._note = ""
-        self._refresh()
+        self._refresh(labels_changed=False)
 
     def _on_prediction_error(self, gen: int, exc: Exception) -> None:
         self._note = "the last prediction failed"
@@ -490,7 +490,9 @@ class RISNetWidget(ClickInput, StackControls, ProjectControls, RISNetLayout):
             self._schedule_prediction()
 
     # -- display ---------------------------------------------------------------------------------
-    def _refresh(self) -> None:
+    def _refresh(self, labels_changed: bool = True) -> None:
+        """Redraw clicks, preview and status (and the labels layer unless only the current
+        object's prediction changed: redrawing a large labels layer costs the most)."""
         ann = self.annotation
         if ann is None:
             self._update_status()
@@ -505,7 +507,8 @@ class RISNetWidget(ClickInput, StackControls, ProjectControls, RISNetLayout):
         ann.preview_slices = set(current)
         self._draw_overlay(ann)
         ann.preview.refresh()
-        ann.labels.refresh()
+        if labels_changed:
+            ann.labels.refresh()
         self._update_status()
 
     def _correcting(self) -> int:
