@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Robot-user accuracy of RIS-Net and the baselines on the evaluation splits (the model card's
+# Robot-user accuracy of RIS-Net and the baselines on the evaluation splits (the README's
 # tables). Usage: benchmarks/accuracy.sh [DATA_DIR=../shared/data] [OUT_DIR=results]
 # Then: python benchmarks/report.py OUT_DIR
 set -euo pipefail

@@ -9,7 +9,7 @@ For every click of the robot user it records the IoU and splits the wrong pixels
 and counts clicks that change the IoU by less than 0.005 ("ignored" clicks) or lower it. Of
 the clicks that lower it, it measures where the wrong pixels they add lie: in the click's own
 edit (the connected change under it, :func:`napari_risnet.inference.merge.click_edit`) or
-elsewhere (session 10: on held-out COCO more than half lay in the click's own edit, a spill).
+elsewhere (0.11.0: on held-out COCO more than half lay in the click's own edit, a spill).
 Usage:
 
     python benchmarks/diagnose.py training/stage2.toml --method risnet [--checkpoint F] \
@@ -31,7 +31,6 @@ from napari_risnet.inference.merge import click_edit
 from napari_risnet.evaluation.robot import RobotUser, iou
 from napari_risnet.training.config import load_config
 from napari_risnet.training.trainer import held_out_objects
-from validation import _setting  # benchmarks/validation.py: NAME=VALUE -> typed pair
 
 STILL = 0.005  # a click that moves the IoU less than this "changed almost nothing"
 
@@ -127,10 +126,12 @@ def summarise(traces: list[dict], max_clicks: int) -> dict:
     }
 
 
-def build(method: str, checkpoint: str | None, settings: dict | None = None):
+def build(method: str, checkpoint: str | None, settings: list[str] | None = None):
+    """The method; ``settings``: NAME=VALUE strings over the default predictor settings."""
     if method == "risnet":
-        from napari_risnet.inference.predictor import Predictor
-        return Predictor(checkpoint=checkpoint or "default", device="cpu", **(settings or {}))
+        from napari_risnet.inference.predictor import Predictor, PredictorSettings
+        return Predictor(checkpoint or "default",
+                         PredictorSettings().with_values(settings or []), device="cpu")
     from napari_risnet.evaluation.baselines import GraphCutBaseline
     return GraphCutBaseline()
 
@@ -145,7 +146,7 @@ def main() -> None:
     p.add_argument("--band", type=float, default=3.0, help="boundary band, image pixels")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--only", default=None, help="diagnose only the folder with this name")
-    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", type=_setting,
+    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                    help="a Predictor setting (risnet only), e.g. --set spill_ratio=0")
     p.add_argument("--out", default=None)
     args = p.parse_args()
@@ -153,7 +154,7 @@ def main() -> None:
         p.error("--set applies to --method risnet only")
     torch.set_num_threads(args.threads)
     sets, _ = held_out_objects(load_config(args.recipe), args.per_source)
-    method = build(args.method, args.checkpoint, dict(args.set))
+    method = build(args.method, args.checkpoint, args.set)
     report = {}
     for folder, samples in sets:
         if args.only and _name(folder) != args.only:

@@ -6,7 +6,7 @@ A and B are ``benchmarks/validation.py --objects-out`` files (same recipe, same 
 so the same objects). Prints, per folder and over all, the mean difference B - A of NoC@85,
 NoC@90 and the IoU after the last click (and after each ``--iou-at`` click: an object whose
 robot stopped earlier keeps its last IoU), with its standard error: on the 45 held-out COCO objects
-a paired NoC difference has an SE of about half a click (model card, "Session 6"), so a change
+a paired NoC difference has an SE of about half a click (docs/experiments.md, 0.7.0), so a change
 smaller than that is not a finding.
 """
 from __future__ import annotations

@@ -109,7 +109,7 @@ def section_click(predictor) -> None:
                for k in stages + ["wall"]}
         from napari_risnet.inference.preprocess import fit_shape
 
-        net = fit_shape(shape, predictor.input_size)
+        net = fit_shape(shape, predictor.settings.input_size)
         bb_net = bare_backbone_ms(predictor.model, net)
         bb_full = bare_backbone_ms(predictor.model, (shape[0] // 16 * 16, shape[1] // 16 * 16))
         print(f"| {name} | " + " | ".join(f"{med[s]:.1f}" for s in stages)

@@ -4,8 +4,9 @@
 
 Reads RESULTS/METHOD_DATASET.json (as benchmarks/accuracy.sh and the README commands write
 them); a method without a file is listed as "not run". Seed values: NoC@90 on GrabCut as printed
-in the seed's Table 1 (the classic rows are the ones iFCN, Xu et al. 2016, reported); the seed
-gives no NoC@85 on GrabCut and nothing on our microscopy / MRI sets ("–").
+in the paper's Table 1 (../shared/PAPER_TABLES.md; its classic rows are the ones iFCN, Xu et al.
+2016, reported); the paper gives no NoC@85 on GrabCut and nothing on our microscopy / MRI sets
+("–").
 """
 from __future__ import annotations
 
@@ -18,8 +19,8 @@ ROWS = [
     ("Graph cut", "graphcut", 11.10),
     ("Geodesic matting", "geodesic_matting", 12.44),
     ("Random walker", "random_walker", 12.30),
-    ("Euclidean star convexity (ESC)", "esc", 9.20),
-    ("Geodesic star convexity (GSC)", "gsc", 9.12),
+    ("Euclidean star convexity (ESC)", "esc", 8.52),
+    ("Geodesic star convexity (GSC)", "gsc", 8.38),
     ("GrowCut", "growcut", 16.74),
     ("iFCN (global branch only)", "ifcn", 6.04),
     # the bundled model's stages 1-2: the same data and compute as the iFCN row, same settings

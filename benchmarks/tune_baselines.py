@@ -3,7 +3,7 @@
 GrabCut and every `test` split are for evaluation only, so the few settings the papers leave
 open are compared here, with the robot user, on objects spread over COCO-MVal (a training
 folder). Prints NoC@85 / mean IoU after the last click per setting (primary: NoC@85, the
-protocol's metric; results in README, "The seed's Table 1"). Usage:
+protocol's metric; results in docs/experiments.md, "Table 1"). Usage:
 
     python benchmarks/tune_baselines.py ../shared/data/natural/coco_mval [--objects 15]
 """

@@ -9,14 +9,15 @@ trainer's per-epoch check, to choose between checkpoints without touching GrabCu
         [--per-source 30] [--threads 1] [--ablate no_prev_mask|no_decoder] [--final-iou] \
         [--set NAME=VALUE ...] [--only FOLDER] [--upscale F] [--objects-out F.json]
 
-``--set`` passes a Predictor setting (``--set focus_from=0``) or, prefixed ``gc.``, a graph-cut
-parameter (``--set gc.pairwise_weight=1.0``, see ``GraphCutParams``). ``--objects-out FILE``
-writes every object's NoC and IoU curve (one checkpoint), for ``benchmarks/paired.py``: the same
+``--set`` changes a PredictorSettings field (``--set focus_from=0``) or, prefixed ``gc.``, a
+graph-cut parameter (``--set gc.pairwise_weight=1.0``, see ``GraphCutParams``);
+``--set rules_off=a,b`` removes answer rules by name (``RULES``). ``--objects-out FILE`` writes
+every object's NoC and IoU curve (one checkpoint), for ``benchmarks/paired.py``: the same
 objects under two settings, compared object by object with a standard error.
 
 ``--upscale F`` shows every held-out object F times larger (bilinear image, nearest mask): the
 same objects seen at a higher resolution, e.g. nuclei as large in pixels as a microscope at a
-higher magnification makes them (session 8: whether the small-object bias belongs to the
+higher magnification makes them (0.9.0: whether the small-object bias belongs to the
 object's apparent size or to the domain).
 
 ``--ablate`` switches a part of an architecture-v2 model off at inference (the previous mask fed
@@ -26,6 +27,7 @@ the trained model (not the same as training without it).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -35,8 +37,7 @@ import torch
 import napari_risnet.inference.predictor as predictor_module
 from napari_risnet.data import ObjectSample
 from napari_risnet.evaluation.images import evaluate
-from napari_risnet.inference.graphcut import GraphCutParams
-from napari_risnet.inference.predictor import Predictor
+from napari_risnet.inference.predictor import Predictor, PredictorSettings
 from napari_risnet.training.config import load_config
 from napari_risnet.training.trainer import held_out_objects
 
@@ -61,21 +62,6 @@ def upscaled(sample: ObjectSample, factor: float) -> ObjectSample:
                                 preserve_range=True, anti_aliasing=False) > 0
     return ObjectSample(sample.name, image.astype(sample.image.dtype), nearest(sample.gt),
                         nearest(sample.ignore))
-
-
-def _setting(text: str) -> tuple[str, object]:
-    """'input_size=320' -> ('input_size', 320); true / false -> bool, numbers -> int / float."""
-    name, sep, value = text.partition("=")
-    if not sep or not name:
-        raise SystemExit(f"--set expects NAME=VALUE, got {text!r}")
-    if value.lower() in ("true", "false"):
-        return name, value.lower() == "true"
-    for kind in (int, float):
-        try:
-            return name, kind(value)
-        except ValueError:
-            pass
-    return name, value
 
 
 def main() -> None:
@@ -104,7 +90,12 @@ def main() -> None:
     if args.ablate == "no_prev_mask":
         predictor_module.prev_in_window = lambda prev, t: None  # always an empty mask
     torch.set_num_threads(args.threads)
-    settings = dict(_setting(text) for text in args.set)
+    try:
+        settings = PredictorSettings().with_values(args.set)  # --set NAME=VALUE, typed
+    except ValueError as exc:
+        raise SystemExit(f"--set: {exc}") from None
+    if args.merge_from is not None:
+        settings = dataclasses.replace(settings, merge_from=args.merge_from)
     if args.objects_out and len(args.checkpoints) != 1:
         raise SystemExit("--objects-out takes one checkpoint")
     cfg = load_config(args.recipe)
@@ -118,12 +109,7 @@ def main() -> None:
           + " | mean NoC@85 / 90 |")
     print("|---" * (len(sets) + 2) + "|")
     for ckpt in args.checkpoints:
-        options = {} if args.merge_from is None else {"merge_from": args.merge_from}
-        options.update({k: v for k, v in settings.items() if not k.startswith("gc.")})
-        graphcut = {k[3:]: v for k, v in settings.items() if k.startswith("gc.")}
-        if graphcut:
-            options["graphcut_params"] = GraphCutParams(**graphcut)
-        predictor = Predictor(checkpoint=ckpt, device="cpu", **options)
+        predictor = Predictor(ckpt, settings, device="cpu")
         if args.ablate == "no_decoder":
             predictor.model.decoder = None  # final answer = the max fusion
         cells, n85, n90, objects = [], [], [], []

@@ -56,8 +56,8 @@ def test_no_focus_turns_the_focus_pass_off(tmp_path):
     from napari_risnet.cli import build_method
 
     ckpt = save_checkpoint(tmp_path / "rand.pt", RISNet(tiny_config()))
-    assert build_method("risnet", str(ckpt), "cpu").focus_from > 0
-    assert build_method("risnet", str(ckpt), "cpu", focus=False).focus_from == 0
+    assert build_method("risnet", str(ckpt), "cpu").settings.focus_from > 0
+    assert build_method("risnet", str(ckpt), "cpu", focus=False).settings.focus_from == 0
 
 
 def test_evaluate_stack_with_labels(tmp_path):

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from napari_risnet.clicks import Click
-from napari_risnet.inference.predictor import Predictor
+from napari_risnet.inference.predictor import Predictor, PredictorSettings
 from napari_risnet.model import (CheckpointError, RISNet, grow_model, load_checkpoint,
                                  save_checkpoint)
 from napari_risnet.model.checkpoint import FORMAT, FORMAT_V2
@@ -102,7 +102,7 @@ def test_predictor_feeds_the_previous_mask(disc):
         return original(x)
 
     model.encode = spy
-    predictor = Predictor(model=model, device="cpu", use_graphcut=False)
+    predictor = Predictor(model, PredictorSettings(use_graphcut=False), device="cpu")
     predictor.set_image(image)
     clicks = [Click(48, 60, True), Click(10, 10, False)]
     predictor.predict(clicks, prev_mask=np.zeros_like(gt))

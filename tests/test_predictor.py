@@ -1,17 +1,34 @@
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 
 from napari_risnet.clicks import Click
-from napari_risnet.inference.predictor import FLIP_AVERAGE, Prediction, Predictor, resolve_device
+from napari_risnet.inference.predictor import Prediction, Predictor, resolve_device
+from napari_risnet.inference.rules import Answer
+from napari_risnet.inference.settings import FLIP_AVERAGE, PredictorSettings
 from napari_risnet.inference.preprocess import CropTransform, ImageNormalizer
 
 from conftest import disc_image
 
 
+def make(model, **settings) -> Predictor:
+    """A CPU predictor with these settings (the rest: this release's defaults)."""
+    return Predictor(model, PredictorSettings(**settings), device="cpu")
+
+
+def as_look(fake):
+    """A stand-in network pass ``fake(t, clicks, timings, prev_crop) -> (probs, mask)`` as the
+    predictor's ``_look``."""
+    def look(t, clicks, timings, prev_crop=None):
+        return Answer(t, *fake(t, clicks, timings, prev_crop))
+    return look
+
+
 @pytest.fixture
 def predictor(tiny_model):
-    return Predictor(model=tiny_model, device="cpu", input_size=64)
+    return make(tiny_model, input_size=64)
 
 
 def test_predict_returns_probabilities_and_mask_over_the_image(predictor):
@@ -95,7 +112,7 @@ def test_lazy_large_image_reads_only_windows(monkeypatch, predictor):
 
     monkeypatch.setattr(pre, "LAZY_PIXELS", 100 * 100)
     monkeypatch.setattr(pre, "PERCENTILE_SAMPLE", 50 * 50)
-    predictor.first_window = 128
+    predictor.settings = dataclasses.replace(predictor.settings, first_window=128)
     reads = []
 
     class Lazy:
@@ -137,7 +154,7 @@ def test_first_click_zooms_in_on_a_small_or_unseen_object(predictor, monkeypatch
         windows.append(t)
         return np.zeros(t.crop_shape, np.float32), np.zeros(t.crop_shape, bool)
 
-    monkeypatch.setattr(predictor, "_predict_window", fake)
+    monkeypatch.setattr(predictor, "_look", as_look(fake))
     predictor.predict([Click(200, 150)])
     assert len(windows) == 2
     first, second = windows
@@ -151,7 +168,7 @@ def test_first_click_zoom_in_prefers_context_unless_it_finds_a_larger_object(
     """The first click's second look uses the wider window (``refine_expand``) unless its answer
     is more than ``refine_max_growth`` times the tighter window's (a cell around the clicked
     nucleus): then the tighter one wins."""
-    predictor = Predictor(model=tiny_model, device="cpu", input_size=64, expand=1.6,
+    predictor = make(tiny_model, input_size=64, expand=1.6,
                           refine_expand=2.5, refine_max_growth=3.0)
     image = np.random.default_rng(0).integers(0, 255, (400, 400), dtype=np.uint8)
     predictor.set_image(image)
@@ -165,7 +182,7 @@ def test_first_click_zoom_in_prefers_context_unless_it_finds_a_larger_object(
         mask[r - side // 2:r + side // 2, c - side // 2:c + side // 2] = True
         return mask.astype(np.float32), mask
 
-    monkeypatch.setattr(predictor, "_predict_window", fake)
+    monkeypatch.setattr(predictor, "_look", as_look(fake))
     pred = predictor.predict([Click(200, 150)])
     first, wide, tight = windows
     assert first.crop_shape == (400, 400)
@@ -174,16 +191,16 @@ def test_first_click_zoom_in_prefers_context_unless_it_finds_a_larger_object(
     assert pred.window == (kept.r0, kept.c0, kept.r1, kept.c1)
     assert pred.mask.sum() == (wide_answer if chosen == "wide" else 20) ** 2
 
-    same = Predictor(model=tiny_model, device="cpu", input_size=64, expand=1.6,
+    same = make(tiny_model, input_size=64, expand=1.6,
                      refine_expand=1.6)  # as before the split: one look
     same.set_image(image)
     windows.clear()
-    monkeypatch.setattr(same, "_predict_window", fake)
+    monkeypatch.setattr(same, "_look", as_look(fake))
     same.predict([Click(200, 150)])
     assert len(windows) == 2 and windows[1] == tight
     for bad in ({"refine_expand": 0.9}, {"expand": 0.5}, {"refine_max_growth": 0.5}):
         with pytest.raises(ValueError, match="refine_expand|refine_max_growth"):
-            Predictor(model=tiny_model, device="cpu", **bad)
+            make(tiny_model, **bad)
 
 
 def test_bundled_default_model_segments_a_disc():
@@ -238,7 +255,7 @@ def test_local_threshold_width_depends_on_the_window(tiny_model):
                         [Click(60, 60), Click(20, 20, False)])}
     answers = {}
     for widths in ((0.0, 0.0), (0.1, 0.0), (0.0, 0.1)):
-        p = Predictor(model=tiny_model, device="cpu", input_size=64, use_graphcut=False,
+        p = make(tiny_model, input_size=64, use_graphcut=False,
                       click_sigma=0, click_sigma_magnified=0, click_threshold=widths[0],
                       click_threshold_small=widths[1])
         for name, (image, clicks) in images.items():
@@ -250,7 +267,7 @@ def test_local_threshold_width_depends_on_the_window(tiny_model):
     assert not np.array_equal(answers["large", (0.1, 0.0)], answers["large", off])
     assert not np.array_equal(answers["small", (0.0, 0.1)], answers["small", off])
     with pytest.raises(ValueError, match="click_threshold"):
-        Predictor(model=tiny_model, device="cpu", click_threshold=-1)
+        make(tiny_model, click_threshold=-1)
 
 
 def test_click_seed_disc_shrinks_with_the_magnification(predictor, monkeypatch):
@@ -272,13 +289,13 @@ def test_click_seed_disc_shrinks_with_the_magnification(predictor, monkeypatch):
     predictor.set_image(rng.integers(0, 255, (128, 128), dtype=np.uint8))  # shown halved
     predictor.predict([Click(60, 60)])
     assert radii[0] == 0
-    assert radii[-1] == predictor.graphcut_params.click_radius == 2
+    assert radii[-1] == predictor.settings.graphcut_params.click_radius == 2
 
 
 def test_click_prior_is_narrower_on_a_magnified_window(predictor, monkeypatch):
     """Small objects seen enlarged get the narrower click prior (click_sigma_magnified), the
     others the usual one; both in network pixels."""
-    import napari_risnet.inference.predictor as mod
+    import napari_risnet.inference.rules as mod
 
     sigmas = []
     real = mod.click_prior
@@ -291,15 +308,15 @@ def test_click_prior_is_narrower_on_a_magnified_window(predictor, monkeypatch):
     rng = np.random.default_rng(0)
     predictor.set_image(rng.integers(0, 255, (16, 16), dtype=np.uint8))  # shown 4x enlarged
     predictor.predict([Click(8, 8)])
-    assert sigmas[-1] == pytest.approx(predictor.click_sigma_magnified * 64)
+    assert sigmas[-1] == pytest.approx(predictor.settings.click_sigma_magnified * 64)
     predictor.set_image(rng.integers(0, 255, (128, 128), dtype=np.uint8))  # shown halved
     predictor.predict([Click(60, 60)])
-    assert sigmas[-1] == pytest.approx(predictor.click_sigma * 64)
-    assert predictor.click_sigma_magnified < predictor.click_sigma
+    assert sigmas[-1] == pytest.approx(predictor.settings.click_sigma * 64)
+    assert predictor.settings.click_sigma_magnified < predictor.settings.click_sigma
 
 
 def _window_pass(answer):
-    """A stand-in for ``Predictor._predict_window`` whose answer, ``answer(clicks)``, is a
+    """A stand-in for the network pass whose answer, ``answer(clicks)``, is a
     whole-image mask (cut to the window here): the tests write it in image coordinates."""
     def fake(t, clicks, timings, prev_crop=None):
         new = answer(clicks)[t.r0:t.r1, t.c0:t.c1]
@@ -322,9 +339,9 @@ def test_progressive_merge_edits_only_the_clicked_region(tiny_model, monkeypatch
                                                int(clicks[-1].col), 5))
     results = {}
     for merge_from in (0, 2):
-        p = Predictor(model=tiny_model, device="cpu", input_size=64, merge_from=merge_from)
+        p = make(tiny_model, input_size=64, merge_from=merge_from)
         p.set_image(image)
-        monkeypatch.setattr(p, "_predict_window", fake)
+        monkeypatch.setattr(p, "_look", as_look(fake))
         results[merge_from] = p.predict([Click(100, 100), Click(20, 20)], prev_mask=prev).mask
     assert results[0].sum() == 100  # the fresh answer alone
     assert results[2][40:160, 40:160].all() and results[2][15:25, 15:25].all()
@@ -342,16 +359,16 @@ def test_a_late_click_changes_only_its_own_edit(tiny_model, monkeypatch):
     trimmed = prev.copy()
     trimmed[40:46] = False  # 720 px, far from the click
     blob = _square((200, 200), 170, 100, 5)  # added under the click
-    p = Predictor(model=tiny_model, device="cpu", input_size=64, merge_always_from=4,
+    p = make(tiny_model, input_size=64, merge_always_from=4,
                   focus_from=0, spill_ratio=0)
     p.set_image(image)
-    monkeypatch.setattr(p, "_predict_window", _window_pass(lambda clicks: trimmed | blob))
+    monkeypatch.setattr(p, "_look", as_look(_window_pass(lambda clicks: trimmed | blob)))
     masks = {n: p.predict([Click(100, 100)] * (n - 1) + [Click(170, 100)], prev_mask=prev).mask
              for n in (3, 4)}
     np.testing.assert_array_equal(masks[3], trimmed | blob)
     np.testing.assert_array_equal(masks[4], prev | blob)
     with pytest.raises(ValueError, match="merge_always_from must be >= 0"):
-        Predictor(model=tiny_model, device="cpu", merge_always_from=-1)
+        make(tiny_model, merge_always_from=-1)
 
 
 def test_a_click_that_floods_beyond_its_error_is_cut_back(tiny_model, monkeypatch):
@@ -367,11 +384,11 @@ def test_a_click_that_floods_beyond_its_error_is_cut_back(tiny_model, monkeypatc
     results = {}
     for spill_ratio, small_object_from in ((0.0, 4.0), (20.0, 4.0), (20.0, 2.0)):
         # the window (~70 px) is seen ~3.7x enlarged: a small object only from 2x
-        p = Predictor(model=tiny_model, device="cpu", input_size=256, spill_ratio=spill_ratio,
+        p = make(tiny_model, input_size=256, spill_ratio=spill_ratio,
                       spill_radius=4.0, merge_from=0, focus_from=0,
                       small_object_from=small_object_from)
         p.set_image(image)
-        monkeypatch.setattr(p, "_predict_window", flood)
+        monkeypatch.setattr(p, "_look", as_look(flood))
         mask = p.predict([Click(100, 80), Click(100, 103)], prev_mask=prev).mask
         results[spill_ratio, small_object_from] = mask
     flooded = results[0.0, 4.0]
@@ -384,7 +401,7 @@ def test_a_click_that_floods_beyond_its_error_is_cut_back(tiny_model, monkeypatc
     np.testing.assert_array_equal(results[20.0, 2.0], flooded)  # a small object: left alone
     for bad in ({"spill_ratio": -1.0}, {"spill_radius": 0.0}, {"spill_ratio": float("nan")}):
         with pytest.raises(ValueError, match="spill_ratio must be >= 0"):
-            Predictor(model=tiny_model, device="cpu", **bad)
+            make(tiny_model, **bad)
 
 
 def test_focus_window_is_a_sharper_square_around_the_click():
@@ -418,9 +435,9 @@ def test_focus_pass_moves_only_the_coarse_boundary_near_the_last_click(tiny_mode
     masks = {}
     for focus_from in (0, 2):
         windows.clear()
-        p = Predictor(model=tiny_model, device="cpu", input_size=64, focus_from=focus_from)
+        p = make(tiny_model, input_size=64, focus_from=focus_from)
         p.set_image(image)
-        monkeypatch.setattr(p, "_predict_window", fake)
+        monkeypatch.setattr(p, "_look", as_look(fake))
         masks[focus_from] = p.predict([Click(200, 200), Click(290, 290, False)],
                                       prev_mask=prev).mask
     assert len(windows) == 2  # coarse + focus
@@ -431,14 +448,14 @@ def test_focus_pass_moves_only_the_coarse_boundary_near_the_last_click(tiny_mode
     assert (masks[0] == prev).all()
     changed = masks[0] ^ masks[2]
     rows, cols = np.nonzero(changed)
-    band = p.focus_band / coarse.magnification
+    band = p.settings.focus_band / coarse.magnification
     assert changed.any() and not masks[2][changed].any()  # only object pixels removed...
     assert rows.min() >= focus.r0 and cols.max() < focus.c1  # ...inside the focus window...
     assert ((rows >= 300 - band - 1) | (cols >= 300 - band - 1)).all()  # ...near the boundary
     assert masks[2][focus.r0 + 2, focus.c0 + 2]  # the coarse interior is kept
     for bad in ({"focus_ratio": 0}, {"focus_band": 0}, {"focus_from": -1}):
         with pytest.raises(ValueError, match="focus_ratio"):
-            Predictor(model=tiny_model, device="cpu", **bad)
+            make(tiny_model, **bad)
 
 
 def test_magnified_bias_acts_on_windows_magnified_at_least_its_floor(tiny_model):
@@ -452,7 +469,7 @@ def test_magnified_bias_acts_on_windows_magnified_at_least_its_floor(tiny_model)
               "large": (rng.integers(0, 255, (128, 128), dtype=np.uint8), Click(60, 60))}  # 0.5x
     answers = {}
     for bias, floor in ((0.0, 1.0), (3.0, 1.0), (3.0, 2.0)):
-        p = Predictor(model=tiny_model, device="cpu", input_size=64, use_graphcut=False,
+        p = make(tiny_model, input_size=64, use_graphcut=False,
                       click_sigma=0, click_sigma_magnified=0, click_threshold=0,
                       click_threshold_small=0, magnified_bias=bias, magnified_bias_from=floor,
                       small_object_from=5.0)
@@ -466,12 +483,12 @@ def test_magnified_bias_acts_on_windows_magnified_at_least_its_floor(tiny_model)
                                    logit(answers[name, 0.0, 1.0][inside]) + 3.0, atol=1e-3)
     for name, floor in (("medium", 2.0), ("large", 2.0), ("large", 1.0)):
         np.testing.assert_array_equal(answers[name, 3.0, floor], answers[name, 0.0, 1.0])
-    assert Predictor(model=tiny_model, device="cpu").magnified_bias_from == 1.0
+    assert make(tiny_model).settings.magnified_bias_from == 1.0
     with pytest.raises(ValueError, match="magnified_bias"):
-        Predictor(model=tiny_model, device="cpu", magnified_bias=float("nan"))
+        make(tiny_model, magnified_bias=float("nan"))
     for bad in ({"small_object_from": 0.5}, {"magnified_bias_from": 0.5}):
         with pytest.raises(ValueError, match="magnified_bias_from and small_object_from"):
-            Predictor(model=tiny_model, device="cpu", **bad)
+            make(tiny_model, **bad)
 
 
 def test_flip_average_is_mirror_symmetric(tiny_model):
@@ -482,7 +499,7 @@ def test_flip_average_is_mirror_symmetric(tiny_model):
     mirrored = [Click(c.row, 63 - c.col, c.positive) for c in clicks]
     results = {}
     for flip in ("none", "all"):
-        p = Predictor(model=tiny_model, device="cpu", input_size=64, use_graphcut=False,
+        p = make(tiny_model, input_size=64, use_graphcut=False,
                       refine_ratio=0, flip_average=flip)
         p.set_image(img)
         a = p.predict(clicks).probabilities
@@ -496,7 +513,7 @@ def test_flip_average_is_mirror_symmetric(tiny_model):
     large = rng.integers(0, 255, (128, 128), dtype=np.uint8)
     answers = {}
     for flip in FLIP_AVERAGE:
-        p = Predictor(model=tiny_model, device="cpu", input_size=64, use_graphcut=False,
+        p = make(tiny_model, input_size=64, use_graphcut=False,
                       flip_average=flip)
         for name, image, clicks in (("small", small, [Click(8, 8)]),
                                     ("large", large, [Click(60, 30), Click(60, 100, False)])):
@@ -507,5 +524,5 @@ def test_flip_average_is_mirror_symmetric(tiny_model):
     np.testing.assert_array_equal(answers["large", "magnified"], answers["large", "none"])
     assert not np.array_equal(answers["large", "magnified"], answers["large", "all"])
     with pytest.raises(ValueError, match="flip_average"):
-        Predictor(model=tiny_model, device="cpu", flip_average="yes")
+        make(tiny_model, flip_average="yes")
 

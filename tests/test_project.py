@@ -143,8 +143,6 @@ def test_replay_rebuilds_the_recorded_predictor_after_the_defaults_change(tmp_pa
     """A project records its predictor's settings: when a later release changes a default (here
     a strong magnified-window bias), replay still rebuilds the labels; a project saved without
     the record is replayed with the new defaults, and says so."""
-    from napari_risnet.inference.predictor import Predictor
-
     _, project, saved = _discs_project(tmp_path, 2)
     record = json.loads((project / "project.json").read_text())["model"]["predictor"]
     assert record["magnified_bias"] == 0.5 and record["small_object_from"] == 2.0
@@ -153,13 +151,7 @@ def test_replay_rebuilds_the_recorded_predictor_after_the_defaults_change(tmp_pa
     assert record["focus_from"] == 2
     assert record["graphcut_params"]["pairwise_weight"] == 0.5
 
-    real_init = Predictor.__init__
-
-    def new_release(self, *args, **kwargs):
-        kwargs.setdefault("magnified_bias", 4.0)  # "the next release's default"
-        real_init(self, *args, **kwargs)
-
-    monkeypatch.setattr(Predictor, "__init__", new_release)
+    _release_defaults(monkeypatch, magnified_bias=4.0)  # "the next release's default"
     out = tmp_path / "replayed.tif"
     assert main(["replay", str(project), "-o", str(out), "--device", "cpu"]) == 0
     assert "identical to the saved labels" in capsys.readouterr().out
@@ -176,64 +168,71 @@ def test_replay_rebuilds_the_recorded_predictor_after_the_defaults_change(tmp_pa
     assert (tifffile.imread(out) > 0).sum() > (saved > 0).sum()  # grown by the new bias
 
 
-def test_unknown_recorded_settings_are_dropped_with_a_warning():
-    from napari_risnet.inference.graphcut import GraphCutParams
-    from napari_risnet.inference.settings import BEFORE_RECORDED, predictor_kwargs
+def _release_defaults(monkeypatch, **values) -> None:
+    """Make ``PredictorSettings()`` answer with ``values`` as its defaults, as another release
+    would (the presets stay as they are)."""
+    import dataclasses
 
-    with pytest.warns(UserWarning, match="future_knob, graphcut_params.new_term"):
-        kwargs = predictor_kwargs({"focus_from": 3, "future_knob": 1,
-                                   "graphcut_params": {"pairwise_weight": 0.7, "new_term": 2}})
-    assert kwargs == {"focus_from": 3, **BEFORE_RECORDED,  # (the record predates them)
-                      "magnified_bias_from": BEFORE_RECORDED["small_object_from"],
-                      "graphcut_params": GraphCutParams(pairwise_weight=0.7)}
+    from napari_risnet.inference.settings import PredictorSettings
 
-
-# what each earlier release did that a later one changed, as the settings it lacked
-SESSION_10 = {"merge_always_from": 0}  # the merge's guard at every click
-SESSION_9 = {"spill_ratio": 0.0, **SESSION_10}  # no spill limit on a click's edit
-SESSION_8 = {"refine_expand": 1.6, "refine_max_growth": 3.0,  # first zoom-in grew by expand
-             **SESSION_9}
-SESSION_7 = {"magnified_bias_from": 2.0, **SESSION_8}  # the bias's floor was small_object_from
-# session 6: the bias on every magnified window, no local threshold
-SESSION_6 = {"small_object_from": 1.0, "click_threshold": 0.0, "click_threshold_small": 0.0,
-             "magnified_bias_from": 1.0, **SESSION_8}
+    names = [f.name for f in dataclasses.fields(PredictorSettings)]
+    defaults = list(PredictorSettings.__init__.__defaults__)
+    for name, value in values.items():
+        defaults[names.index(name)] = value
+    monkeypatch.setattr(PredictorSettings.__init__, "__defaults__", tuple(defaults))
 
 
-@pytest.mark.parametrize("previous", [SESSION_8, SESSION_7, SESSION_6],
-                         ids=["session8", "session7", "session6"])
+# what each earlier release did that a later one changed, as the settings its record lacked
+RELEASE_0_11_0 = {"merge_always_from": 0}  # the merge's guard at every click
+RELEASE_0_10_0 = {"spill_ratio": 0.0, **RELEASE_0_11_0}  # no spill limit on a click's edit
+RELEASE_0_9_0 = {"refine_expand": 1.6, "refine_max_growth": 3.0,  # first zoom-in grew by expand
+                 **RELEASE_0_10_0}
+RELEASE_0_8_0 = {"magnified_bias_from": 2.0, **RELEASE_0_9_0}  # the bias's floor: small_object_from
+# 0.7.0: the bias on every magnified window, no local threshold
+RELEASE_0_7_0 = {"small_object_from": 1.0, "click_threshold": 0.0, "click_threshold_small": 0.0,
+                 "magnified_bias_from": 1.0, **RELEASE_0_9_0}
+RELEASES = {"0.11.0": RELEASE_0_11_0, "0.10.0": RELEASE_0_10_0, "0.9.0": RELEASE_0_9_0,
+            "0.8.0": RELEASE_0_8_0, "0.7.0": RELEASE_0_7_0}
+
+
+def test_the_presets_are_what_each_release_changed():
+    import dataclasses
+
+    from napari_risnet.inference.settings import PredictorSettings
+
+    for version, lacked in RELEASES.items():
+        assert PredictorSettings.for_release(version) == \
+            dataclasses.replace(PredictorSettings(), **lacked), version
+
+
+@pytest.mark.parametrize("version", ["0.9.0", "0.8.0", "0.7.0"])
 def test_a_project_from_an_earlier_release_replays_identically(tmp_path, capsys, monkeypatch,
-                                                               previous) -> None:
-    """Labels made by an earlier release, whose record lacks the settings added since, replay to
-    the same labels. Session 7's behaviour (no bias on a soft-edged disc seen 1.6x enlarged)
-    differs from today's defaults there, so its replay holds only if the missing floor is taken
-    from the record's ``small_object_from``; session 8's (the first zoom-in grown by
+                                                               version) -> None:
+    """Labels made by an earlier release, whose record names no release and lacks the settings
+    added since, replay to the same labels. 0.8.0's behaviour (no bias on a soft-edged disc seen
+    1.6x enlarged) differs from today's defaults there, so its replay holds only if the missing
+    floor is taken from the record's ``small_object_from``; 0.9.0's (the first zoom-in grown by
     ``expand``) only if the missing ``refine_expand`` is taken from the record's ``expand``;
-    session 6's record also lacks session 7's settings (``BEFORE_RECORDED``)."""
+    0.7.0's record also lacks 0.8.0's settings."""
     from scipy import ndimage
 
     from napari_risnet.annotation.project import DESCRIPTION_HEADER
     from napari_risnet.inference.predictor import Predictor
 
+    previous = RELEASES[version]
     rr, cc = np.mgrid[:300, :300]
     disc = ndimage.gaussian_filter(((rr - 100) ** 2 + (cc - 100) ** 2 < 50 ** 2) * 160.0, 4)
     pixels = disc + 40 + np.random.default_rng(0).normal(0, 8, disc.shape)
     image = tmp_path / "disc.png"
     Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(image)
-    real_init = Predictor.__init__
-
-    def earlier_release(self, *args, **kwargs):
-        for key, value in previous.items():
-            kwargs.setdefault(key, value)
-        real_init(self, *args, **kwargs)
-
-    monkeypatch.setattr(Predictor, "__init__", earlier_release)
-    project = tmp_path / "proj"
-    assert _segment(image, project, "100,100,+") == 0
-    monkeypatch.setattr(Predictor, "__init__", real_init)
+    with monkeypatch.context() as m:
+        _release_defaults(m, **previous)
+        project = tmp_path / "proj"
+        assert _segment(image, project, "100,100,+") == 0
     saved = tifffile.imread(project / "labels.tif")
     with tifffile.TiffFile(project / "labels.tif") as tif:  # the record as it wrote it
         meta = json.loads(tif.pages[0].description[len(DESCRIPTION_HEADER):])
-    for key in previous:
+    for key in [*previous, "release"]:
         del meta["model"]["predictor"][key]
     tifffile.imwrite(project / "labels.tif", saved,
                      description=f"{DESCRIPTION_HEADER}\n{json.dumps(meta)}", metadata=None)
@@ -241,34 +240,10 @@ def test_a_project_from_an_earlier_release_replays_identically(tmp_path, capsys,
     assert main(["replay", str(project), "-o", str(out), "--device", "cpu"]) == 0
     assert "identical to the saved labels" in capsys.readouterr().out
     np.testing.assert_array_equal(tifffile.imread(out), saved)
-    if previous is not SESSION_6:  # ...where today's defaults answer differently
+    if version != "0.7.0":  # ...where today's defaults answer differently
         today = Predictor(checkpoint="default", device="cpu")
         today.set_image(np.asarray(Image.open(image)))
         assert (today.predict([Click(100, 100)]).mask != (saved > 0)).sum() > 50
-
-
-def test_a_setting_newer_than_the_record_replays_as_before_it_existed():
-    """A record written before ``small_object_from`` and the local click threshold existed was
-    made with the bias on every magnified window and no threshold shift; one written before the
-    bias had its own floor (``magnified_bias_from``) was made with ``small_object_from`` as that
-    floor; a record that has the settings keeps its own values."""
-    from napari_risnet.inference.settings import predictor_kwargs
-
-    old = predictor_kwargs({"magnified_bias": 0.5})
-    assert old["small_object_from"] == 1.0 and old["click_threshold"] == 0.0
-    assert old["magnified_bias_from"] == 1.0
-    session7 = predictor_kwargs({"magnified_bias": 0.5, "small_object_from": 2.0,
-                                 "click_threshold": 0.05})
-    assert session7["small_object_from"] == 2.0 and session7["click_threshold"] == 0.05
-    assert session7["magnified_bias_from"] == 2.0
-    new = predictor_kwargs({"magnified_bias_from": 1.0, "small_object_from": 2.0})
-    assert new["magnified_bias_from"] == 1.0 and new["small_object_from"] == 2.0
-    assert predictor_kwargs({"expand": 1.6})["refine_expand"] == 1.6  # before session 9
-    assert predictor_kwargs({"expand": 1.6, "refine_expand": 2.5})["refine_expand"] == 2.5
-    assert predictor_kwargs({"expand": 1.6})["spill_ratio"] == 0.0  # before session 10
-    assert predictor_kwargs({"spill_ratio": 20.0})["spill_ratio"] == 20.0
-    assert predictor_kwargs({"spill_ratio": 20.0})["merge_always_from"] == 0  # before session 11
-    assert predictor_kwargs({"merge_always_from": 7})["merge_always_from"] == 7
 
 
 def test_segment_project_on_a_stack_with_graphcut(tmp_path, capsys) -> None:

@@ -4,7 +4,7 @@ import tifffile
 import torch
 
 from napari_risnet.clicks import Click
-from napari_risnet.inference.predictor import Predictor
+from napari_risnet.inference.predictor import Predictor, PredictorSettings
 from napari_risnet.model import RISNet, RISNetOutput, load_checkpoint, save_checkpoint
 from napari_risnet.model.risnet import OUTSIDE_LOGIT
 from napari_risnet.training.config import TrainConfig, load_config
@@ -138,7 +138,7 @@ def test_finetune_end_to_end(tmp_path, base_checkpoint):
     assert steps and steps[-1] == 2
     assert result.checkpoint.is_file() and result.n_val >= 1
     assert 1 <= result.noc_before <= 2 and 1 <= result.noc_after <= 2
-    predictor = Predictor(checkpoint=result.checkpoint, device="cpu", input_size=64)
+    predictor = Predictor(result.checkpoint, PredictorSettings(input_size=64), device="cpu")
     predictor.set_image(images[0])
     assert predictor.predict([Click(30, 32)]).mask[30, 32]
 
@@ -226,7 +226,7 @@ def test_finetune_cli_end_to_end(tmp_path, base_checkpoint, capsys):
                  str(tmp_path / "masks"), "--base", str(base_checkpoint), "--out", str(out),
                  "--epochs", "1", "--steps-per-epoch", "1", "--device", "cpu"]) == 0
     assert "validation NoC@85: before" in capsys.readouterr().out
-    predictor = Predictor(checkpoint=out, device="cpu", input_size=64)
+    predictor = Predictor(out, PredictorSettings(input_size=64), device="cpu")
     predictor.set_image(images[0])
     assert predictor.predict([Click(30, 32)]).mask.shape == (64, 64)
 

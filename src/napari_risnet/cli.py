@@ -30,17 +30,18 @@ def _parse_click(text: str):
 def build_method(name: str, checkpoint: str | None = None, device: str = "auto",
                  graphcut: bool = True, focus: bool = True, settings: dict | None = None):
     """A method by name: the RIS-Net predictor (bundled model by default; ``focus=False``: no
-    focus pass, the previous release's behaviour; ``settings``: a project's recorded predictor
-    settings) or a baseline."""
+    focus pass; ``settings``: a project's recorded predictor settings, rebuilt with
+    ``PredictorSettings.from_record``) or a baseline."""
     if name == "risnet":
-        from napari_risnet.inference.predictor import Predictor
-        from napari_risnet.inference.settings import predictor_kwargs
+        import dataclasses
 
-        kwargs = predictor_kwargs(settings) if settings else {}
-        if not focus:
-            kwargs["focus_from"] = 0
-        return Predictor(checkpoint=checkpoint or "default", device=device, use_graphcut=graphcut,
-                         **kwargs)
+        from napari_risnet.inference.predictor import Predictor
+        from napari_risnet.inference.settings import PredictorSettings
+
+        chosen = PredictorSettings.from_record(settings) if settings else PredictorSettings()
+        chosen = dataclasses.replace(chosen, use_graphcut=graphcut,
+                                     focus_from=chosen.focus_from if focus else 0)
+        return Predictor(checkpoint or "default", chosen, device=device)
     if checkpoint:
         raise ValueError(f"--checkpoint only applies to --method risnet, not {name}")
     from napari_risnet.evaluation.baselines import BASELINES
@@ -388,6 +389,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="napari-risnet",
                                 description="RIS-Net click-based interactive segmentation.")
+    from napari_risnet import __version__  # the package root is already imported: no cost
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     e = sub.add_parser("evaluate", help="robot-user benchmark (NoC@85/90) on a dataset folder")

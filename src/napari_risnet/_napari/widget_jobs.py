@@ -23,8 +23,8 @@ def default_segmenter_factory(checkpoint: str = "default", device: str = "auto",
                               use_graphcut: bool = True, threads: int | None = None
                               ) -> "InteractiveSegmenter":
     """The RIS-Net Predictor (imported here: torch loads only when a prediction is needed)."""
-    from napari_risnet.inference.predictor import Predictor
-    return Predictor(checkpoint=checkpoint, device=device, use_graphcut=use_graphcut,
+    from napari_risnet.inference.predictor import Predictor, PredictorSettings
+    return Predictor(checkpoint, PredictorSettings(use_graphcut=use_graphcut), device=device,
                      threads=threads)
 
 

@@ -292,10 +292,11 @@ def open_session(folder: str | Path, image: Any, segmenter: "InteractiveSegmente
 
 
 def predictor_record(segmenter: Any) -> dict[str, Any] | None:
-    """The settings ``segmenter`` reports through ``recorded_settings()`` (the Predictor's, see
-    ``napari_risnet.inference.settings``): what a project or a result file records so that the
-    same predictor can be rebuilt after the defaults change; None for a segmenter without any
-    (a baseline, or a lazy one not built yet)."""
+    """The settings ``segmenter`` reports through ``recorded_settings()`` (the Predictor's:
+    ``PredictorSettings.to_record()``, its settings and the release that wrote them): what a
+    project or a result file records so that ``PredictorSettings.from_record`` rebuilds the same
+    predictor after the defaults change; None for a segmenter without any (a baseline, or a lazy
+    one not built yet)."""
     record = getattr(segmenter, "recorded_settings", None)
     return record() if callable(record) else None
 

@@ -32,8 +32,7 @@ def local_threshold(logits: torch.Tensor, clicks: Sequence[Click], sigma: float,
     (raised) around it, it also flips the neighbours the network found as likely as the clicked
     point, while clear background (foreground) stays. A Gaussian prior on the probabilities
     (:func:`click_prior`) flips every pixel within its width whatever the image says, which is
-    why it has to stay narrow; on faint nuclei it then flipped a pixel or two per click (held-out
-    training nuclei cut by the image border needed 7 clicks for IoU 0.85, the others 3).
+    why it has to stay narrow, and then flips only a pixel or two per click on faint objects.
 
     Args:
         logits: (..., H, W) network logits of the window.

@@ -1,11 +1,10 @@
 """Progressive merge (FocalClick, Chen et al. CVPR 2022): a later click changes only the part of
 the mask it is about.
 
-Why: on held-out training objects a quarter of the clicks still needed made the shipped model's
-mask *worse* (MODEL_CARD.md, diagnosis): the network re-predicts the whole object at every click,
-so a click that fixes one part can undo another that earlier clicks had settled. Keeping the
-previous mask everywhere except the connected region of change that holds the new click makes
-each click a local edit, as a user expects.
+Why: the network re-predicts the whole object at every click, so a click that fixes one part
+can undo another that earlier clicks had settled (the model card's diagnosis measures how
+often). Keeping the previous mask everywhere except the connected region of change that holds
+the new click makes each click a local edit, as a user expects.
 """
 from __future__ import annotations
 

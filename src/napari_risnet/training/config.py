@@ -6,6 +6,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from napari_risnet.training.augment import AugmentConfig
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
@@ -58,6 +60,9 @@ class TrainConfig:
     iterative_prob: float = 0.5
     iterative_clicks: int = 2
     full_image_prob: float = 0.2
+    # [augment]: grey, inversion, gamma, contrast, blur, noise, scale on the crops (all off
+    # by default: the recipes without the table sample exactly what they sampled before)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
     # share of samples cut as the predictor's focus pass sees a large object (a window at image
     # resolution around its boundary, a coarse previous mask, a robot click on its error)
     focus_prob: float = 0.0
@@ -86,6 +91,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         self.data = [d if isinstance(d, DataSource) else _build(DataSource, d, "data")
                      for d in self.data]
+        if not isinstance(self.augment, AugmentConfig):
+            self.augment = AugmentConfig.from_dict(self.augment)
         if self.optimizer not in ("sgd", "adamw"):
             raise ValueError(f"optimizer must be sgd or adamw, got {self.optimizer!r}")
         if not 0.0 <= self.ema_decay < 1.0:

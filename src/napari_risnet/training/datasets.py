@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from napari_risnet.clicks import DISTANCE_TRUNCATION, Click, pad_rois, propose_rois
 from napari_risnet.data import list_objects, load_object
 from napari_risnet.inference.preprocess import CropTransform, ImageNormalizer
+from napari_risnet.training.augment import AugmentConfig, augment_crop
 from napari_risnet.training.focus_samples import coarse_view, focus_transform
 
 log = logging.getLogger(__name__)
@@ -141,10 +142,13 @@ class ObjectPool:
         return sum(len(o) for o in self.objects)
 
     def sample(self, rng: np.random.Generator, crop_size: int, full_image_prob: float = 0.2,
-               augment: bool = True, focus_prob: float = 0.0) -> Sample:
+               augment: bool = True, focus_prob: float = 0.0,
+               augmentations: AugmentConfig | None = None) -> Sample:
         """A random object, cropped like the predictor would see it, augmented; with
         probability ``focus_prob`` (where the object is large enough) as the predictor's focus
-        pass sees it, with a coarse previous mask (:mod:`.focus_samples`)."""
+        pass sees it, with a coarse previous mask (:mod:`.focus_samples`). ``augmentations``:
+        the recipe's ``[augment]`` transforms, after the flips and colour jitter (only with
+        ``augment``; None = none)."""
         src = int(rng.choice(len(self.objects), p=self.probs))
         img_idx, obj_id = self.objects[src][int(rng.integers(len(self.objects[src])))]
         stored = self.images[img_idx]
@@ -176,6 +180,8 @@ class ObjectPool:
                                                           coarse_view(gt, focus[1], rng))
         if augment:
             rgb, *masks = _augment(rng, rgb, *masks)
+            if augmentations is not None:
+                rgb, masks = augment_crop(rng, augmentations, rgb, tuple(masks), crop_size)
         return _pad(rgb, *masks, size=crop_size)
 
 

@@ -16,8 +16,11 @@ import torch.nn.functional as F
 from scipy import ndimage
 
 from napari_risnet.inference.focus import MIN_GAIN
-from napari_risnet.inference.predictor import EXPAND as COARSE_EXPAND
+from napari_risnet.inference.settings import PredictorSettings
 from napari_risnet.inference.preprocess import CropTransform
+
+#: the predictor's window around a box (its default ``expand``)
+COARSE_EXPAND = PredictorSettings().expand
 
 
 def focus_transform(gt: np.ndarray, box: np.ndarray, crop_size: int,

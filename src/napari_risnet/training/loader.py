@@ -41,7 +41,8 @@ class CropClickStream(IterableDataset):
         cfg = self.config
         while True:
             samples = [self.pool.sample(rng, cfg.crop_size, cfg.full_image_prob,
-                                        focus_prob=cfg.focus_prob)
+                                        focus_prob=cfg.focus_prob,
+                                        augmentations=cfg.augment)
                        for _ in range(cfg.batch_size)]
             clicks = [[(c.row, c.col, c.positive) for c in
                        sample_clicks(s.gt, s.ignore, s.others, rng, cfg.max_positive,

@@ -21,6 +21,7 @@ from napari_risnet.data import ObjectSample, list_objects, load_object, spread
 from napari_risnet.evaluation.images import evaluate
 from napari_risnet.inference.graphcut import graphcut_available
 from napari_risnet.inference.predictor import Predictor, default_checkpoint, resolve_device
+from napari_risnet.inference.settings import PredictorSettings
 from napari_risnet.model.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from napari_risnet.model.grow import grow_model
 from napari_risnet.model.risnet import RISNet, RISNetConfig
@@ -115,8 +116,8 @@ class ValidationSet:
         if not self.samples:
             return float("nan")
         was_training = model.training
-        predictor = Predictor(model=model, device=device,
-                              use_graphcut=self.use_graphcut and graphcut_available())
+        settings = PredictorSettings(use_graphcut=self.use_graphcut and graphcut_available())
+        predictor = Predictor(model, settings, device=device)
         summary, _ = evaluate(predictor, self.samples, max_clicks=max_clicks, stop_iou=0.85)
         model.train(was_training)
         return summary.noc85
@@ -254,7 +255,8 @@ class Trainer:
             samples, clicks = next(self.batches)
         else:
             samples = [self.pool.sample(self.rng, cfg.crop_size, cfg.full_image_prob,
-                                        focus_prob=cfg.focus_prob)
+                                        focus_prob=cfg.focus_prob,
+                                        augmentations=cfg.augment)
                        for _ in range(cfg.batch_size)]
             clicks = [sample_clicks(s.gt, s.ignore, s.others, self.rng, cfg.max_positive,
                                     cfg.max_negative) for s in samples]
