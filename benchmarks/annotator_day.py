@@ -188,7 +188,9 @@ def run(args: argparse.Namespace, busy: bool) -> int:
                  f"{len(widget.session.objects)} objects"))
     rows.append(("  longest GUI freeze", f"{meter.worst:.3f} s", "(target ≤ 1.0)"))
     rows.append(("  memory growth (RSS)", f"{(rss1 - rss0) / 2**20:.0f} MB",
-                 f"{(trimmed - rss0) / 2**20:.0f} MB after malloc_trim (target ≤ 100)"))
+                 f"{(trimmed - rss0) / 2**20:.0f} MB after malloc_trim (target ≤ 100); "
+                 f"the mask cache for undo / redo holds "
+                 f"{widget.session._cache._bytes / 2**20:.0f} MB of it"))
     rows.append(("  errors", str(len(errors)), "; ".join(errors[:3])))
 
     # -- 20-slice propagation ----------------------------------------------------------------------
