@@ -253,6 +253,11 @@ def test_clicks_and_keys_with_a_shapes_layer_active_say_what_to_do(risnet_widget
     canvas_key(viewer, "c")
     wait(widget, qtbot)
     assert widget.session.objects
+    # and with the image active, keys it has no binding for still answer
+    viewer.layers.selection.active = viewer.layers["img"]
+    canvas_key(viewer, "u")
+    wait(widget, qtbot)
+    assert not widget.session.objects
 
 
 # -- 6. stacks -----------------------------------------------------------------------------------

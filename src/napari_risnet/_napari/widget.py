@@ -6,9 +6,11 @@ live in ``_widget_stack.py``, the project glue in ``_widget_project.py``.
 
 Mouse (on the clicks layer, in pan / zoom mode): left click = positive click; right click or
 Control-click (Command on macOS) = negative click; dragging pans as usual.
-Keys (bound on the clicks layer only): ``c`` or Enter commit, ``u`` undo, ``Shift-U`` redo,
-``Escape`` clear the current object (or stop editing a committed one), ``n`` toggle the sign of
-left clicks, ``p`` propagate, ``e`` erase the edited object on the shown slice.
+Keys (bound on the clicks layer; on the viewer they answer only when the active layer does not
+use the key itself): ``c`` or Enter commit, ``u`` undo, ``Shift-U`` redo, ``Escape`` clear the
+current object (or stop correcting), ``n`` toggle the sign of left clicks, ``p`` propagate,
+``e`` erase the corrected object on the shown slice. With a layer of another kind active, clicks
+and keys say what to select instead of doing nothing.
 
 Correction mode: a click on a committed object (with no object in progress), or picking it in
 the "object" box, starts *correcting* it: the status says "correcting object N" and the object

@@ -48,13 +48,15 @@ class ClickInput:
         def handler(layer: Any) -> None:
             widget = ref()
             if widget is not None:
-                widget._when_ready(
-                    {"commit": widget.commit, "undo": widget.undo, "redo": widget.redo,
-                     "clear": widget.clear, "toggle_sign": widget.toggle_sign,
-                     "propagate": widget.propagate, "erase_slice": widget.erase_slice}[action])
+                widget._when_ready(widget._key_action(action))
         handler.__name__ = f"risnet_{action}"
         handler.__doc__ = f"RIS-Net: {action.replace('_', ' ')}"
         return handler
+
+    def _key_action(self, action: str) -> Callable[[], Any]:
+        return {"commit": self.commit, "undo": self.undo, "redo": self.redo,
+                "clear": self.clear, "toggle_sign": self.toggle_sign,
+                "propagate": self.propagate, "erase_slice": self.erase_slice}[action]
 
     def _bind_viewer_hints(self) -> None:
         """With another layer active (a Shapes layer, an image not being annotated) our clicks
@@ -71,10 +73,12 @@ class ClickInput:
         viewer.mouse_drag_callbacks.append(hint_on_click)
         for action, keys in KEYS.items():
             for key in keys:
-                def hint(viewer: Any, key: str = key) -> None:
+                def hint(viewer: Any, key: str = key, action: str = action) -> None:
                     widget = ref()
-                    if widget is not None:
-                        widget._hint(f"the {key} key")
+                    if widget is not None and not widget._hint(f"the {key} key"):
+                        # another of our layers is active (the image, the labels): the key
+                        # reached the viewer because that layer has no binding of its own
+                        widget._when_ready(widget._key_action(action))
                 hint.__doc__ = f"RIS-Net: {action.replace('_', ' ')} (hint)"
                 try:
                     viewer.bind_key(key, hint, overwrite=True)
@@ -82,7 +86,7 @@ class ClickInput:
                     pass  # a viewer without its own keymap: the layer bindings still work
 
     def _hint(self, what: str) -> bool:
-        """Tell the user why ``what`` did nothing; False when our layers are active."""
+        """Tell the user why ``what`` did nothing; False when one of our layers is active."""
         try:
             active = unwrap_proxy(self.viewer.layers.selection.active)
         except RuntimeError:  # the viewer closed
