@@ -192,6 +192,7 @@ def run(args: argparse.Namespace, busy: bool) -> int:
                  f"the mask cache for undo / redo holds "
                  f"{widget.session._cache._bytes / 2**20:.0f} MB of it"))
     rows.append(("  errors", str(len(errors)), "; ".join(errors[:3])))
+    rows.append(("  notifications shown", str(len(notification_manager.records) - n_notes), ""))
 
     # -- 20-slice propagation ----------------------------------------------------------------------
     stack = load_stack()

@@ -42,9 +42,8 @@ class StackControls:
         under = session.object_at(key, row, col)
         if editing:
             if positive and under and under != editing:
-                self.object_spin.setValue(under)
-                show_info(f"RIS-Net: correcting object {under} now (object {editing} is "
-                          f"done)")
+                self.object_spin.setValue(under)  # the status and the colour say so
+                self._note = f"object {editing} done; correcting object {under} now"
                 return under
             if under == editing or session.is_near_object(editing, key, row, col):
                 return editing
