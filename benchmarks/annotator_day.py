@@ -206,6 +206,17 @@ def run(args: argparse.Namespace, busy: bool) -> int:
     widget.commit()
     settle(app, widget)
     meter.reset()
+    stack_segmenter = widget.session.segmenter
+    stack_predict = stack_segmenter.predict
+    prop_calls: list[tuple[float, float]] = []
+
+    def timed_stack_predict(clicks, prev_mask=None):
+        w, c = time.perf_counter(), time.thread_time()
+        out = stack_predict(clicks, prev_mask=prev_mask)
+        prop_calls.append((time.thread_time() - c, time.perf_counter() - w))
+        return out
+
+    stack_segmenter.predict = timed_stack_predict
     tic, cpu0 = time.perf_counter(), sum(proc.cpu_times()[:2])
     widget.propagate()
     settle(app, widget, 300)
@@ -216,6 +227,9 @@ def run(args: argparse.Namespace, busy: bool) -> int:
     rows.append((f"propagation through the {stack.shape[0]}-slice stack",
                  f"{prop_s:.2f} s", f"object on {n_slices} slices (target ≤ 3 s); CPU time "
                  f"used {prop_cpu:.2f} s"))
+    calls = np.array(prop_calls).reshape(-1, 2)
+    rows.append(("  predictions: count, CPU / wall in total", str(len(calls)),
+                 f"{calls[:, 0].sum():.2f} / {calls[:, 1].sum():.2f} s"))
     rows.append(("  longest GUI freeze", f"{meter.worst:.3f} s", ""))
 
     print(f"\nnapari-risnet annotator's day — {available_cores()} cores, widget threads "

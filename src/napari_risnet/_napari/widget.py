@@ -30,7 +30,6 @@ from typing import Any, Callable
 import numpy as np
 from napari.layers import Image, Labels, Points
 from napari.qt.threading import create_worker
-from napari.utils import progress
 from napari.utils.colormaps import DirectLabelColormap
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QTimer
@@ -83,7 +82,7 @@ class RISNetWidget(ClickInput, StackControls, ProjectControls, RISNetLayout):
         self._creating = False
         self._stop_requested = False
         self._corrected: tuple[int, tuple] | None = None  # (object, slice) last corrected
-        self._pbar: progress | None = None
+        self._job_running = False  # a propagation / recompute reports progress
         self._note = ""  # what the widget is doing now, shown in the status line
         self._predictions = 0  # prediction jobs in flight ("predicting…" while any runs)
         self._committing = False  # a commit waits for its prediction in a worker
