@@ -87,7 +87,7 @@ def test_positive_click_fills_the_disc_with_scale_and_translate(risnet_widget, q
     points = widget.annotation.points
     np.testing.assert_allclose(points.data, [CENTER], atol=1e-6)
     assert list(points.features["sign"]) == [1]
-    assert "1 clicks" in widget.status_label.text()
+    assert "1 click on" in widget.status_label.text()  # not "1 clicks"
     assert widget.last_latency is not None
     np.testing.assert_allclose(widget.annotation.labels.scale, image.scale)
 
@@ -318,9 +318,10 @@ def _fake_finetune_module(monkeypatch, calls: list, wait_for_stop: bool = False)
         cancelled: bool = False
 
     def finetune(images, labels, base="default", out="finetuned.pt", epochs=5,
-                 val_fraction=0.2, device="auto", progress=None, should_stop=None):
+                 val_fraction=0.2, device="auto", progress=None, should_stop=None, **kwargs):
         import time
-        calls.append({"images": images, "labels": labels, "epochs": epochs, "out": out})
+        calls.append({"images": images, "labels": labels, "epochs": epochs, "out": out,
+                      **kwargs})
         cancelled = False
         for epoch in range(epochs):
             if progress is not None:
@@ -416,6 +417,10 @@ def test_finetune_can_be_cancelled_and_reports_bad_input(make_napari_viewer, qtb
     ft.cancel_button.click()
     qtbot.waitUntil(lambda: not ft.busy, timeout=20000)
     assert ft.result.cancelled and "cancelled" in ft.result_label.text()
+    assert "inf" not in ft.result_label.text()
+    # a cancelled model is never switched in unasked: the user chooses
+    assert pending_checkpoint(viewer) is None and not ft.use_button.isHidden()
+    ft.use_button.click()
     # no RIS-Net widget docked: the checkpoint waits for the next one, which takes it
     waiting = pending_checkpoint(viewer)
     assert waiting is not None

@@ -132,7 +132,8 @@ def test_failed_prediction_keeps_the_clicks(risnet_widget, qtbot, graphcut_facto
     user_click(widget, qtbot, CENTER)
     assert any("clicks are kept" in m for m in messages_since(n))
     assert widget.session.n_current_clicks == 1 and len(widget.annotation.points.data) == 1
-    press_key(widget, "c")  # commit fails the same way, still nothing lost
+    press_key(widget, "c")  # commit fails the same way (in a worker), still nothing lost
+    wait(widget, qtbot)
     assert widget.session.n_current_clicks == 1 and not widget.session.objects
     widget.segmenter_factory = graphcut_factory  # the user fixes the model: predicted again
     widget._on_settings_changed()

@@ -49,12 +49,57 @@ def build_method(name: str, checkpoint: str | None = None, device: str = "auto",
     return BASELINES[name]()
 
 
+#: Masks are written losslessly: a JPEG mask holds dozens of grey levels, not two.
+MASK_SUFFIXES = (".tif", ".tiff", ".png")
+
+
 def _set_threads(n: int | None) -> None:
     """On a small CPU shared with other work, fewer torch threads avoid OpenMP stalls."""
+    from napari_risnet.threads import check_threads
+
+    n = check_threads(n)
     if n:
         import torch
 
         torch.set_num_threads(n)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def _threads(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"threads must be a whole number, got {text!r}"
+                                         ) from exc
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"threads must be at least 1, got {n}")
+    return n
+
+
+def _check_image_path(path: str | Path) -> None:
+    """Before loading a model: the image must be a file."""
+    p = Path(path)
+    if p.is_dir():
+        raise ValueError(f"{p} is a folder, not an image file (give one image, e.g. "
+                         f"{p / 'image.tif'})")
+    if not p.exists():
+        raise FileNotFoundError(f"no such image file: {p}")
+
+
+def _check_mask_output(path: str | Path) -> None:
+    """Before predicting: a lossless format in an existing folder."""
+    out = Path(path)
+    if out.is_dir():
+        raise ValueError(f"-o {out} is a folder: give a mask file name, e.g. {out / 'mask.tif'}")
+    if out.suffix.lower() not in MASK_SUFFIXES:
+        raise ValueError(f"-o {out}: {out.suffix or 'no suffix'} is not a lossless mask format "
+                         f"(a JPEG mask holds many grey levels); use .tif or .png")
+    if not out.parent.is_dir():
+        raise FileNotFoundError(f"-o {out}: the folder {out.parent} does not exist (create it "
+                                f"first)")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -165,6 +210,19 @@ def cmd_segment(args: argparse.Namespace) -> int:
 
     if not args.output and not args.project:
         raise ValueError("give -o/--output (a mask file), --project DIR, or both")
+    if not any(c.positive for c in args.click):
+        raise ValueError("every click is negative (ROW,COL,-): give at least one positive "
+                         "click on the object (ROW,COL,+)")
+    if not args.click[0].positive:
+        raise ValueError(f"the first click must be positive (ROW,COL,+) on the object; got "
+                         f"{args.click[0].row:g},{args.click[0].col:g},-")
+    _check_image_path(args.image)
+    if args.output:
+        _check_mask_output(args.output)
+    if args.slice and not args.project:
+        raise ValueError("--slice only applies with --project (a plain segment reads a 2D "
+                         "image)")
+    _set_threads(args.threads)
     image = open_image(args.image)  # a large TIFF stays on disk: only the slice is read
     method = build_method(args.method, args.checkpoint, args.device, not args.no_graphcut)
     if args.project:
@@ -206,7 +264,7 @@ def _segment_into_project(args: argparse.Namespace, image, method) -> int:
     if args.output:
         _write_mask(args.output, session.labels[key] == object_id)
     print(f"object {object_id} ({n_pixels} pixels) committed into {project.folder}; "
-          f"{len(session.objects)} objects in the project")
+          f"{_plural(len(session.objects), 'object')} in the project")
     return 0
 
 
@@ -233,6 +291,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if not image_path:
         raise ValueError(f"the project {project.folder} does not name its image file: give "
                          f"--image")
+    _check_image_path(image_path)
+    _set_threads(args.threads)
     image = read_array(image_path)
     project.check_image(state, image)
     model = state.model
@@ -255,7 +315,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     differ = int(np.count_nonzero(labels != np.asarray(state.labels)))
     same = "identical to the saved labels" if differ == 0 else \
         f"differs from the saved labels in {differ} pixels (another model, device or settings?)"
-    print(f"wrote {args.output}: {len(state.object_ids)} objects replayed from their clicks; "
+    print(f"wrote {args.output}: {_plural(len(state.object_ids), 'object')} replayed from their "
+          f"clicks; "
           f"{same}")
     return 0
 
@@ -271,6 +332,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         config.out_dir = args.out
     if args.epochs is not None:
         config.epochs = args.epochs
+    if args.threads is not None:
+        config.threads = args.threads
     train(config, resume=args.resume)
     return 0
 
@@ -280,12 +343,22 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
     result = finetune_folders(args.images, masks=args.masks, labels=args.labels, base=args.base,
                               out=args.out, epochs=args.epochs, val_fraction=args.val_fraction,
-                              device=args.device, steps_per_epoch=args.steps_per_epoch)
-    if result.n_val:
+                              device=args.device, steps_per_epoch=args.steps_per_epoch,
+                              threads=args.threads)
+    if result.n_val and result.measured:
         held = "objects of the training images" if result.split == "objects" else "images"
         print(f"validation {result.metric}: before {result.noc_before:.2f} -> after "
-              f"{result.noc_after:.2f} clicks ({result.n_val} held-out objects; held out: "
-              f"{held})")
+              f"{result.noc_after:.2f} clicks ({result.n_val} held-out "
+              f"object{'s' if result.n_val != 1 else ''}; held out: {held})")
+        if result.n_val < 5:
+            print(f"note: only {result.n_val} held-out object{'s' if result.n_val != 1 else ''}"
+                  f": a rough estimate (annotate more objects for a reliable one)")
+        if not result.improved:
+            print("note: the fine-tuned model does not need fewer clicks than the base model "
+                  "on the held-out objects: keep using the base model unless you have reasons")
+    elif result.n_val:
+        print(f"validation {result.metric}: after not measured (cancelled before the first "
+              f"validation)")
     else:
         print(f"validation {result.metric}: not measured (annotate at least two objects so "
               f"one can be held out)")
@@ -318,8 +391,12 @@ def cmd_pack(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from napari_risnet._napari.demo import run_demo
+    from napari_risnet._napari.sample_data import SAMPLE_ALIASES
 
-    run_demo(sample=args.sample, block=True)
+    if args.sample in SAMPLE_ALIASES:
+        print(f"note: --sample {args.sample} is now called {SAMPLE_ALIASES[args.sample]} (as "
+              f"in napari's File > Open Sample)", file=sys.stderr)
+    run_demo(sample=args.sample, block=True, threads=args.threads)
     return 0
 
 
@@ -345,7 +422,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--no-focus", action="store_true",
                    help="RIS-Net without the focus pass (the second, sharper look around a late "
                         "click on a large object)")
-    e.add_argument("--threads", type=int, help="torch CPU threads (default: all cores)")
+    e.add_argument("--threads", type=_threads,
+                   help="torch CPU threads (default: torch's, one per core)")
     e.add_argument("--out", help="write the results as JSON")
     e.add_argument("--plot", help="write a PNG of mean IoU against clicks")
     e.set_defaults(func=cmd_evaluate)
@@ -365,7 +443,8 @@ def build_parser() -> argparse.ArgumentParser:
     es.add_argument("--no-graphcut", action="store_true", help="RIS-Net without the graph cut")
     es.add_argument("--no-focus", action="store_true",
                     help="RIS-Net without the focus pass around late clicks")
-    es.add_argument("--threads", type=int, help="torch CPU threads (default: all cores)")
+    es.add_argument("--threads", type=_threads,
+                    help="torch CPU threads (default: torch's, one per core)")
     es.add_argument("--out", help="write the results as JSON")
     es.add_argument("--plot", help="write a PNG of mean 3D Dice against correction rounds")
     es.set_defaults(func=cmd_evaluate_stack)
@@ -380,7 +459,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="channels of a multichannel image to use, e.g. 0 or 0,1,2")
     s.add_argument("--device", default="auto")
     s.add_argument("--no-graphcut", action="store_true")
-    s.add_argument("-o", "--output", help="mask file (.tif or .png)")
+    s.add_argument("-o", "--output", help="mask file (.tif or .png; lossy formats such as "
+                                          ".jpg are refused)")
+    s.add_argument("--threads", type=_threads,
+                   help="torch CPU threads (default: torch's, one per core)")
     s.add_argument("--project", help="commit the object into this annotation project folder "
                                      "(created if needed; next free id, never over another "
                                      "object)")
@@ -397,6 +479,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--device", help="override the saved device")
     r.add_argument("--graphcut", action=argparse.BooleanOptionalAction, default=None,
                    help="override the saved graph cut setting")
+    r.add_argument("--threads", type=_threads,
+                   help="torch CPU threads (default: torch's, one per core)")
     r.set_defaults(func=cmd_replay)
 
     x = sub.add_parser("export", help="write a project's labels as one TIFF (BigTIFF above "
@@ -411,6 +495,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--device", help="override the recipe's device")
     t.add_argument("--epochs", type=int, help="override the recipe's epochs")
     t.add_argument("--out", help="override the recipe's output folder")
+    t.add_argument("--threads", type=_threads, help="override the recipe's torch CPU threads")
     t.set_defaults(func=cmd_train)
 
     f = sub.add_parser("finetune", help="fine-tune a model on your own annotated images")
@@ -424,6 +509,8 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--steps-per-epoch", type=int, default=None)
     f.add_argument("--val-fraction", type=float, default=0.2)
     f.add_argument("--device", default="auto")
+    f.add_argument("--threads", type=_threads,
+                   help="torch CPU threads (default: torch's, one per core)")
     f.set_defaults(func=cmd_finetune)
 
     a = sub.add_parser("average", help="average the weights of checkpoints of one model")
@@ -447,7 +534,12 @@ def build_parser() -> argparse.ArgumentParser:
     k.set_defaults(func=cmd_pack)
 
     d = sub.add_parser("demo", help="open napari with a sample image and the widget docked")
-    d.add_argument("--sample", choices=("nuclei", "stack"), default="nuclei")
+    d.add_argument("--sample", choices=("nuclei", "nuclei_stack", "stack"), default="nuclei",
+                   help="nuclei (2D) or nuclei_stack (3D), the names of napari's File > Open "
+                        "Sample menu ('stack' is the old name of nuclei_stack)")
+    d.add_argument("--threads", type=_threads,
+                   help="torch CPU threads (default: one on a machine with at most four "
+                        "cores, else half the cores, at most four; see the README)")
     d.set_defaults(func=cmd_demo)
     return p
 

@@ -22,6 +22,11 @@ POSITIVE_COLOR = (0.1, 0.9, 0.1, 1.0)
 NEGATIVE_COLOR = (0.95, 0.1, 0.1, 1.0)
 #: Clicks of committed objects are drawn fainter than those of the current object.
 COMMITTED_ALPHA = 0.45
+#: Clicks placed by propagation (the user never made them): small hollow grey rings.
+DERIVED_FACE = (0.0, 0.0, 0.0, 0.0)
+DERIVED_BORDER = (0.75, 0.75, 0.75, 0.8)
+USER_BORDER = (1.0, 1.0, 1.0, 1.0)
+DERIVED_SIZE = 0.6
 FEATURE_COLUMNS = ("object_id", "slice", "sign", "source", "derived")
 #: ``layer.metadata[ROLE_KEY]`` marks the layers the widget made: "labels", "preview", "clicks".
 ROLE_KEY = "risnet_role"
@@ -93,6 +98,8 @@ def points_from_records(records: Sequence[ClickRecord], n_leading: int
         colors[i] = POSITIVE_COLOR if r.click.positive else NEGATIVE_COLOR
         if r.object_id != 0:
             colors[i, 3] = COMMITTED_ALPHA
+        if r.is_derived:
+            colors[i] = DERIVED_FACE
     features = pd.DataFrame({
         "object_id": np.array([r.object_id for r in records], dtype=int),
         "slice": [slice_to_str(r.slice) for r in records],
@@ -101,6 +108,15 @@ def points_from_records(records: Sequence[ClickRecord], n_leading: int
         "derived": np.array([int(r.is_derived) for r in records], dtype=int),
     })
     return data, features, colors
+
+
+def point_style(features: pd.DataFrame, size: float) -> tuple[np.ndarray, np.ndarray]:
+    """Border colours (N, 4) and sizes (N,) of the points: the user's clicks white-bordered at
+    ``size``, derived ones (propagation's) grey rings at ``DERIVED_SIZE * size``."""
+    derived = np.asarray(features["derived"], dtype=bool) if len(features) else np.zeros(0, bool)
+    borders = np.where(derived[:, None], DERIVED_BORDER, USER_BORDER).astype(float)
+    sizes = np.where(derived, DERIVED_SIZE * size, size).astype(float)
+    return borders.reshape(-1, 4), sizes
 
 
 def records_from_points(data: np.ndarray, features: Any, n_leading: int) -> list[ClickRecord]:
@@ -162,5 +178,5 @@ def mask_to_preview(preview: np.ndarray, key: SliceKey, mask: np.ndarray | None,
     preview[key if key else ...] = plane
 
 
-__all__ = ["FEATURE_COLUMNS", "PROJECT_KEY", "ROLE_KEY", "SAVED_ROLE", "mask_to_preview", "points_from_records", "records_from_points",
+__all__ = ["FEATURE_COLUMNS", "PROJECT_KEY", "ROLE_KEY", "SAVED_ROLE", "mask_to_preview", "point_style", "points_from_records", "records_from_points",
            "slice_to_str", "str_to_slice", "unwrap_proxy", "world_to_click"]

@@ -38,6 +38,9 @@ def nuclei_stack_sample() -> list[LayerData]:
     return [(load_stack(), {"name": "nuclei stack (cells3d)", "scale": STACK_SCALE}, "image")]
 
 
-SAMPLES = {"nuclei": nuclei_sample, "stack": nuclei_stack_sample}
+#: The names of napari's File > Open Sample menu (``napari.yaml``'s keys).
+SAMPLES = {"nuclei": nuclei_sample, "nuclei_stack": nuclei_stack_sample}
+#: Old names still accepted (``napari-risnet demo --sample stack``).
+SAMPLE_ALIASES = {"stack": "nuclei_stack"}
 
-__all__ = ["SAMPLES", "load_nuclei", "load_stack", "nuclei_sample", "nuclei_stack_sample"]
+__all__ = ["SAMPLES", "SAMPLE_ALIASES", "load_nuclei", "load_stack", "nuclei_sample", "nuclei_stack_sample"]

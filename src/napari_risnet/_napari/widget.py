@@ -6,37 +6,47 @@ live in ``_widget_stack.py``, the project glue in ``_widget_project.py``.
 
 Mouse (on the clicks layer, in pan / zoom mode): left click = positive click; right click or
 Control-click (Command on macOS) = negative click; dragging pans as usual.
-Keys (bound on the clicks layer only): ``c`` or Enter commit, ``u`` undo, ``Shift-U`` redo,
-``Escape`` clear the current object (or stop editing a committed one), ``n`` toggle the sign of
-left clicks, ``p`` propagate, ``e`` erase the edited object on the shown slice.
+Keys (bound on the clicks layer; on the viewer they answer only when the active layer does not
+use the key itself): ``c`` or Enter commit, ``u`` undo, ``Shift-U`` redo, ``Escape`` clear the
+current object (or stop correcting), ``n`` toggle the sign of left clicks, ``p`` propagate,
+``e`` erase the corrected object on the shown slice. With a layer of another kind active, clicks
+and keys say what to select instead of doing nothing.
 
-Stacks: a click on a committed object (with no object in progress), or any click while the
-"object" box names one, *corrects* that object on that slice; ``p`` then re-propagates from the
-corrected slice, keeping every slice you clicked on as it is.
+Correction mode: a click on a committed object (with no object in progress), or picking it in
+the "object" box, starts *correcting* it: the status says "correcting object N" and the object
+is drawn in the correction colour. Clicks on or near it correct it (on a stack: on that slice;
+``p`` then re-propagates from the corrected slice); a click far from it never joins it (a
+positive one starts a new object, a negative one is refused); ``c`` or Escape end the mode.
+
+Commit runs the pending prediction in a worker (the window never waits for it); clicks and keys
+given meanwhile are applied after the commit, in order.
 """
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-from napari.layers import Image, Labels, Points
+from napari.layers import Image
 from napari.qt.threading import create_worker
-from napari.utils import progress
 from napari.utils.colormaps import DirectLabelColormap
-from napari.utils.notifications import show_error, show_warning
+from napari.utils.notifications import show_error, show_info, show_warning
+from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QFileDialog
 
 from napari_risnet._napari.image_annotation import ImageAnnotation
 from napari_risnet._napari.lazy_labels import labels_layer_data, preview_array
-from napari_risnet._napari.layers import (ROLE_KEY, mask_to_preview, points_from_records,
-                                   unwrap_proxy)
+from napari_risnet._napari.layers import (ROLE_KEY, mask_to_preview, point_style,
+                                          points_from_records,
+                                          unwrap_proxy, world_to_click)
 from napari_risnet._napari.plugin_state import register_receiver
 from napari_risnet._napari.triton_guard import keep_triton_out
 from napari_risnet._napari.widget_input import KEYS, ClickInput
 from napari_risnet._napari.widget_jobs import (SegmenterFactory, _LazySegmenter, _predict_job, _Relay,
                                         default_segmenter_factory)
-from napari_risnet._napari.widget_layout import CHECKPOINT_MODEL, REPLACE_EXISTING, RISNetLayout
+from napari_risnet._napari.widget_layout import (CHECKPOINT_MODEL, REPLACE_EXISTING, RISNetLayout,
+                                                 plural)
 from napari_risnet._napari.widget_project import ProjectControls
 from napari_risnet._napari.widget_stack import StackControls
 from napari_risnet.annotation import AnnotationSession
@@ -44,6 +54,9 @@ from napari_risnet.annotation import AnnotationSession
 keep_triton_out()  # before the first prediction imports torch (see _triton_guard: GL crash)
 
 PREVIEW_COLOR = (1.0, 0.85, 0.0, 1.0)
+#: The committed object being corrected, drawn over it on the shown slice (preview value 2).
+CORRECTION_COLOR = (0.0, 0.85, 1.0, 1.0)
+CORRECTION_VALUE = 2
 
 
 class RISNetWidget(ClickInput, StackControls, ProjectControls, RISNetLayout):
@@ -70,8 +83,12 @@ class RISNetWidget(ClickInput, StackControls, ProjectControls, RISNetLayout):
         self._creating = False
         self._stop_requested = False
         self._corrected: tuple[int, tuple] | None = None  # (object, slice) last corrected
-        self._pbar: progress | None = None
+        self._job_running = False  # a propagation / recompute reports progress
         self._note = ""  # what the widget is doing now, shown in the status line
+        self._predictions = 0  # prediction jobs in flight ("predicting…" while any runs)
+        self._committing = False  # a commit waits for its prediction in a worker
+        self._deferred: list[Callable[[], Any]] = []  # input given meanwhile, in order
+        self._fitted = False  # the view is fitted once, after the dock is shown
         self._relay = _Relay()
         self._relay.progressed.connect(self._on_progress)
         self._connect_controls()
@@ -81,6 +98,8 @@ class RISNetWidget(ClickInput, StackControls, ProjectControls, RISNetLayout):
             self.set_checkpoint(pending)
         self.viewer.layers.events.inserted.connect(self._refresh_image_choices)
         self.viewer.layers.events.removed.connect(self._on_layer_removed)
+        self.viewer.dims.events.current_step.connect(self._on_slice_changed)
+        self._bind_viewer_hints()
         self._refresh_image_choices()
 
     # -- UI --------------------------------------------------------------------------------------
@@ -90,13 +109,14 @@ class RISNetWidget(ClickInput, StackControls, ProjectControls, RISNetLayout):
         for signal in (self.model_combo.currentTextChanged, self.checkpoint_edit.editingFinished,
                        self.device_combo.currentTextChanged, self.graphcut_check.toggled):
             signal.connect(self._on_settings_changed)
+        self.threads_spin.valueChanged.connect(self._on_threads_changed)
         self.negative_check.toggled.connect(self._set_negative_mode)
-        self.object_spin.valueChanged.connect(lambda _: self._update_status())
-        self.commit_button.clicked.connect(self.commit)
-        self.undo_button.clicked.connect(self.undo)
-        self.redo_button.clicked.connect(self.redo)
-        self.clear_button.clicked.connect(self.clear)
-        self.propagate_button.clicked.connect(lambda: self.propagate())
+        self.object_spin.valueChanged.connect(lambda _: self._refresh_overlay())
+        self.commit_button.clicked.connect(lambda: self._when_ready(self.commit))
+        self.undo_button.clicked.connect(lambda: self._when_ready(self.undo))
+        self.redo_button.clicked.connect(lambda: self._when_ready(self.redo))
+        self.clear_button.clicked.connect(lambda: self._when_ready(self.clear))
+        self.propagate_button.clicked.connect(lambda: self._when_ready(self.propagate))
         self.stop_button.clicked.connect(self.request_stop)
         self.recompute_button.clicked.connect(lambda: self.recompute_from_points())
 
@@ -106,9 +126,58 @@ class RISNetWidget(ClickInput, StackControls, ProjectControls, RISNetLayout):
 
     @property
     def busy(self) -> bool:
-        """Whether a prediction, propagation or recomputation is running."""
-        return bool(self._workers)
+        """Whether a prediction, commit, propagation or recomputation is running."""
+        return bool(self._workers) or self._committing
 
+    def _when_ready(self, action: Callable[[], Any]) -> None:
+        """Run an action now, or after the commit in progress (input is never dropped and
+        never joins the object being committed)."""
+        if self._committing:
+            self._deferred.append(action)
+        else:
+            action()
+
+    def _run_deferred(self) -> None:
+        while self._deferred and not self._committing:
+            self._deferred.pop(0)()
+
+    #: After docking, the canvas keeps changing size for a moment: refit meanwhile.
+    FIT_SETTLE_S = 3.0
+
+    def showEvent(self, event: Any) -> None:  # noqa: N802 (Qt's name)
+        """Once docked and shown: fit the image to the canvas the dock left (napari fitted it
+        to the wider canvas before the dock took its share, cutting the image off). While the
+        canvas settles (``FIT_SETTLE_S``), every resize refits unless the user moved the
+        view."""
+        super().showEvent(event)
+        if not self._fitted:
+            self._fitted = True
+            self._fit_until = time.monotonic() + self.FIT_SETTLE_S
+            self._fit_state: tuple | None = None
+            try:
+                self.viewer.canvas.events.size.connect(self._on_canvas_resized)
+            except AttributeError:  # a viewer without a canvas model
+                pass
+            QTimer.singleShot(0, self._fit_view)
+
+    def _camera_state(self) -> tuple:
+        camera = self.viewer.camera
+        return (float(camera.zoom), tuple(np.round(camera.center, 6)))
+
+    def _on_canvas_resized(self, event: Any = None) -> None:
+        if time.monotonic() > self._fit_until:
+            self.viewer.canvas.events.size.disconnect(self._on_canvas_resized)
+            return
+        if self._fit_state is None or self._camera_state() == self._fit_state:
+            QTimer.singleShot(0, self._fit_view)
+
+    def _fit_view(self) -> None:
+        try:
+            if len(self.viewer.layers):
+                self.viewer.reset_view()
+                self._fit_state = self._camera_state()
+        except RuntimeError:  # the viewer closed meanwhile
+            pass
     def _image_layers(self) -> list[Image]:
         return [ly for ly in self.viewer.layers if isinstance(ly, Image)]
 
@@ -151,7 +220,8 @@ class RISNetWidget(ClickInput, StackControls, ProjectControls, RISNetLayout):
         if self.model_combo.currentText() == CHECKPOINT_MODEL:
             checkpoint = self.checkpoint_edit.text().strip() or "default"
         return {"checkpoint": checkpoint, "device": self.device_combo.currentText(),
-                "use_graphcut": self.graphcut_check.isChecked()}
+                "use_graphcut": self.graphcut_check.isChecked(),
+                "threads": int(self.threads_spin.value())}
 
     def _make_segmenter(self) -> _LazySegmenter:
         return _LazySegmenter(self.segmenter_factory, **self._settings())
@@ -169,6 +239,13 @@ class RISNetWidget(ClickInput, StackControls, ProjectControls, RISNetLayout):
         self.model_combo.setCurrentText(CHECKPOINT_MODEL)
         self.model_combo.blockSignals(False)
         self._on_settings_changed()
+
+    def _on_threads_changed(self, value: int) -> None:
+        """Threads apply from the next prediction on; the model is not loaded again."""
+        for ann in self._annotations.values():
+            segmenter = ann.session.segmenter
+            if isinstance(segmenter, _LazySegmenter):
+                segmenter.settings["threads"] = int(value)
 
     def _on_settings_changed(self, *args: Any) -> None:
         for ann in self._annotations.values():
@@ -214,8 +291,8 @@ class RISNetWidget(ClickInput, StackControls, ProjectControls, RISNetLayout):
                                         metadata={ROLE_KEY: "labels"}, **transform)
         preview = self.viewer.add_labels(
             preview_array(session.labels_shape), name=f"{layer.name} RIS-Net object",
-            opacity=0.6, colormap=DirectLabelColormap(color_dict={None: (0, 0, 0, 0),
-                                                                  1: PREVIEW_COLOR}),
+            opacity=0.6, colormap=DirectLabelColormap(color_dict={
+                None: (0, 0, 0, 0), 1: PREVIEW_COLOR, CORRECTION_VALUE: CORRECTION_COLOR}),
             metadata={ROLE_KEY: "preview"}, **transform)
         size = max(3.0, min(session.spatial_shape) / 40)
         points = self.viewer.add_points(
@@ -223,8 +300,10 @@ class RISNetWidget(ClickInput, StackControls, ProjectControls, RISNetLayout):
             size=size, border_width=0.1, border_color="white", metadata={ROLE_KEY: "clicks"},
             **transform)
         self._bind_input(layer, labels, preview, points)
-        return ImageAnnotation(layer, session, *map(unwrap_proxy, (points, labels, preview)),
-                           **project)
+        ann = ImageAnnotation(layer, session, *map(unwrap_proxy, (points, labels, preview)),
+                              **project)
+        ann.point_size = size
+        return ann
 
     # -- prediction in a worker ------------------------------------------------------------------
     def _start_worker(self, func: Callable, *args: Any, returned: Callable,
@@ -247,9 +326,24 @@ class RISNetWidget(ClickInput, StackControls, ProjectControls, RISNetLayout):
         loading = isinstance(segmenter, _LazySegmenter) and not segmenter.loaded
         self._note = "loading the model (first prediction only)…" if loading else "predicting…"
         self._update_status()
-        self._start_worker(_predict_job, ann.session, gen,
-                           returned=self._on_prediction,
-                           errored=lambda exc: self._on_prediction_error(gen, exc))
+        self._predictions += 1
+        worker = self._start_worker(_predict_job, ann.session, gen,
+                                    returned=self._on_prediction,
+                                    errored=lambda exc: self._on_prediction_error(gen, exc))
+        worker.finished.connect(self._on_prediction_finished)
+
+    def _on_prediction_finished(self) -> None:
+        """The last prediction job in flight ended: "predicting…" must not stay (a commit or
+        undo may have superseded its result, which is then never shown)."""
+        self._predictions -= 1
+        if self._predictions <= 0:
+            self._predictions = 0
+            if self._note in ("predicting…", "loading the model (first prediction only)…"):
+                self._note = ""
+            self._update_status()
+
+    def _clear_note(self) -> None:
+        self._note = ""
 
     def _on_prediction(self, result: tuple[int, AnnotationSession, float]) -> None:
         gen, session, elapsed = result
@@ -257,7 +351,7 @@ class RISNetWidget(ClickInput, StackControls, ProjectControls, RISNetLayout):
             return  # superseded by a newer click: its own result will be shown
         self.last_latency = elapsed
         self._note = ""
-        self._refresh()
+        self._refresh(labels_changed=False)
 
     def _on_prediction_error(self, gen: int, exc: Exception) -> None:
         self._note = "the last prediction failed"
@@ -275,11 +369,65 @@ class RISNetWidget(ClickInput, StackControls, ProjectControls, RISNetLayout):
             return None
         return self.session
 
-    def commit(self) -> int | None:
-        """Commit the current object under the next free label id."""
+    def commit(self, then: Callable[[int], Any] | None = None) -> int | None:
+        """Commit the current object under the next free label id; while correcting a
+        committed object (no new object in progress), end the correction instead.
+
+        When a click still waits for its prediction, the prediction finishes in a worker and
+        the commit follows (returns None then; ``then(object_id)`` runs after it)."""
         session = self._guard()
         if session is None:
             return None
+        if self._committing:
+            self._deferred.append(lambda: self.commit(then))
+            return None
+        editing = self.object_spin.value()
+        if not session.n_current_clicks and editing and editing in session.objects:
+            self._stop_correcting()
+            self._note = f"object {editing} corrected"
+            self._refresh()
+            return editing
+        if not session.n_current_clicks:
+            self._note = ""
+            show_info("RIS-Net: nothing to commit: click on an object first")
+            self._update_status()
+            return None
+        if session.has_pending or self._workers:
+            self._committing = True
+            self._note = "committing (finishing the prediction)…"
+            self._update_status()
+            ann = self.annotation
+
+            def job() -> None:
+                session.predict_pending(keep_failed=True)
+                with session._seg_lock:  # a correction still predicting: wait for it here,
+                    pass  # not on the GUI thread
+
+            def done(_: Any = None) -> None:
+                self._committing = False
+                if self.annotation is ann:
+                    object_id = self._commit_now(session)
+                    if object_id is not None and then is not None:
+                        then(object_id)
+                self._run_deferred()
+
+            def failed(exc: Exception) -> None:
+                self._committing = False
+                self._note = "the commit failed"
+                show_error(f"RIS-Net: the commit failed: {exc}. Your clicks are kept")
+                self._refresh()
+                self._run_deferred()
+
+            self._generation += 1  # the commit shows the result, not the superseded job
+            self._start_worker(job, returned=done, errored=failed)
+            return None
+        object_id = self._commit_now(session)
+        if object_id is not None and then is not None:
+            then(object_id)
+        return object_id
+
+    def _commit_now(self, session: AnnotationSession) -> int | None:
+        """The commit itself, on the GUI thread (the masks are predicted already: fast)."""
         ann = self.annotation  # the session belongs to it
         replace = self.overlap_combo.currentText() == REPLACE_EXISTING
         try:
@@ -289,6 +437,7 @@ class RISNetWidget(ClickInput, StackControls, ProjectControls, RISNetLayout):
             if "under other objects" in message:
                 message = (f"the object lies entirely under committed objects; choose "
                            f"'{REPLACE_EXISTING}' under 'overlaps' to paint it over them")
+            self._note = ""
             show_warning(f"RIS-Net: {message}")
             self._refresh()
             return None
@@ -298,6 +447,7 @@ class RISNetWidget(ClickInput, StackControls, ProjectControls, RISNetLayout):
         else:
             ann.overwrite_ids.discard(object_id)
         self.object_spin.setValue(0)
+        self._note = f"object {object_id} committed"
         self._refresh()
         self._autosave()
         return object_id
@@ -305,26 +455,37 @@ class RISNetWidget(ClickInput, StackControls, ProjectControls, RISNetLayout):
     def undo(self) -> None:
         session = self._guard()
         if session is not None:
-            self._after_history_change(session, session.undo())
+            self._after_history_change(session, session.undo(), "undo")
 
     def redo(self) -> None:
         session = self._guard()
         if session is not None:
-            self._after_history_change(session, session.redo())
+            self._after_history_change(session, session.redo(), "redo")
 
     def clear(self) -> None:
         session = self._guard()
         if session is not None and session.clear():
             self._generation += 1
+            self._note = "current object cleared (u brings it back)"
             self._refresh()
         elif session is not None:  # nothing in progress: stop editing a committed object
-            self.object_spin.setValue(0)
-            self._corrected = None
+            editing = self.object_spin.value()
+            self._stop_correcting()
+            if editing:
+                self._note = f"stopped correcting object {editing}"
+                self._update_status()
 
-    def _after_history_change(self, session: AnnotationSession, kind: str | None) -> None:
+    def _after_history_change(self, session: AnnotationSession, kind: str | None,
+                              what: str = "undo") -> None:
         if kind is None:
+            self._note = f"nothing to {what}"
+            show_info(f"RIS-Net: nothing to {what}")
+            self._update_status()
             return
         self._generation += 1
+        self._note = f"{what}: {kind}"
+        if self.object_spin.value() not in session.objects:
+            self.object_spin.setValue(0)  # the corrected object was undone
         self._refresh()
         if kind not in ("click", "clear"):  # committed objects changed: the project too
             self._autosave()
@@ -332,7 +493,9 @@ class RISNetWidget(ClickInput, StackControls, ProjectControls, RISNetLayout):
             self._schedule_prediction()
 
     # -- display ---------------------------------------------------------------------------------
-    def _refresh(self) -> None:
+    def _refresh(self, labels_changed: bool = True) -> None:
+        """Redraw clicks, preview and status (and the labels layer unless only the current
+        object's prediction changed: redrawing a large labels layer costs the most)."""
         ann = self.annotation
         if ann is None:
             self._update_status()
@@ -345,9 +508,59 @@ class RISNetWidget(ClickInput, StackControls, ProjectControls, RISNetLayout):
         for key in current:
             mask_to_preview(ann.preview.data, key, session.current_mask(key))
         ann.preview_slices = set(current)
+        self._draw_overlay(ann)
         ann.preview.refresh()
-        ann.labels.refresh()
+        if labels_changed:
+            ann.labels.refresh()
         self._update_status()
+
+    def _correcting(self) -> int:
+        """The committed object being corrected (0 = none)."""
+        session = self.session
+        editing = self.object_spin.value()
+        return editing if session is not None and editing in session.objects else 0
+
+    def _shown_slice(self) -> tuple:
+        ann = self.annotation
+        n = len(ann.session.leading_shape)
+        if not n:
+            return ()
+        try:
+            key, _, _ = world_to_click(ann.image, self.viewer.dims.point, n)
+        except ValueError:
+            return ()
+        return key if all(0 <= k < s for k, s in zip(key, ann.session.leading_shape)) else ()
+
+    def _draw_overlay(self, ann: ImageAnnotation) -> None:
+        """Draw the corrected object on the shown slice in the correction colour (under the
+        current object's preview), and only there."""
+        data = ann.preview.data
+        for key in ann.overlay_slices:
+            target = data[key] if key else data
+            target[target == CORRECTION_VALUE] = 0
+        ann.overlay_slices = set()
+        editing = self._correcting()
+        if not editing:
+            return
+        key = self._shown_slice()
+        if len(key) != len(ann.session.leading_shape):
+            return
+        target = data[key] if key else data
+        target[(np.asarray(ann.session.labels[key]) == editing) & (target == 0)] = \
+            CORRECTION_VALUE
+        ann.overlay_slices = {key}
+
+    def _refresh_overlay(self) -> None:
+        ann = self.annotation
+        if ann is not None:
+            self._draw_overlay(ann)
+            ann.preview.refresh()
+        self._update_status()
+
+    def _on_slice_changed(self, event: Any = None) -> None:
+        if self.annotation is not None and (self._correcting()
+                                            or self.annotation.overlay_slices):
+            self._refresh_overlay()
 
     def _refresh_points(self) -> None:
         ann = self.annotation
@@ -358,7 +571,10 @@ class RISNetWidget(ClickInput, StackControls, ProjectControls, RISNetLayout):
         ann.points.data = data
         ann.points.features = features
         if len(data):
+            borders, sizes = point_style(features, ann.point_size)
             ann.points.face_color = colors
+            ann.points.border_color = borders
+            ann.points.size = sizes
         self._update_status()
 
     def _update_status(self) -> None:
@@ -369,13 +585,15 @@ class RISNetWidget(ClickInput, StackControls, ProjectControls, RISNetLayout):
         latency = "-" if self.last_latency is None else f"{self.last_latency * 1000:.0f} ms"
         sign = "negative" if self.negative_mode else "positive"
         note = f"{self._note} · " if self._note else ""
-        editing = self.object_spin.value()
-        target = (f"clicks correct object {editing} (Esc: stop)"
-                  if editing and editing in session.objects else
-                  f"{session.n_current_clicks} clicks on the current object")
+        editing = self._correcting()
+        if editing:
+            target = (f"CORRECTING OBJECT {editing} (drawn in cyan): clicks on or near it "
+                      f"correct it; c or Esc: done")
+        else:
+            target = f"{plural(session.n_current_clicks, 'click')} on the current object"
         self.status_label.setText(
-            f"{note}{target} · {len(session.objects)} objects · last prediction {latency} · "
-            f"left click = {sign}")
+            f"{note}{target} · {plural(len(session.objects), 'object')} · last prediction "
+            f"{latency} · left click = {sign}")
 
 
 __all__ = ["KEYS", "RISNetWidget", "default_segmenter_factory"]

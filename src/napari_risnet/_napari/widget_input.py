@@ -48,12 +48,88 @@ class ClickInput:
         def handler(layer: Any) -> None:
             widget = ref()
             if widget is not None:
-                {"commit": widget.commit, "undo": widget.undo, "redo": widget.redo,
-                 "clear": widget.clear, "toggle_sign": widget.toggle_sign,
-                 "propagate": widget.propagate, "erase_slice": widget.erase_slice}[action]()
+                widget._when_ready(widget._key_action(action))
         handler.__name__ = f"risnet_{action}"
         handler.__doc__ = f"RIS-Net: {action.replace('_', ' ')}"
         return handler
+
+    def _key_action(self, action: str) -> Callable[[], Any]:
+        return {"commit": self.commit, "undo": self.undo, "redo": self.redo,
+                "clear": self.clear, "toggle_sign": self.toggle_sign,
+                "propagate": self.propagate, "erase_slice": self.erase_slice}[action]
+
+    def _bind_viewer_hints(self) -> None:
+        """With another layer active (a Shapes layer, an image not being annotated) our clicks
+        and keys cannot answer: say what to do instead of doing nothing. The keys are bound on
+        the viewer, which napari asks only when the active layer has no binding of its own."""
+        viewer = unwrap_proxy(self.viewer)
+        ref = weakref.ref(self)
+
+        def hint_on_click(viewer: Any, event: Any):  # holds the widget weakly
+            widget = ref()
+            if widget is not None:
+                yield from widget._hint_on_click(viewer, event)
+
+        viewer.mouse_drag_callbacks.append(hint_on_click)
+        for action, keys in KEYS.items():
+            for key in keys:
+                def hint(viewer: Any, key: str = key, action: str = action) -> None:
+                    widget = ref()
+                    if widget is not None and not widget._hint(f"the {key} key"):
+                        # another of our layers is active (the image, the labels): the key
+                        # reached the viewer because that layer has no binding of its own
+                        widget._when_ready(widget._key_action(action))
+                hint.__doc__ = f"RIS-Net: {action.replace('_', ' ')} (hint)"
+                try:
+                    viewer.bind_key(key, hint, overwrite=True)
+                except (TypeError, ValueError, AttributeError):
+                    pass  # a viewer without its own keymap: the layer bindings still work
+
+    def _hint(self, what: str) -> bool:
+        """Tell the user why ``what`` did nothing; False when one of our layers is active."""
+        try:
+            active = unwrap_proxy(self.viewer.layers.selection.active)
+        except RuntimeError:  # the viewer closed
+            return False
+        if active is not None and self._annotation_of(active) is not None:
+            return False
+        ann = self.annotation
+        if ann is None:
+            show_info(f"RIS-Net: {what} does nothing yet: add an image layer and pick it in "
+                      f"the RIS-Net widget's image box")
+            return True
+        if active is None:
+            where = "no layer is selected"
+        else:
+            where = f"the selected layer is {active.name!r} ({type(active).__name__})"
+        show_info(f"RIS-Net: {what} did nothing because {where}. Select "
+                  f"{ann.points.name!r} (or {ann.image.name!r}) in the layer list to click "
+                  f"objects and use the keys; or pick another image in the widget's image box")
+        return True
+
+    def _hint_on_click(self, viewer: Any, event: Any):
+        """A viewer mouse callback: a click (no drag) in pan / zoom mode with another layer
+        active gets a hint (a click that draws on that layer is the user's own business)."""
+        if event.type != "mouse_press" or event.button not in (1, 2):
+            return
+        try:
+            active = self.viewer.layers.selection.active
+        except RuntimeError:  # the widget or viewer is closing
+            return
+        if active is not None and (self._annotation_of(active) is not None
+                                   or getattr(active, "mode", "pan_zoom") != "pan_zoom"):
+            return
+        press_pos = np.array(getattr(event, "pos", (0, 0)), dtype=float)
+        dragged = False
+        yield
+        while event.type == "mouse_move":
+            pos = getattr(event, "pos", None)
+            if pos is not None and np.hypot(*(np.asarray(pos, float) - press_pos)) \
+                    > CLICK_TOLERANCE_PX:
+                dragged = True
+            yield
+        if not dragged:
+            self._hint("the click")
 
     def _annotation_of(self, layer: Any) -> "ImageAnnotation | None":
         layer = unwrap_proxy(layer)
@@ -115,13 +191,18 @@ class ClickInput:
         if ann is None:
             show_warning("RIS-Net: pick an image layer first")
             return
+        if self._committing:  # after the commit: never part of the object being committed
+            self._deferred.append(lambda: self.add_click_at(world_position, positive))
+            return
         if self._propagating:
             show_warning("RIS-Net: wait for the propagation to finish (or stop it)")
             return
         try:
             key, row, col = world_to_click(ann.image, world_position,
                                            len(ann.session.leading_shape))
-            target = self._correction_target(key, row, col)
+            target = self._correction_target(key, row, col, positive)
+            if target is None:
+                return  # refused, with a message
             if target:
                 self._correct(target, Click(row, col, positive), key)
                 return

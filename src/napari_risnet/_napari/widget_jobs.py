@@ -9,24 +9,30 @@ from qtpy.QtCore import QObject, Signal
 
 from napari_risnet.annotation.project import predictor_record
 from napari_risnet.annotation import AnnotationSession
+from napari_risnet.threads import apply_threads
 
 if TYPE_CHECKING:  # torch is imported only when the first prediction needs the model
     from napari_risnet.inference.predictor import InteractiveSegmenter
 
-#: factory(checkpoint="default" | path, device="auto" | "cpu" | "cuda", use_graphcut=bool)
+#: factory(checkpoint="default" | path, device="auto" | "cpu" | "cuda", use_graphcut=bool,
+#: threads=int)
 SegmenterFactory = Callable[..., "InteractiveSegmenter"]
 
 
 def default_segmenter_factory(checkpoint: str = "default", device: str = "auto",
-                              use_graphcut: bool = True) -> "InteractiveSegmenter":
+                              use_graphcut: bool = True, threads: int | None = None
+                              ) -> "InteractiveSegmenter":
     """The RIS-Net Predictor (imported here: torch loads only when a prediction is needed)."""
     from napari_risnet.inference.predictor import Predictor, PredictorSettings
-    return Predictor(checkpoint, PredictorSettings(use_graphcut=use_graphcut), device=device)
+    return Predictor(checkpoint, PredictorSettings(use_graphcut=use_graphcut), device=device,
+                     threads=threads)
 
 
 class _LazySegmenter:
     """Builds the real segmenter on first use, inside the worker thread (loading weights is
-    slow and may fail: the error then surfaces as a notification, not at widget creation)."""
+    slow and may fail: the error then surfaces as a notification, not at widget creation).
+    ``settings["threads"]`` is applied to torch before the first and every later prediction
+    (torch's thread count is per process: another widget may have changed it)."""
 
     def __init__(self, factory: SegmenterFactory, **settings: Any) -> None:
         self.factory = factory
@@ -45,7 +51,9 @@ class _LazySegmenter:
 
     def _get(self) -> "InteractiveSegmenter":
         if self._segmenter is None:
+            apply_threads(self.settings.get("threads"))
             self._segmenter = self.factory(**self.settings)
+        apply_threads(self.settings.get("threads"))
         return self._segmenter
 
     @property

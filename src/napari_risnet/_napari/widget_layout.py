@@ -4,12 +4,20 @@ from __future__ import annotations
 
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QLabel, QLineEdit,
-                            QPushButton, QSizePolicy, QSpinBox, QVBoxLayout, QWidget)
+                            QProgressBar, QPushButton, QSizePolicy, QSpinBox, QVBoxLayout,
+                            QWidget)
+
+from napari_risnet.threads import available_cores, default_threads
 
 DEFAULT_MODEL = "bundled default"
 CHECKPOINT_MODEL = "checkpoint file"
 KEEP_EXISTING = "keep existing"
 REPLACE_EXISTING = "replace existing"
+
+
+def plural(n: int, word: str) -> str:
+    """``1 click``, ``2 clicks`` (the last word takes the s)."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 class RISNetLayout(QWidget):
@@ -31,6 +39,13 @@ class RISNetLayout(QWidget):
         self.device_combo.addItems(["auto", "cpu", "cuda"])
         self.graphcut_check = QCheckBox("graph cut refinement")
         self.graphcut_check.setChecked(True)
+        self.threads_spin = QSpinBox()
+        self.threads_spin.setRange(1, max(64, available_cores()))
+        self.threads_spin.setValue(default_threads())
+        self.threads_spin.setToolTip(
+            f"CPU threads for the model ({available_cores()} cores here). Fewer threads keep "
+            f"clicks fast while other programs run; the default leaves room for napari and "
+            f"other work")
 
         self.overlap_combo = QComboBox()
         self.overlap_combo.addItems([KEEP_EXISTING, REPLACE_EXISTING])
@@ -47,8 +62,14 @@ class RISNetLayout(QWidget):
                                     "(0 = clicks make a new object; Propagate takes the last "
                                     "committed one)")
         self.propagate_button = QPushButton("Propagate through the stack (p)")
-        self.stop_button = QPushButton("Stop")
+        self.stop_button = QPushButton("Cancel")
+        self.stop_button.setToolTip("stop the propagation after the slice being predicted "
+                                    "(the slices done so far are kept; u undoes them)")
         self.stop_button.setEnabled(False)
+        self.progress_bar = QProgressBar()
+        self.progress_bar.setVisible(False)
+        self.progress_label = QLabel("")
+        self.progress_label.setVisible(False)
         self.recompute_button = QPushButton("Recompute from points")
         self.recompute_button.setToolTip("rebuild the labels from the selected Points layer "
                                          "(e.g. a saved clicks CSV) or from our clicks layer")
@@ -73,6 +94,7 @@ class RISNetLayout(QWidget):
         form.addRow("checkpoint", row)
         form.addRow("device", self.device_combo)
         form.addRow("", self.graphcut_check)
+        form.addRow("threads", self.threads_spin)
         form.addRow("overlaps", self.overlap_combo)
         form.addRow("", self.negative_check)
         layout = QVBoxLayout(self)
@@ -88,6 +110,8 @@ class RISNetLayout(QWidget):
         prop.addWidget(self.propagate_button)
         prop.addWidget(self.stop_button)
         layout.addLayout(prop)
+        layout.addWidget(self.progress_bar)
+        layout.addWidget(self.progress_label)
         layout.addWidget(self.recompute_button)
         layout.addWidget(QLabel("project (autosaved on every commit):"))
         layout.addWidget(self.project_label)
@@ -99,4 +123,4 @@ class RISNetLayout(QWidget):
         layout.addStretch()
 
 
-__all__ = ["CHECKPOINT_MODEL", "DEFAULT_MODEL", "KEEP_EXISTING", "REPLACE_EXISTING", "RISNetLayout"]
+__all__ = ["plural", "CHECKPOINT_MODEL", "DEFAULT_MODEL", "KEEP_EXISTING", "REPLACE_EXISTING", "RISNetLayout"]

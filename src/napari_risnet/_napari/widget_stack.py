@@ -11,10 +11,10 @@ from __future__ import annotations
 import time
 
 from napari.layers import Points
-from napari.utils import progress
 from napari.utils.notifications import show_error, show_info, show_warning
 
 from napari_risnet._napari.layers import records_from_points, world_to_click
+from napari_risnet._napari.widget_layout import plural
 from napari_risnet.clicks import Click
 from napari_risnet.annotation import PropagationResult
 
@@ -23,24 +23,56 @@ class StackControls:
     """Corrections, propagation and recompute of the dock widget (see the module docstring)."""
 
     # -- corrections of committed objects --------------------------------------------------------
-    def _correction_target(self, key: tuple, row: float, col: float) -> int:
-        """The committed object a click corrects: the one the "object" box names, else the one
-        under the click when no object is in progress; 0 = the click is for a new object."""
+    def _correction_target(self, key: tuple, row: float, col: float, positive: bool = True
+                           ) -> int | None:
+        """The committed object a click corrects; 0 = the click is for a new object; None =
+        the click is refused (a message says why).
+
+        Editing a committed object is always visible ("correcting object N" in the status, the
+        object drawn in the correction colour) and chosen: by a click on it with no object in
+        progress, or in the "object" box. While correcting, a click far from the object (outside
+        a margin around its box) never joins it: a positive one ends the correction and starts
+        a new object, a negative one is refused; a positive click on another committed object
+        switches to correcting that one.
+        """
         session = self.session
         chosen = self.object_spin.value()
-        if chosen and chosen in session.objects:
-            return chosen
-        if session.n_current_clicks == 0:
-            return session.object_at(key, row, col)
+        editing = chosen if chosen and chosen in session.objects else 0
+        under = session.object_at(key, row, col)
+        if editing:
+            if positive and under and under != editing:
+                self.object_spin.setValue(under)  # the status and the colour say so
+                self._note = f"object {editing} done; correcting object {under} now"
+                return under
+            if under == editing or session.is_near_object(editing, key, row, col):
+                return editing
+            if not positive:
+                show_warning(f"RIS-Net: that negative click is far from object {editing}, so "
+                             f"it does not correct it. Click on or near object {editing} to "
+                             f"correct it, or press c / Esc to stop correcting")
+                return None
+            self._stop_correcting()
+            show_info(f"RIS-Net: that click is far from object {editing}, so it starts a new "
+                      f"object (correcting object {editing} ended; click on it to correct it "
+                      f"again)")
+            return 0
+        if session.n_current_clicks == 0 and under:
+            return under
         return 0
+
+    def _stop_correcting(self) -> None:
+        self.object_spin.setValue(0)
+        self._corrected = None
 
     def _correct(self, object_id: int, click: Click, key: tuple) -> None:
         """Correct a committed object on one slice in a worker (the object becomes the edited
-        one: the next clicks correct it too, until Escape or a commit)."""
+        one: the next clicks near it correct it too, until c, Escape or a click far away)."""
         session = self.session
         self.object_spin.setValue(object_id)
         self._corrected = (object_id, key)
         self._generation += 1
+        self._note = f"correcting object {object_id}…"
+        self._update_status()
 
         def job() -> float:
             tic = time.perf_counter()
@@ -49,10 +81,12 @@ class StackControls:
 
         self._start_worker(job, returned=self._on_corrected,
                            errored=lambda exc: (show_warning(f"RIS-Net: {exc}"),
-                                                self._refresh()))
+                                                self._clear_note(), self._refresh()))
 
     def _on_corrected(self, elapsed: float) -> None:
         self.last_latency = elapsed
+        if self._note.startswith("correcting object"):
+            self._clear_note()
         self._refresh()
         self._autosave()  # a corrected object is a changed committed object
 
@@ -69,11 +103,20 @@ class StackControls:
         key, _, _ = world_to_click(self.annotation.image, self.viewer.dims.point,
                                    len(session.leading_shape))
         try:
-            session.erase_slice(object_id, key)
+            here = bool((session.labels[key] == object_id).any())
+            lost = session.erase_slice(object_id, key)
         except ValueError as exc:
             show_warning(f"RIS-Net: {exc}")
             return
         self._corrected = None
+        through = lost - int(here)
+        where = ",".join(map(str, key))
+        message = f"object {object_id} removed from slice {where}"
+        if through > 0:
+            message += (f" and from {plural(through, 'more slice')} propagated through it "
+                        f"(u undoes)")
+            show_info(f"RIS-Net: {message}")
+        self._note = message
         self._refresh()
         self._autosave()
 
@@ -90,10 +133,9 @@ class StackControls:
         if object_id is None:
             object_id = self.object_spin.value() or None
         if object_id is None:
-            if session.n_current_clicks:
-                object_id = self.commit()
-                if object_id is None:
-                    return
+            if session.n_current_clicks:  # commit first (maybe in a worker), then propagate
+                self.commit(then=lambda committed: self.propagate(committed))
+                return
             elif session.objects:
                 object_id = max(session.objects)
             else:
@@ -112,7 +154,7 @@ class StackControls:
         self._stop_requested = False
         self.stop_button.setEnabled(True)
         self.propagate_button.setEnabled(False)
-        self._pbar = progress(total=0, desc=f"Propagating object {object_id}")
+        self._show_progress(f"propagating object {object_id}…")
         relay = self._relay
 
         def job() -> PropagationResult:
@@ -124,32 +166,48 @@ class StackControls:
 
     def request_stop(self) -> None:
         self._stop_requested = True
+        if self._propagating:
+            self.progress_label.setText("cancelling after the slice being predicted…")
+
+    def _show_progress(self, text: str) -> None:
+        """The long job's progress in the widget itself (napari's activity panel is folded
+        away by default, and a second progress display there cost a busy laptop's CPU ~20 %
+        of a propagation), with the Cancel button next to it."""
+        self._job_running = True
+        self.progress_bar.setRange(0, 0)  # busy until the first slice reports a total
+        self.progress_bar.setVisible(True)
+        self.progress_label.setText(text)
+        self.progress_label.setVisible(True)
 
     def _on_progress(self, done: int, total: int, message: str) -> None:
-        pbar = self._pbar  # a late signal may arrive after the job ended
-        if pbar is None:
-            return
-        if pbar.total != total:
-            pbar.total = total
-        pbar.set_description(message)
-        pbar.update(done - pbar.n)
+        if not self._job_running:
+            return  # a late signal after the job ended
+        self.progress_bar.setRange(0, max(0, total))
+        if total:
+            self.progress_bar.setValue(min(done, total))
+        if not self._stop_requested:
+            step = f"{done}/{total} · " if total else ""
+            self.progress_label.setText(f"{step}{message}")
 
     def _end_long_job(self) -> None:
         self._propagating = False
         self.stop_button.setEnabled(False)
         self.propagate_button.setEnabled(True)
         self.recompute_button.setEnabled(True)
-        if self._pbar is not None:
-            self._pbar.close()
-            self._pbar = None
+        self.progress_bar.setVisible(False)
+        self.progress_label.setVisible(False)
+        self._job_running = False
 
     def _on_propagated(self, result: PropagationResult) -> None:
         self._end_long_job()
         self._refresh()
         self._autosave()
         reasons = "; ".join(f"{'up' if d > 0 else 'down'}: {r}" for d, r in result.stopped.items())
-        show_info(f"RIS-Net: object {result.object_id} propagated to {len(result.slices)} "
-                  f"slices{' (stopped)' if result.cancelled else ''}. {reasons}")
+        done = (f"object {result.object_id} propagated to {plural(len(result.slices), 'slice')}"
+                f"{' (cancelled)' if result.cancelled else ''}")
+        self._note = done
+        self._update_status()
+        show_info(f"RIS-Net: {done}. {reasons}")
 
     def _on_long_job_error(self, exc: Exception) -> None:
         self._end_long_job()
@@ -174,7 +232,7 @@ class StackControls:
             return
         self._propagating = True
         self.recompute_button.setEnabled(False)
-        self._pbar = progress(total=0, desc="Recomputing from points")
+        self._show_progress("recomputing from the clicks…")
         overwrite_ids = set(self.annotation.overwrite_ids)
         relay = self._relay
 
@@ -195,4 +253,4 @@ class StackControls:
         self._autosave()
         if self.session is not None and self.session.has_pending:
             self._schedule_prediction()
-        show_info(f"RIS-Net: recomputed {len(ids)} objects from the clicks")
+        show_info(f"RIS-Net: recomputed {plural(len(ids), 'object')} from the clicks")

@@ -14,6 +14,11 @@ from napari_risnet.annotation.history import Patch
 from napari_risnet.annotation.records import ObjectRecord, SliceKey, SliceRecord
 from napari_risnet.clicks import Click
 
+#: A click corrects the edited object only within this margin around its bounding box: at
+#: least ``NEAR_MIN_PX`` pixels, or ``NEAR_FRACTION`` of the box's longer side when larger.
+NEAR_MIN_PX = 12
+NEAR_FRACTION = 0.5
+
 
 class CorrectionsMixin:
     """``correct``, ``erase_slice`` and ``object_at`` for ``AnnotationSession`` (needs its
@@ -37,9 +42,10 @@ class CorrectionsMixin:
         """
         key = self._check_slice(slice_key)
         click = self._check_click(click)
-        with self._seg_lock, self._lock:
-            obj = self._object(object_id)
-            rec = obj.slices.get(key)
+        with self._seg_lock:  # the state lock is not held while predicting: a UI reading the
+            with self._lock:  # state on its main thread never waits for the model
+                obj = self._object(object_id)
+                rec = obj.slices.get(key)
             if rec is None or rec.erased:
                 if not click.positive:
                     raise ValueError(f"object {obj.object_id} is not on slice {key}: the first "
@@ -51,15 +57,36 @@ class CorrectionsMixin:
                 # ``recompute`` gives it back even after its neighbour was propagated again
                 mask = self._predict(key, clicks, None)
             else:
-                mask = self._replay(key, clicks)
-            before = self._state.copy()
-            patch, _ = self._replace(key, mask, obj.object_id)
-            self._seq += 1
-            slices = dict(obj.slices)
-            slices[key] = SliceRecord(clicks, rec.source, self._seq, rec.n_derived)
-            self._state.objects[obj.object_id] = ObjectRecord(obj.object_id, slices)
-            self._push("correct", before, [] if patch is None else [patch], key=key)
-            return self.labels[key] == obj.object_id
+                mask = self._replay_outside_lock(key, clicks)
+            with self._lock:
+                if self._state.objects.get(obj.object_id) is not obj:
+                    raise ValueError(f"object {obj.object_id} changed while its correction was "
+                                     f"predicted (an undo?): click again")
+                before = self._state.copy()
+                patch, _ = self._replace(key, mask, obj.object_id)
+                self._seq += 1
+                slices = dict(obj.slices)
+                slices[key] = SliceRecord(clicks, rec.source, self._seq, rec.n_derived)
+                self._state.objects[obj.object_id] = ObjectRecord(obj.object_id, slices)
+                self._push("correct", before, [] if patch is None else [patch], key=key)
+                return self.labels[key] == obj.object_id
+
+    def _replay_outside_lock(self, key: SliceKey, clicks: tuple[Click, ...]) -> np.ndarray:
+        """``_replay`` taking the state lock only around the cache (the caller holds the
+        segmenter lock)."""
+        mask = None
+        for n in range(1, len(clicks) + 1):
+            if not any(c.positive for c in clicks[:n]):
+                mask = np.zeros(self.spatial_shape, bool)
+                continue
+            with self._lock:
+                cached = self._cache.get((key, clicks[:n]))
+            if cached is None:
+                cached = self._predict(key, clicks[:n], mask)
+                with self._lock:
+                    self._cache.put((key, clicks[:n]), cached)
+            mask = cached
+        return mask
 
     def erase_slice(self, object_id: int, slice_key: Sequence[int] = (), axis: int = 0) -> int:
         """Say the object is not on this slice (one undo step): its pixels there go, the slice
@@ -102,6 +129,34 @@ class CorrectionsMixin:
             raise ValueError(f"object {object_id} is not committed; committed objects: "
                              f"{sorted(self._state.objects)}")
         return obj
+
+    def object_box(self, object_id: int, slice_key: Sequence[int] = ()
+                   ) -> tuple[int, int, int, int] | None:
+        """The object's (row0, col0, row1, col1) box on a slice, or on the nearest slice it
+        has pixels on (one 2D slice is read); None when it has no pixels anywhere recorded."""
+        key = self._check_slice(slice_key)
+        with self._lock:
+            obj = self._object(object_id)
+            keys = sorted(obj.slices, key=lambda k: sum(abs(a - b) for a, b in zip(k, key)))
+        for k in keys:  # the clicked slice first, then the nearest others
+            mask = np.asarray(self.labels[k]) == obj.object_id
+            rows = np.flatnonzero(mask.any(axis=1))
+            if len(rows):
+                cols = np.flatnonzero(mask.any(axis=0))
+                return int(rows[0]), int(cols[0]), int(rows[-1]) + 1, int(cols[-1]) + 1
+        return None
+
+    def is_near_object(self, object_id: int, slice_key: Sequence[int], row: float, col: float
+                       ) -> bool:
+        """Whether a click at (row, col) can be meant for the object: inside a margin around
+        its box (see ``NEAR_MIN_PX``). A click farther away is not a correction of it (a UI
+        starts a new object instead: editing a committed object must be chosen visibly)."""
+        box = self.object_box(object_id, slice_key)
+        if box is None:
+            return True  # nothing to be far from (e.g. erased everywhere): the user chose it
+        r0, c0, r1, c1 = box
+        margin = max(NEAR_MIN_PX, NEAR_FRACTION * max(r1 - r0, c1 - c0))
+        return r0 - margin <= row <= r1 + margin and c0 - margin <= col <= c1 + margin
 
     def object_at(self, slice_key: Sequence[int], row: float, col: float) -> int:
         """The committed object under a pixel (0 for background or an uncommitted label)."""

@@ -43,6 +43,18 @@ class FinetuneResult:
     cancelled: bool = False
     metric: str = METRIC
     split: str = "images"  # "images" (planes held out) or "objects" (objects held out)
+    steps: int = -1  # training steps done (0: cancelled before the first; -1: unknown)
+
+    @property
+    def measured(self) -> bool:
+        """Whether both numbers were measured (a cancel before the first validation, or no
+        held-out object, leaves ``noc_after`` unmeasured)."""
+        return bool(self.n_val) and np.isfinite(self.noc_before) and np.isfinite(self.noc_after)
+
+    @property
+    def improved(self) -> bool:
+        """Whether the held-out estimate says the new model needs fewer clicks."""
+        return self.measured and self.noc_after < self.noc_before
 
 
 @dataclass
@@ -135,7 +147,7 @@ def finetune(images: list[np.ndarray], labels: list[np.ndarray], base: str | Pat
              device: str = "auto", progress: Callable[[int, int, str], None] | None = None,
              should_stop: Callable[[], bool] | None = None, steps_per_epoch: int | None = None,
              batch_size: int = 8, lr: float = 2e-4, min_area: int = 16, val_objects: int = 40,
-             max_clicks: int = 10) -> FinetuneResult:
+             max_clicks: int = 10, threads: int | None = None) -> FinetuneResult:
     """Fine-tune ``base`` on images with instance label maps and save the result to ``out``.
 
     Args:
@@ -146,6 +158,7 @@ def finetune(images: list[np.ndarray], labels: list[np.ndarray], base: str | Pat
         epochs, steps_per_epoch: length of training (steps default to ~2 passes over the objects
             per epoch, between 20 and 200).
         progress: called with (step, total_steps, message); should_stop: polled every step.
+        threads: torch CPU threads (None: torch's default; see ``napari_risnet.threads``).
     Returns:
         FinetuneResult with NoC@85 on the held-out objects before and after.
     """
@@ -168,16 +181,20 @@ def finetune(images: list[np.ndarray], labels: list[np.ndarray], base: str | Pat
                          steps_per_epoch=steps_per_epoch, batch_size=batch_size,
                          optimizer="adamw", lr=lr, weight_decay=1e-4, lr_step_epochs=max(1, epochs),
                          device=device, val_max_clicks=max_clicks, checkpoint_every=10**9,
-                         iterative_prob=0.3, full_image_prob=0.2, validate_at_start=True)
+                         iterative_prob=0.3, full_image_prob=0.2, validate_at_start=True,
+                         threads=int(threads or 0))
     trainer = Trainer(config, pool, val, progress=progress, should_stop=should_stop)
     summary = trainer.run()  # validates before the first step and after every epoch
     noc_before = summary["history"][0]["val_noc85"]
     model, meta = load_checkpoint(Path(summary["best"]), map_location="cpu")
     noc_after = summary["best_val_noc85"] if val.samples else float("nan")
+    if not np.isfinite(noc_after):
+        noc_after = float("nan")  # cancelled before the first validation: not measured
     meta.update(finetuned_from=str(base), val_noc85_before=noc_before, val_noc85_after=noc_after)
     save_checkpoint(out, model, meta)
     return FinetuneResult(out, noc_before, noc_after, len(pool), len(val.samples),
-                          cancelled=bool(summary.get("stopped")), split=split.by)
+                          cancelled=bool(summary.get("stopped")), split=split.by,
+                          steps=int(summary.get("steps", -1)))
 
 
 def finetune_folders(images: str | Path, masks: str | Path | None = None,
