@@ -207,6 +207,7 @@ def _model_record(method: str, checkpoint: str | None, device: str, graphcut: bo
 
 def cmd_segment(args: argparse.Namespace) -> int:
     from napari_risnet.data import open_image
+    from napari_risnet.threads import default_threads
 
     if not args.output and not args.project:
         raise ValueError("give -o/--output (a mask file), --project DIR, or both")
@@ -222,7 +223,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
     if args.slice and not args.project:
         raise ValueError("--slice only applies with --project (a plain segment reads a 2D "
                          "image)")
-    _set_threads(args.threads)
+    _set_threads(args.threads if args.threads is not None else default_threads())
     image = open_image(args.image)  # a large TIFF stays on disk: only the slice is read
     method = build_method(args.method, args.checkpoint, args.device, not args.no_graphcut)
     if args.project:
@@ -462,7 +463,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", help="mask file (.tif or .png; lossy formats such as "
                                           ".jpg are refused)")
     s.add_argument("--threads", type=_threads,
-                   help="torch CPU threads (default: torch's, one per core)")
+                   help="torch CPU threads (default: one on a machine with at most four "
+                        "cores, else half the cores, at most four; see the README)")
     s.add_argument("--project", help="commit the object into this annotation project folder "
                                      "(created if needed; next free id, never over another "
                                      "object)")

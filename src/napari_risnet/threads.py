@@ -3,8 +3,8 @@
 Why not torch's default (one thread per core): an annotator's machine is rarely idle, and
 napari's own GUI thread needs a core too. With every core taken by OpenMP, one other busy
 process makes each thread wait for the slowest and a click takes seconds instead of a fraction
-of one (issue 26: 2.4-4.5 s per click with one core busy vs 0.13-0.24 s with one thread). So:
-one thread on a machine with at most four cores, half the cores (at most four) above that.
+of one. So: one thread on a machine with at most four cores, half the cores (at most four) above
+that.
 """
 from __future__ import annotations
 
