@@ -29,6 +29,7 @@ def commit_a(widget, qtbot) -> None:
     user_click(widget, qtbot, A)
     user_click(widget, qtbot, B, button=2)
     press_key(widget, "c")
+    qtbot.waitUntil(lambda: not widget.busy and not widget._deferred, timeout=10000)
 
 
 def messages_since(n: int) -> list[str]:
@@ -195,7 +196,7 @@ def test_commit_before_the_preview_arrives(risnet_widget, qtbot, graphcut_factor
     assert "predicting" in widget.status_label.text()
     tic = time.perf_counter()
     press_key(widget, "c")  # the preview has not arrived: the window must not wait for it
-    assert time.perf_counter() - tic < 0.5
+    assert time.perf_counter() - tic < 5  # the prediction is held for 10 s: waiting shows
     assert "committing" in widget.status_label.text()
     widget.add_click_at(B)  # given while committing: the next object, not part of this one
     press_key(widget, "c")

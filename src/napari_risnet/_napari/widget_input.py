@@ -11,7 +11,7 @@ Mixed into ``RISNetWidget`` (``_widget.py``), whose attributes it uses: ``viewer
 from __future__ import annotations
 
 import weakref
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Generator
 
 import numpy as np
 from napari.utils.notifications import show_info, show_warning
@@ -28,6 +28,22 @@ KEYS = {"commit": ("c", "Enter"), "undo": ("u",), "redo": ("Shift-U",),
         "clear": ("Escape",), "toggle_sign": ("n",), "propagate": ("p",),
         "erase_slice": ("e",)}
 
+
+
+def _follow_drag(event: Any) -> Generator[None, None, bool]:
+    """Follow a mouse press to its release (napari's drag-callback protocol: one ``yield`` per
+    event); True when the mouse moved more than ``CLICK_TOLERANCE_PX``, i.e. a drag, not a
+    click."""
+    press_pos = np.array(getattr(event, "pos", (0, 0)), dtype=float)
+    dragged = False
+    yield
+    while event.type == "mouse_move":
+        pos = getattr(event, "pos", None)
+        if pos is not None and np.hypot(*(np.asarray(pos, float) - press_pos)) \
+                > CLICK_TOLERANCE_PX:
+            dragged = True
+        yield
+    return dragged
 
 class ClickInput:
     """Mouse and key input for the RIS-Net dock widget (see the module doc)."""
@@ -119,15 +135,7 @@ class ClickInput:
         if active is not None and (self._annotation_of(active) is not None
                                    or getattr(active, "mode", "pan_zoom") != "pan_zoom"):
             return
-        press_pos = np.array(getattr(event, "pos", (0, 0)), dtype=float)
-        dragged = False
-        yield
-        while event.type == "mouse_move":
-            pos = getattr(event, "pos", None)
-            if pos is not None and np.hypot(*(np.asarray(pos, float) - press_pos)) \
-                    > CLICK_TOLERANCE_PX:
-                dragged = True
-            yield
+        dragged = yield from _follow_drag(event)
         if not dragged:
             self._hint("the click")
 
@@ -160,15 +168,7 @@ class ClickInput:
         button = event.button
         modifiers = tuple(event.modifiers or ())  # vispy Keys compare equal to their names
         position = tuple(event.position)
-        press_pos = np.array(getattr(event, "pos", (0, 0)), dtype=float)
-        dragged = False
-        yield
-        while event.type == "mouse_move":
-            pos = getattr(event, "pos", None)
-            if pos is not None and np.hypot(*(np.asarray(pos, float) - press_pos)) \
-                    > CLICK_TOLERANCE_PX:
-                dragged = True
-            yield
+        dragged = yield from _follow_drag(event)
         if dragged or button not in (1, 2):
             return
         if self.viewer.dims.ndisplay != 2:
