@@ -1,8 +1,8 @@
 """The "RIS-Net interactive segmentation" dock widget's controller: napari events -> session
-calls, session state -> layers (the controls live in ``_widget_layout.py``, mouse and key input
-in ``_widget_input.py``). Predictions and
-propagation run in thread workers (``_widget_jobs.py``); corrections, propagation and recompute
-live in ``_widget_stack.py``, the project glue in ``_widget_project.py``.
+calls (the controls live in ``widget_layout.py``, mouse and key input in ``widget_input.py``,
+what is drawn and the status line in ``widget_display.py``). Predictions and propagation run in
+thread workers (``widget_jobs.py``); corrections, propagation and recompute live in
+``widget_stack.py``, the project glue in ``widget_project.py``.
 
 Mouse (on the clicks layer, in pan / zoom mode): left click = positive click; right click or
 Control-click (Command on macOS) = negative click; dragging pans as usual.
@@ -23,7 +23,6 @@ given meanwhile are applied after the commit, in order.
 """
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -32,21 +31,19 @@ from napari.layers import Image
 from napari.qt.threading import create_worker
 from napari.utils.colormaps import DirectLabelColormap
 from napari.utils.notifications import show_error, show_info, show_warning
-from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QFileDialog
 
 from napari_risnet._napari.image_annotation import ImageAnnotation
 from napari_risnet._napari.lazy_labels import labels_layer_data, preview_array
-from napari_risnet._napari.layers import (ROLE_KEY, mask_to_preview, point_style,
-                                          points_from_records,
-                                          unwrap_proxy, world_to_click)
+from napari_risnet._napari.layers import ROLE_KEY, unwrap_proxy
 from napari_risnet._napari.plugin_state import register_receiver
 from napari_risnet._napari.triton_guard import keep_triton_out
+from napari_risnet._napari.widget_display import (CORRECTION_COLOR, CORRECTION_VALUE,
+                                                  WidgetDisplay)
 from napari_risnet._napari.widget_input import KEYS, ClickInput
-from napari_risnet._napari.widget_jobs import (SegmenterFactory, _LazySegmenter, _predict_job, _Relay,
-                                        default_segmenter_factory)
-from napari_risnet._napari.widget_layout import (CHECKPOINT_MODEL, REPLACE_EXISTING, RISNetLayout,
-                                                 plural)
+from napari_risnet._napari.widget_jobs import (SegmenterFactory, _LazySegmenter, _predict_job,
+                                               _Relay, default_segmenter_factory)
+from napari_risnet._napari.widget_layout import CHECKPOINT_MODEL, REPLACE_EXISTING, RISNetLayout
 from napari_risnet._napari.widget_project import ProjectControls
 from napari_risnet._napari.widget_stack import StackControls
 from napari_risnet.annotation import AnnotationSession
@@ -54,12 +51,9 @@ from napari_risnet.annotation import AnnotationSession
 keep_triton_out()  # before the first prediction imports torch (see _triton_guard: GL crash)
 
 PREVIEW_COLOR = (1.0, 0.85, 0.0, 1.0)
-#: The committed object being corrected, drawn over it on the shown slice (preview value 2).
-CORRECTION_COLOR = (0.0, 0.85, 1.0, 1.0)
-CORRECTION_VALUE = 2
 
 
-class RISNetWidget(ClickInput, StackControls, ProjectControls, RISNetLayout):
+class RISNetWidget(ClickInput, StackControls, ProjectControls, WidgetDisplay, RISNetLayout):
     """Dock widget for click-based segmentation with RIS-Net.
 
     Args:
@@ -141,43 +135,6 @@ class RISNetWidget(ClickInput, StackControls, ProjectControls, RISNetLayout):
         while self._deferred and not self._committing:
             self._deferred.pop(0)()
 
-    #: After docking, the canvas keeps changing size for a moment: refit meanwhile.
-    FIT_SETTLE_S = 3.0
-
-    def showEvent(self, event: Any) -> None:  # noqa: N802 (Qt's name)
-        """Once docked and shown: fit the image to the canvas the dock left (napari fitted it
-        to the wider canvas before the dock took its share, cutting the image off). While the
-        canvas settles (``FIT_SETTLE_S``), every resize refits unless the user moved the
-        view."""
-        super().showEvent(event)
-        if not self._fitted:
-            self._fitted = True
-            self._fit_until = time.monotonic() + self.FIT_SETTLE_S
-            self._fit_state: tuple | None = None
-            try:
-                self.viewer.canvas.events.size.connect(self._on_canvas_resized)
-            except AttributeError:  # a viewer without a canvas model
-                pass
-            QTimer.singleShot(0, self._fit_view)
-
-    def _camera_state(self) -> tuple:
-        camera = self.viewer.camera
-        return (float(camera.zoom), tuple(np.round(camera.center, 6)))
-
-    def _on_canvas_resized(self, event: Any = None) -> None:
-        if time.monotonic() > self._fit_until:
-            self.viewer.canvas.events.size.disconnect(self._on_canvas_resized)
-            return
-        if self._fit_state is None or self._camera_state() == self._fit_state:
-            QTimer.singleShot(0, self._fit_view)
-
-    def _fit_view(self) -> None:
-        try:
-            if len(self.viewer.layers):
-                self.viewer.reset_view()
-                self._fit_state = self._camera_state()
-        except RuntimeError:  # the viewer closed meanwhile
-            pass
     def _image_layers(self) -> list[Image]:
         return [ly for ly in self.viewer.layers if isinstance(ly, Image)]
 
@@ -491,109 +448,6 @@ class RISNetWidget(ClickInput, StackControls, ProjectControls, RISNetLayout):
             self._autosave()
         if session.has_pending:
             self._schedule_prediction()
-
-    # -- display ---------------------------------------------------------------------------------
-    def _refresh(self, labels_changed: bool = True) -> None:
-        """Redraw clicks, preview and status (and the labels layer unless only the current
-        object's prediction changed: redrawing a large labels layer costs the most)."""
-        ann = self.annotation
-        if ann is None:
-            self._update_status()
-            return
-        self._refresh_points()
-        session = ann.session
-        current = session.current_clicks
-        for key in ann.preview_slices - set(current):
-            mask_to_preview(ann.preview.data, key, None)
-        for key in current:
-            mask_to_preview(ann.preview.data, key, session.current_mask(key))
-        ann.preview_slices = set(current)
-        self._draw_overlay(ann)
-        ann.preview.refresh()
-        if labels_changed:
-            ann.labels.refresh()
-        self._update_status()
-
-    def _correcting(self) -> int:
-        """The committed object being corrected (0 = none)."""
-        session = self.session
-        editing = self.object_spin.value()
-        return editing if session is not None and editing in session.objects else 0
-
-    def _shown_slice(self) -> tuple:
-        ann = self.annotation
-        n = len(ann.session.leading_shape)
-        if not n:
-            return ()
-        try:
-            key, _, _ = world_to_click(ann.image, self.viewer.dims.point, n)
-        except ValueError:
-            return ()
-        return key if all(0 <= k < s for k, s in zip(key, ann.session.leading_shape)) else ()
-
-    def _draw_overlay(self, ann: ImageAnnotation) -> None:
-        """Draw the corrected object on the shown slice in the correction colour (under the
-        current object's preview), and only there."""
-        data = ann.preview.data
-        for key in ann.overlay_slices:
-            target = data[key] if key else data
-            target[target == CORRECTION_VALUE] = 0
-        ann.overlay_slices = set()
-        editing = self._correcting()
-        if not editing:
-            return
-        key = self._shown_slice()
-        if len(key) != len(ann.session.leading_shape):
-            return
-        target = data[key] if key else data
-        target[(np.asarray(ann.session.labels[key]) == editing) & (target == 0)] = \
-            CORRECTION_VALUE
-        ann.overlay_slices = {key}
-
-    def _refresh_overlay(self) -> None:
-        ann = self.annotation
-        if ann is not None:
-            self._draw_overlay(ann)
-            ann.preview.refresh()
-        self._update_status()
-
-    def _on_slice_changed(self, event: Any = None) -> None:
-        if self.annotation is not None and (self._correcting()
-                                            or self.annotation.overlay_slices):
-            self._refresh_overlay()
-
-    def _refresh_points(self) -> None:
-        ann = self.annotation
-        if ann is None:
-            return
-        data, features, colors = points_from_records(ann.session.click_records(),
-                                                     len(ann.session.leading_shape))
-        ann.points.data = data
-        ann.points.features = features
-        if len(data):
-            borders, sizes = point_style(features, ann.point_size)
-            ann.points.face_color = colors
-            ann.points.border_color = borders
-            ann.points.size = sizes
-        self._update_status()
-
-    def _update_status(self) -> None:
-        session = self.session
-        if session is None:
-            self.status_label.setText("pick an image layer")
-            return
-        latency = "-" if self.last_latency is None else f"{self.last_latency * 1000:.0f} ms"
-        sign = "negative" if self.negative_mode else "positive"
-        note = f"{self._note} · " if self._note else ""
-        editing = self._correcting()
-        if editing:
-            target = (f"CORRECTING OBJECT {editing} (drawn in cyan): clicks on or near it "
-                      f"correct it; c or Esc: done")
-        else:
-            target = f"{plural(session.n_current_clicks, 'click')} on the current object"
-        self.status_label.setText(
-            f"{note}{target} · {plural(len(session.objects), 'object')} · last prediction "
-            f"{latency} · left click = {sign}")
 
 
 __all__ = ["KEYS", "RISNetWidget", "default_segmenter_factory"]
