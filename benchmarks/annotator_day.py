@@ -223,7 +223,7 @@ def run(args: argparse.Namespace, busy: bool) -> int:
     prop_s = time.perf_counter() - tic
     prop_cpu = sum(proc.cpu_times()[:2]) - cpu0
     obj = max(widget.session.objects)
-    n_slices = int((widget.session.labels == obj).any(axis=(1, 2)).sum())
+    n_slices = int((np.asarray(widget.session.labels) == obj).any(axis=(1, 2)).sum())
     rows.append((f"propagation through the {stack.shape[0]}-slice stack",
                  f"{prop_s:.2f} s", f"object on {n_slices} slices (target ≤ 3 s); CPU time "
                  f"used {prop_cpu:.2f} s"))
