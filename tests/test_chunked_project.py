@@ -21,7 +21,7 @@ from napari_risnet.annotation.project import (ImageInfo, Project, open_session, 
 from napari_risnet.cli import main
 from napari_risnet.clicks import Click
 
-from test_project import ComponentSegmenter, as_previous_layout, saved_labels
+from test_project import ComponentSegmenter, as_previous_layout, read_until, saved_labels
 
 SHAPE = (5, 700, 700)  # 2 x 2 tiles of at most 512 per slice
 #: (slice, row, col) of the bright discs, one object each
@@ -195,16 +195,8 @@ def test_a_killed_process_leaves_labels_and_record_that_agree(tmp_path, kill_aft
     mode = "torn" if kill_after == "TORN" else "loop"
     proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(folder), tests_dir, mode],
                             stdout=subprocess.PIPE, text=True)
-    seen = []
     try:
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            line = proc.stdout.readline().strip()
-            if not line:
-                break
-            seen.append(line)
-            if line == kill_after:
-                break
+        seen = read_until(proc, kill_after)
         if kill_after == "LOOPING":
             time.sleep(0.5)  # inside the undo / redo / save loop
         os.kill(proc.pid, signal.SIGKILL)

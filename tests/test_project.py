@@ -121,6 +121,20 @@ def _discs_project(tmp_path, n: int):
     return image, project, saved_labels(project)
 
 
+def read_until(proc: subprocess.Popen, marker: str, timeout_s: float = 120) -> list[str]:
+    """The lines a child process prints, up to and including ``marker`` (or its end)."""
+    seen: list[str] = []
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        line = proc.stdout.readline().strip()
+        if not line:
+            break
+        seen.append(line)
+        if line == marker:
+            break
+    return seen
+
+
 def saved_labels(folder) -> np.ndarray:
     """A project's labels as one array (read-only look)."""
     return np.asarray(Project(folder).load(writable=False).labels)
@@ -321,16 +335,8 @@ def test_a_killed_process_loses_no_committed_object(tmp_path, kill_after) -> Non
     tests_dir = os.path.dirname(os.path.abspath(__file__))
     proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(folder), tests_dir],
                             stdout=subprocess.PIPE, text=True)
-    seen = []
     try:
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            line = proc.stdout.readline().strip()
-            if not line:
-                break
-            seen.append(line)
-            if line == kill_after:
-                break
+        seen = read_until(proc, kill_after)
         if kill_after == "CLICKING":
             time.sleep(0.3)  # inside the save loop: most likely in the middle of a write
         os.kill(proc.pid, signal.SIGKILL)
