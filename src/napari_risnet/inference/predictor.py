@@ -199,8 +199,9 @@ class Predictor:
         tic = time.perf_counter()
         rgb_crop = self._pixels(t)
         rgb = t.image(rgb_crop)
+        h, w = t.out_shape
         net_clicks = [c for c in t.clicks(clicks)
-                      if -0.5 <= c.row < t.out_shape[0] - 0.5 and -0.5 <= c.col < t.out_shape[1] - 0.5]
+                      if -0.5 <= c.row < h - 0.5 and -0.5 <= c.col < w - 0.5]
         dist = distance_maps(t.out_shape, net_clicks)
         x = network_input(rgb, dist, self.model.image_mean, self.model.image_std)
         if self.model.config.prev_mask:

@@ -186,9 +186,7 @@ class GuardedMerge:
                 or answer.t.magnification > MERGE_MAX_SCALE
                 or (self.until and click.n >= self.until)):
             return answer
-        return Answer(answer.t, answer.probs,
-                      progressive_merge(answer.mask, click.prev_crop,
-                                        answer.t.in_crop(click.latest), self.min_elsewhere))
+        return _merged(answer, click, self.min_elsewhere)
 
 
 @dataclass(frozen=True)
@@ -203,9 +201,14 @@ class LateMerge:
         if (click.prev_box is None or click.n < self.from_click
                 or answer.t.magnification > MERGE_MAX_SCALE):
             return answer
-        return Answer(answer.t, answer.probs,
-                      progressive_merge(answer.mask, click.prev_crop,
-                                        answer.t.in_crop(click.latest), 0.0))
+        return _merged(answer, click, 0.0)
+
+
+def _merged(answer: Answer, click: ClickState, min_elsewhere: float) -> Answer:
+    """The answer kept only in the connected change under the latest click (both merges)."""
+    return Answer(answer.t, answer.probs,
+                  progressive_merge(answer.mask, click.prev_crop,
+                                    answer.t.in_crop(click.latest), min_elsewhere))
 
 
 @dataclass(frozen=True)

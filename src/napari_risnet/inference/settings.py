@@ -232,13 +232,11 @@ class PredictorSettings:
         return dataclasses.replace(base, **values)
 
 
-#: the record's keys besides graphcut_params (the field names of the predictor's settings)
-RECORDED = ("input_size", "n_roi", "first_window", "refine_ratio", "expand", "refine_expand",
-            "refine_max_growth", "click_sigma", "click_sigma_magnified", "min_window",
-            "merge_from", "merge_min_elsewhere", "focus_from", "focus_ratio", "focus_band",
-            "magnified_bias", "magnified_bias_from", "small_object_from", "flip_average",
-            "click_threshold", "click_threshold_small", "spill_ratio", "spill_radius",
-            "merge_always_from")
+#: the record's keys besides graphcut_params: every field except the mask's (recorded with the
+#: model) and the ablation switch
+RECORDED = tuple(f.name for f in dataclasses.fields(PredictorSettings)
+                 if f.name not in ("use_graphcut", "graphcut_params", "rules_off"))
+
 
 def _version_key(version: str) -> tuple[int, ...]:
     try:
