@@ -445,7 +445,7 @@ def image_file(tmp_path):
 @pytest.fixture
 def no_model(monkeypatch):
     """Checks must happen before the model is built (i.e. before predicting)."""
-    import napari_risnet.cli as cli
+    import napari_risnet.cli.commands as cli
 
     def refuse(*args, **kwargs):
         raise AssertionError("the model was built before the input was checked")

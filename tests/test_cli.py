@@ -140,7 +140,8 @@ def test_unreadable_image_is_one_line_exit_2(tmp_path):
 
 
 def test_negative_click_coordinates_are_accepted(tmp_path, capsys):
-    from napari_risnet.cli import _join_click_values, build_parser
+    from napari_risnet.cli import build_parser
+    from napari_risnet.cli.checks import join_click_values as _join_click_values
 
     args = build_parser().parse_args(_join_click_values(
         ["segment", "x.png", "--click", "-5,10,+", "--click", "3,-2.5,-", "-o", "m.tif"]))

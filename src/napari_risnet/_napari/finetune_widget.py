@@ -26,8 +26,8 @@ from qtpy.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QL
 from napari_risnet._napari.layers import ROLE_KEY
 from napari_risnet._napari.plugin_state import offer_checkpoint
 from napari_risnet._napari.triton_guard import keep_triton_out
-from napari_risnet._napari.widget_layout import plural
 from napari_risnet.threads import available_cores, default_threads
+from napari_risnet.wording import plural
 
 keep_triton_out()  # before fine-tuning imports torch (see _triton_guard: GL crash)
 

@@ -13,7 +13,7 @@ from qtpy.QtCore import QTimer
 from napari_risnet._napari.image_annotation import ImageAnnotation
 from napari_risnet._napari.layers import (mask_to_preview, point_style, points_from_records,
                                           world_to_click)
-from napari_risnet._napari.widget_layout import plural
+from napari_risnet.wording import plural
 
 #: The committed object being corrected, drawn over it on the shown slice (preview value 2).
 CORRECTION_COLOR = (0.0, 0.85, 1.0, 1.0)

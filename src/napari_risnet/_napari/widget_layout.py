@@ -15,11 +15,6 @@ KEEP_EXISTING = "keep existing"
 REPLACE_EXISTING = "replace existing"
 
 
-def plural(n: int, word: str) -> str:
-    """``1 click``, ``2 clicks`` (the last word takes the s)."""
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
-
-
 class RISNetLayout(QWidget):
     """The dock widget's controls; subclassed by the controller ``RISNetWidget``."""
 
@@ -123,4 +118,4 @@ class RISNetLayout(QWidget):
         layout.addStretch()
 
 
-__all__ = ["plural", "CHECKPOINT_MODEL", "DEFAULT_MODEL", "KEEP_EXISTING", "REPLACE_EXISTING", "RISNetLayout"]
+__all__ = ["CHECKPOINT_MODEL", "DEFAULT_MODEL", "KEEP_EXISTING", "REPLACE_EXISTING", "RISNetLayout"]

@@ -14,9 +14,9 @@ from napari.layers import Points
 from napari.utils.notifications import show_error, show_info, show_warning
 
 from napari_risnet._napari.layers import records_from_points, world_to_click
-from napari_risnet._napari.widget_layout import plural
-from napari_risnet.clicks import Click
 from napari_risnet.annotation import PropagationResult
+from napari_risnet.clicks import Click
+from napari_risnet.wording import plural
 
 
 class StackControls:
