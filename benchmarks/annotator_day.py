@@ -63,6 +63,22 @@ class FreezeMeter:
         self.worst = 0.0
 
 
+def time_predictions(segmenter) -> list[tuple[float, float]]:
+    """Wrap ``segmenter.predict`` to log each call's (thread CPU, wall) seconds into the list
+    returned."""
+    calls: list[tuple[float, float]] = []
+    inner = segmenter.predict
+
+    def timed(clicks, prev_mask=None):
+        w, c = time.perf_counter(), time.thread_time()
+        out = inner(clicks, prev_mask=prev_mask)
+        calls.append((time.thread_time() - c, time.perf_counter() - w))
+        return out
+
+    segmenter.predict = timed
+    return calls
+
+
 def settle(app, widget, timeout: float = 60.0) -> None:
     from qtpy.QtCore import QEventLoop
 
@@ -116,17 +132,7 @@ def run(args: argparse.Namespace, busy: bool) -> int:
     n_notes = len(notification_manager.records)
 
     # the prediction thread's CPU time vs its wall time: a gap = waiting for a core (or GIL)
-    cpu_wall: list[tuple[float, float]] = []
-    segmenter = widget.session.segmenter
-    inner_predict = segmenter.predict
-
-    def timed_predict(clicks, prev_mask=None):
-        w, c = time.perf_counter(), time.thread_time()
-        out = inner_predict(clicks, prev_mask=prev_mask)
-        cpu_wall.append((time.thread_time() - c, time.perf_counter() - w))
-        return out
-
-    segmenter.predict = timed_predict
+    cpu_wall = time_predictions(widget.session.segmenter)
 
     # -- 8 nuclei: click + c ---------------------------------------------------------------------
     points = nuclei_points(nuclei, 8)
@@ -206,17 +212,7 @@ def run(args: argparse.Namespace, busy: bool) -> int:
     widget.commit()
     settle(app, widget)
     meter.reset()
-    stack_segmenter = widget.session.segmenter
-    stack_predict = stack_segmenter.predict
-    prop_calls: list[tuple[float, float]] = []
-
-    def timed_stack_predict(clicks, prev_mask=None):
-        w, c = time.perf_counter(), time.thread_time()
-        out = stack_predict(clicks, prev_mask=prev_mask)
-        prop_calls.append((time.thread_time() - c, time.perf_counter() - w))
-        return out
-
-    stack_segmenter.predict = timed_stack_predict
+    prop_calls = time_predictions(widget.session.segmenter)
     tic, cpu0 = time.perf_counter(), sum(proc.cpu_times()[:2])
     widget.propagate()
     settle(app, widget, 300)

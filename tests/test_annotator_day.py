@@ -32,6 +32,22 @@ def commit_a(widget, qtbot) -> None:
     qtbot.waitUntil(lambda: not widget.busy and not widget._deferred, timeout=10000)
 
 
+def held_factory(graphcut_factory, hold):
+    """A segmenter factory whose every prediction first calls ``hold()`` (the test lets it go)."""
+    def factory(**settings):
+        seg = graphcut_factory()
+        predict = seg.predict
+
+        def held(clicks, prev_mask=None):
+            hold()
+            return predict(clicks, prev_mask=prev_mask)
+
+        seg.predict = held
+        return seg
+
+    return factory
+
+
 def messages_since(n: int) -> list[str]:
     return [str(r.message) for r in notification_manager.records[n:]]
 
@@ -177,17 +193,7 @@ def test_a_click_on_another_committed_object_switches_the_correction(risnet_widg
 def test_commit_before_the_preview_arrives(risnet_widget, qtbot, graphcut_factory) -> None:
     release = threading.Event()
 
-    def slow_factory(**settings):
-        seg = graphcut_factory()
-        predict = seg.predict
-
-        def slow(clicks, prev_mask=None):
-            release.wait(10)
-            return predict(clicks, prev_mask=prev_mask)
-
-        seg.predict = slow
-        return seg
-
+    slow_factory = held_factory(graphcut_factory, lambda: release.wait(10))
     viewer, widget = risnet_widget(two_discs())
     widget.segmenter_factory = slow_factory
     widget._on_settings_changed()
@@ -274,17 +280,7 @@ def test_propagation_shows_progress_and_cancels_in_the_widget(risnet_widget, qtb
                                                               graphcut_factory) -> None:
     gate = threading.Semaphore(0)
 
-    def gated_factory(**settings):
-        seg = graphcut_factory()
-        predict = seg.predict
-
-        def gated(clicks, prev_mask=None):
-            gate.acquire(timeout=10)
-            return predict(clicks, prev_mask=prev_mask)
-
-        seg.predict = gated
-        return seg
-
+    gated_factory = held_factory(graphcut_factory, lambda: gate.acquire(timeout=10))
     viewer, widget = risnet_widget(make_stack())
     widget.segmenter_factory = gated_factory
     widget._on_settings_changed()
