@@ -21,11 +21,15 @@ class _Cropped:
     def __init__(self, mask: np.ndarray) -> None:
         mask = np.asarray(mask, dtype=bool)
         self.shape = mask.shape
-        rows = np.flatnonzero(mask.any(axis=tuple(range(1, mask.ndim)))) if mask.ndim else []
-        if len(rows) == 0:
+        if mask.ndim == 0 or not mask.any():
             self.box, self.crop = None, np.zeros((0,) * mask.ndim, bool)
             return
-        self.box = tuple(slice(int(i.min()), int(i.max()) + 1) for i in np.nonzero(mask))
+        box = []
+        for axis in range(mask.ndim):  # the box from each axis's projection: no index arrays
+            others = tuple(a for a in range(mask.ndim) if a != axis)
+            hits = np.flatnonzero(mask.any(axis=others))
+            box.append(slice(int(hits[0]), int(hits[-1]) + 1))
+        self.box = tuple(box)
         self.crop = mask[self.box].copy()
 
     @property
