@@ -35,9 +35,9 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 import numpy as np
 
 from napari_risnet.clicks import Click
-from napari_risnet.annotation.label_store import (MIRROR_BYTES, ChunkedLabels, create_array, fsync_path,
-                                                   nonempty_slices, open_array, recover,
-                                                   umask_mode)
+from napari_risnet.annotation.label_store import (MIRROR_BYTES, ChunkedLabels, create_array,
+                                                  fsync_path, nonempty_slices, open_array,
+                                                  recover, umask_mode)
 from napari_risnet.annotation.records import ClickRecord
 from napari_risnet.annotation.session import AnnotationSession
 
@@ -306,8 +306,7 @@ class Project:
             labels: Any = ChunkedLabels(self.folder, array, generation, meta.get("chunk_max"),
                                         np.asarray(array[...]) if writable and small else None)
         else:
-            labels, record = self._load_tiff(record)
-        self._check_record(record)
+            labels, record = self._load_tiff(record)  # checks the record it reads
         img = record.get("image", {})
         info = ImageInfo(tuple(int(s) for s in img.get("shape", labels.shape)),
                          str(img.get("dtype", "")), bool(img.get("rgb", False)),
