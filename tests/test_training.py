@@ -10,7 +10,7 @@ from napari_risnet.model.risnet import OUTSIDE_LOGIT
 from napari_risnet.training.config import TrainConfig, load_config
 from napari_risnet.training.datasets import ObjectPool
 from napari_risnet.training.finetune import finetune, finetune_folders
-from napari_risnet.training.loss import click_discount_loss, masked_bce
+from napari_risnet.training.loss import click_discount_loss, masked_bce, near_clicks
 from napari_risnet.training.sampling import sample_clicks
 
 from conftest import disc_image, tiny_config
@@ -51,6 +51,54 @@ def test_gamma_one_adds_all_rois_at_once():
     fused = torch.maximum(out.global_logits, out.pasted_logits.amax(0, keepdim=True))
     lf = masked_bce(fused, gt, valid)
     assert terms.total.item() == pytest.approx((lg + torch.exp(-(lg - lf))).item(), rel=1e-5)
+
+
+def test_click_term_scores_only_the_clicks_neighbourhood():
+    """The click term is the final answer's BCE on the pixels around the clicks: an error there
+    (a click answered on the wrong side) costs, the same error far from every click does not."""
+    gt = torch.zeros(1, 1, 32, 32)
+    gt[..., 8:24, 8:24] = 1
+    valid = torch.ones_like(gt)
+    dist = torch.full((1, 2, 32, 32), 255.0)
+    rows, cols = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
+    dist[0, 0] = ((rows - 16) ** 2 + (cols - 16) ** 2).sqrt()  # one positive click at (16, 16)
+    near = near_clicks(dist, 3.0)
+    assert near.sum() == 29  # the pixels of a radius-3 disc
+    right = (gt * 2 - 1) * 20
+
+    def click_loss(logits):
+        out = RISNetOutput(logits, None, None, None)
+        return click_discount_loss(out, gt, valid, 1, gamma=0.0, aux_weight=0.0,
+                                   near_clicks=near, click_weight=2.0)
+
+    far_error = right.clone()
+    far_error[..., 8:12, 8:12] = -20  # a missed corner, far from the click
+    near_error = right.clone()
+    near_error[..., 14:19, 14:19] = -20  # the click's own neighbourhood missed
+    assert click_loss(right).click_loss.item() < 1e-6
+    assert click_loss(far_error).click_loss.item() < 1e-6
+    assert click_loss(near_error).click_loss.item() > 5.0
+    terms = click_loss(near_error)
+    plain = click_discount_loss(RISNetOutput(near_error, None, None, None), gt, valid, 1,
+                                gamma=0.0, aux_weight=0.0)
+    assert plain.click_loss is None
+    assert terms.total.item() == pytest.approx(plain.total.item() + 2 * terms.click_loss.item(),
+                                               rel=1e-5)
+    with pytest.raises(ValueError, match="near_clicks"):
+        click_discount_loss(RISNetOutput(right, None, None, None), gt, valid, 1, gamma=0.0,
+                            aux_weight=0.0, click_weight=1.0)
+
+
+def test_training_with_the_click_term_reports_it(tmp_path):
+    cfg = _tiny_recipe(tmp_path, click_weight=1.0, click_radius=4.0)
+    from napari_risnet.training.trainer import train
+
+    last = train(cfg)["history"][-1]
+    assert last["click"] > 0 and np.isfinite(last["loss"])
+    with pytest.raises(ValueError, match="click_weight"):
+        TrainConfig(click_weight=-1.0)
+    with pytest.raises(ValueError, match="click_radius"):
+        TrainConfig(click_radius=0.5)
 
 
 def test_sampled_clicks_respect_the_object():

@@ -38,6 +38,10 @@ class TrainConfig:
     freeze_stages: int = 0  # stem + this many EfficientNet stages not trained (CPU speed)
     refine_weight: float = 1.0  # loss weight of the decoder's refined fusion
     iou_weight: float = 0.0  # loss weight of 1 - soft IoU of the final answer (0 = off)
+    # loss weight of the final answer's BCE within click_radius px of the clicks (0 = off): a
+    # click must flip its own neighbourhood, firmly (what click_threshold / click_prior patch)
+    click_weight: float = 0.0
+    click_radius: float = 5.0
     # exponential moving average of the weights (0 = off): validation, best.pt and the final
     # model use the average, which does not swing from epoch to epoch as the raw weights do
     ema_decay: float = 0.0
@@ -97,12 +101,14 @@ class TrainConfig:
             raise ValueError(f"optimizer must be sgd or adamw, got {self.optimizer!r}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1) (0 = off), got {self.ema_decay}")
-        for name in ("refine_weight", "iou_weight", "local_aux_weight"):
+        for name in ("refine_weight", "iou_weight", "local_aux_weight", "click_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         for name in ("iterative_prob", "full_image_prob", "focus_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.click_radius < 1:
+            raise ValueError(f"click_radius must be >= 1 pixel, got {self.click_radius}")
         if not 0.0 <= self.gamma <= 1.0:
             raise ValueError(f"gamma must be in [0, 1], got {self.gamma}")
         unknown = set(self.grow) - {"prev_mask", "decoder_channels"}

@@ -7,7 +7,8 @@ largest error it fixes); dL_t is that drop. gamma = 0: no local term (global bra
 gamma = 1: every ROI counts alike, which the seed describes as adding all ROIs at once, so we
 use a single term exp(-(L_global - L_fused(all ROIs))). An optional auxiliary loss supervises
 each local prediction inside its own ROI (helps the local branch start; 0 disables it), and an
-optional soft-IoU term on what the user gets (the refined fusion, or the fusion).
+optional soft-IoU term on what the user gets (the refined fusion, or the fusion), and an
+optional term on the clicks' own neighbourhoods (``click_neighbourhood``).
 """
 from __future__ import annotations
 
@@ -35,16 +36,23 @@ class LossTerms:
     fused_loss: torch.Tensor  # loss of the fusion with every ROI (monitoring)
     refined_loss: torch.Tensor | None = None  # the decoder's refined fusion, when there is one
     iou_loss: torch.Tensor | None = None  # 1 - soft IoU of the final answer, when weighted in
+    click_loss: torch.Tensor | None = None  # BCE of the final answer near the clicks, when on
 
 
 def click_discount_loss(out: RISNetOutput, gt: torch.Tensor, valid: torch.Tensor,
                         n_roi: int, gamma: float = 0.8, aux_weight: float = 0.5,
-                        refine_weight: float = 1.0, iou_weight: float = 0.0) -> LossTerms:
+                        refine_weight: float = 1.0, iou_weight: float = 0.0,
+                        near_clicks: torch.Tensor | None = None, click_weight: float = 0.0
+                        ) -> LossTerms:
     """The seed's loss for a batch where every image has exactly ``n_roi`` ROIs, plus
     ``refine_weight`` x the BCE of the refined fusion when the model has a decoder (what the
     user gets must be supervised itself, not only its parts), plus ``iou_weight`` x
     (1 - soft IoU) of the final answer: the per-pixel BCE of a crop is mostly easy background, so
-    a thin boundary error or a small object barely moves it, while NoC counts in IoU.
+    a thin boundary error or a small object barely moves it, while NoC counts in IoU; plus
+    ``click_weight`` x the BCE of the final answer on ``near_clicks`` (B, 1, H, W) only, the
+    pixels around the clicks: a click answered too softly, or one whose neighbourhood stays on
+    the wrong side, costs a user another click (what the predictor's click threshold and click
+    prior patch after the fact), yet those few pixels are a sliver of the crop's mean BCE.
 
     Args:
         out: model output (pasted_logits (B*n_roi, 1, H, W) ordered image by image).
@@ -58,7 +66,18 @@ def click_discount_loss(out: RISNetOutput, gt: torch.Tensor, valid: torch.Tensor
     if iou_weight > 0:
         terms.iou_loss = soft_iou_loss(out.final_logits(), gt, valid).mean()
         terms.total = terms.total + iou_weight * terms.iou_loss
+    if click_weight > 0:
+        if near_clicks is None:
+            raise ValueError("click_weight > 0 needs near_clicks (the pixels around the clicks)")
+        terms.click_loss = masked_bce(out.final_logits(), gt, valid * near_clicks).mean()
+        terms.total = terms.total + click_weight * terms.click_loss
     return terms
+
+
+def near_clicks(distance_maps: torch.Tensor, radius: float) -> torch.Tensor:
+    """(B, 1, H, W) float mask of the pixels within ``radius`` px of any click, from the
+    network input's (B, 2, H, W) distance maps in pixels (nearest positive / negative click)."""
+    return (distance_maps.amin(1, keepdim=True) <= radius).float()
 
 
 def soft_iou_loss(logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor

@@ -30,7 +30,7 @@ from napari_risnet.training.datasets import ObjectPool, Sample, image_key, make_
 from napari_risnet.training.split import is_validation
 from napari_risnet.training.fast_depthwise import speed_up_dilated_depthwise
 from napari_risnet.training.frozen_bf16 import run_frozen_in_bf16
-from napari_risnet.training.loss import click_discount_loss
+from napari_risnet.training.loss import click_discount_loss, near_clicks
 from napari_risnet.training.pack import is_pack, pool_from_packs
 from napari_risnet.training.rollouts import (add_focus_clicks, add_iterative_clicks,
                                              cpu_has_native_bf16)
@@ -286,16 +286,20 @@ class Trainer:
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_amp):
             out = net(x, batch["boxes"], batch["roi_batch"], out_scale=1 / cfg.loss_stride)
         gt, valid = batch["gt"], batch["valid"]
+        near = near_clicks(batch["x"][:, 3:5] * 255.0, cfg.click_radius) \
+            if cfg.click_weight > 0 else None
         if cfg.loss_stride > 1:  # soft targets; a pixel counts when all it covers is valid
             gt = F.avg_pool2d(gt, cfg.loss_stride)
             valid = (F.avg_pool2d(valid, cfg.loss_stride) > 0.999).float()
+            near = None if near is None else (F.avg_pool2d(near, cfg.loss_stride) > 0).float()
         out.global_logits = out.global_logits.float()
         if out.pasted_logits is not None:
             out.pasted_logits = out.pasted_logits.float()
         if out.refined_logits is not None:
             out.refined_logits = out.refined_logits.float()
         terms = click_discount_loss(out, gt, valid, cfg.n_roi, cfg.gamma,
-                                    cfg.local_aux_weight, cfg.refine_weight, cfg.iou_weight)
+                                    cfg.local_aux_weight, cfg.refine_weight, cfg.iou_weight,
+                                    near, cfg.click_weight)
         self.opt.zero_grad(set_to_none=True)
         terms.total.backward()
         self.opt.step()
@@ -307,6 +311,8 @@ class Trainer:
             result["refined"] = terms.refined_loss.item()
         if terms.iou_loss is not None:
             result["iou"] = terms.iou_loss.item()
+        if terms.click_loss is not None:
+            result["click"] = terms.click_loss.item()
         return result
 
     def run(self) -> dict:
