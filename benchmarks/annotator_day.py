@@ -79,12 +79,29 @@ def time_predictions(segmenter) -> list[tuple[float, float]]:
     return calls
 
 
-def settle(app, widget, timeout: float = 60.0) -> None:
-    from qtpy.QtCore import QEventLoop
+def settle(app, widget, timeout: float = 60.0, poll_ms: int = 2) -> None:
+    """Run the Qt event loop until the widget is idle (checked every ``poll_ms``), then
+    deliver what is still pending (the repaint of the result).
+
+    A real event loop that sleeps between events, as napari's does: a loop of
+    ``processEvents(WaitForMoreEvents, ms)`` never waits (the ``ms`` overload ignores the
+    flag), so it spun a whole core against the prediction thread."""
+    from qtpy.QtCore import QEventLoop, QTimer
 
     deadline = time.perf_counter() + timeout
-    while (widget.busy or widget._deferred) and time.perf_counter() < deadline:
-        app.processEvents(QEventLoop.ProcessEventsFlag.WaitForMoreEvents, 20)  # idle wait
+    loop = QEventLoop()
+
+    def check() -> None:
+        if not (widget.busy or widget._deferred) or time.perf_counter() > deadline:
+            loop.quit()
+
+    timer = QTimer()
+    timer.setInterval(poll_ms)
+    timer.timeout.connect(check)
+    timer.start()
+    if widget.busy or widget._deferred:
+        loop.exec()
+    timer.stop()
     app.processEvents()
 
 
