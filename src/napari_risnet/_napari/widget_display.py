@@ -131,11 +131,18 @@ class WidgetDisplay:
             self._refresh_overlay()
 
     def _refresh_points(self) -> None:
+        """Show the session's clicks on the clicks layer; nothing when the layer shows them
+        already (a prediction's result changes no click, and setting a Points layer's data,
+        features, colours and sizes costs the GUI thread ~13 ms on a software-GL canvas)."""
         ann = self.annotation
         if ann is None:
             return
-        data, features, colors = points_from_records(ann.session.click_records(),
-                                                     len(ann.session.leading_shape))
+        records = ann.session.click_records()
+        data, features, colors = points_from_records(records, len(ann.session.leading_shape))
+        if records == ann.shown_records and np.array_equal(ann.points.data, data):
+            self._update_status()
+            return
+        ann.shown_records = records
         ann.points.data = data
         ann.points.features = features
         if len(data):
