@@ -341,6 +341,24 @@ def test_propagation_redraws_a_bounded_number_of_times(risnet_widget, qtbot,
     assert refreshes == {"labels": 1, "preview": 1}
 
 
+def test_freed_memory_goes_back_once_per_interval(risnet_widget, qtbot, monkeypatch) -> None:
+    """Results shown in a burst lead to one malloc_trim a moment later, not one each."""
+    import napari_risnet._napari.widget_display as display
+
+    trims = []
+    monkeypatch.setattr(display, "trim_freed_memory", lambda: trims.append(1) or True)
+    viewer, widget = risnet_widget(two_discs())
+    monkeypatch.setattr(type(widget), "TRIM_INTERVAL_MS", 200)
+    user_click(widget, qtbot, A)
+    qtbot.waitUntil(lambda: bool(trims) and not widget._trim_timer.isActive(), timeout=5000)
+    before = len(trims)
+    for _ in range(3):  # three results shown within one interval
+        widget._refresh()
+    qtbot.waitUntil(lambda: len(trims) > before, timeout=5000)
+    qtbot.wait(500)
+    assert len(trims) == before + 1
+
+
 def test_derived_clicks_look_different_and_erase_says_what_it_removed(risnet_widget, qtbot
                                                                        ) -> None:
     from napari_risnet._napari.layers import DERIVED_FACE
