@@ -341,6 +341,21 @@ def test_propagation_redraws_a_bounded_number_of_times(risnet_widget, qtbot,
     assert refreshes == {"labels": 1, "preview": 1}
 
 
+def test_only_long_jobs_are_listed_as_napari_tasks(risnet_widget, qtbot) -> None:
+    """napari keeps every task it lists for good (closing asks while one runs): clicks and
+    commits run unlisted, a propagation is listed."""
+    viewer, widget = risnet_widget(make_stack())
+    tasks = viewer.window._task_status_manager._tasks
+    user_click(widget, qtbot, (5, 32, 30))
+    user_click(widget, qtbot, (5, 30, 28))
+    press_key(widget, "c")
+    wait(widget, qtbot)
+    assert len(tasks) == 0
+    press_key(widget, "p")
+    wait(widget, qtbot)
+    assert len(tasks) == 1
+
+
 def test_freed_memory_goes_back_once_per_interval(risnet_widget, qtbot, monkeypatch) -> None:
     """Results shown in a burst lead to one malloc_trim a moment later, not one each."""
     import napari_risnet._napari.widget_display as display

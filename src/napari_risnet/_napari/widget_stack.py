@@ -168,7 +168,8 @@ class StackControls:
                                      progress=lambda d, t, m: relay.progressed.emit(d, t, m),
                                      should_stop=lambda: self._stop_requested)
 
-        self._start_worker(job, returned=self._on_propagated, errored=self._on_long_job_error)
+        self._start_worker(job, returned=self._on_propagated, errored=self._on_long_job_error,
+                           long_job=True)
 
     def request_stop(self) -> None:
         self._stop_requested = True
@@ -256,7 +257,8 @@ class StackControls:
 
         self._stop_requested = False
         self.stop_button.setEnabled(True)
-        self._start_worker(job, returned=self._on_recomputed, errored=self._on_long_job_error)
+        self._start_worker(job, returned=self._on_recomputed, errored=self._on_long_job_error,
+                           long_job=True)
 
     def _on_recomputed(self, ids: list[int]) -> None:
         self._end_long_job()
