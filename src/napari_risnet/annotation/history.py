@@ -42,7 +42,8 @@ class Patch:
     @classmethod
     def between(cls, index: tuple, old: np.ndarray, new: np.ndarray) -> "Patch":
         """The patch from block ``old`` to block ``new`` (same shape) at ``index``."""
-        old, new = np.asarray(old), np.asarray(new)
+        old = np.asarray(old)
+        new = np.broadcast_to(np.asarray(new).astype(old.dtype, copy=False), old.shape)
         diff = old != new
         return cls(index, old.shape, np.packbits(diff, axis=None), old[diff].copy(),
                    new[diff].copy())
