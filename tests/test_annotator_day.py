@@ -305,6 +305,75 @@ def test_propagation_shows_progress_and_cancels_in_the_widget(risnet_widget, qtb
     assert "cancelled" in widget.status_label.text()
 
 
+def test_propagation_redraws_a_bounded_number_of_times(risnet_widget, qtbot,
+                                                       monkeypatch) -> None:
+    """Each redraw of a widget composes the window in OpenGL: while propagating, the progress
+    display changes at the first report, then at most every PROGRESS_INTERVAL_S, and at the
+    end; the labels and the preview are redrawn once, after the job, not per slice."""
+    viewer, widget = risnet_widget(make_stack())
+    user_click(widget, qtbot, (5, 32, 30))
+    press_key(widget, "c")
+    wait(widget, qtbot)
+    monkeypatch.setattr(type(widget), "PROGRESS_INTERVAL_S", 1e9)
+    reports, shown = [], []
+    widget._relay.progressed.connect(lambda *a: reports.append(a))
+    set_value = widget.progress_bar.setValue
+    monkeypatch.setattr(widget.progress_bar, "setValue",
+                        lambda v: (shown.append(v), set_value(v)))
+    refreshes = {"labels": 0, "preview": 0}
+    for name in refreshes:
+        layer = getattr(widget.annotation, name)
+        inner = layer.refresh
+
+        def counted(*args, name=name, inner=inner, **kwargs):
+            refreshes[name] += 1
+            return inner(*args, **kwargs)
+        monkeypatch.setattr(layer, "refresh", counted)
+    press_key(widget, "p")
+    wait(widget, qtbot)
+    qtbot.waitUntil(lambda: "propagated" in widget.status_label.text(), timeout=10000)
+    filled = np.flatnonzero((widget.annotation.labels.data == 1).any(axis=(1, 2)))
+    assert len(filled) >= 8  # it did propagate
+    assert len(reports) >= 8
+    total = reports[-1][1]
+    assert shown[0] == reports[0][0] and set(shown[1:]) == {total}  # first, then complete
+    assert len(shown) <= 3 < len(reports)
+    assert refreshes == {"labels": 1, "preview": 1}
+
+
+def test_only_long_jobs_are_listed_as_napari_tasks(risnet_widget, qtbot) -> None:
+    """napari keeps every task it lists for good (closing asks while one runs): clicks and
+    commits run unlisted, a propagation is listed."""
+    viewer, widget = risnet_widget(make_stack())
+    tasks = viewer.window._task_status_manager._tasks
+    user_click(widget, qtbot, (5, 32, 30))
+    user_click(widget, qtbot, (5, 30, 28))
+    press_key(widget, "c")
+    wait(widget, qtbot)
+    assert len(tasks) == 0
+    press_key(widget, "p")
+    wait(widget, qtbot)
+    assert len(tasks) == 1
+
+
+def test_freed_memory_goes_back_once_per_interval(risnet_widget, qtbot, monkeypatch) -> None:
+    """Results shown in a burst lead to one malloc_trim a moment later, not one each."""
+    import napari_risnet._napari.widget_display as display
+
+    trims = []
+    monkeypatch.setattr(display, "trim_freed_memory", lambda: trims.append(1) or True)
+    viewer, widget = risnet_widget(two_discs())
+    monkeypatch.setattr(type(widget), "TRIM_INTERVAL_MS", 200)
+    user_click(widget, qtbot, A)
+    qtbot.waitUntil(lambda: bool(trims) and not widget._trim_timer.isActive(), timeout=5000)
+    before = len(trims)
+    for _ in range(3):  # three results shown within one interval
+        widget._refresh()
+    qtbot.waitUntil(lambda: len(trims) > before, timeout=5000)
+    qtbot.wait(500)
+    assert len(trims) == before + 1
+
+
 def test_derived_clicks_look_different_and_erase_says_what_it_removed(risnet_widget, qtbot
                                                                        ) -> None:
     from napari_risnet._napari.layers import DERIVED_FACE

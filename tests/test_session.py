@@ -132,6 +132,30 @@ def test_undo_redo_restore_exactly(image2d) -> None:
     assert s.n_current_clicks == 1
 
 
+def test_patches_keep_only_changed_pixels_and_restore_exactly() -> None:
+    """History patches store the changed pixels only (a bit mask and their values), yet
+    overlapping patches undone in reverse and redone in order give the labels back exactly."""
+    from napari_risnet.annotation.history import write_patch
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 5, (40, 50)).astype(np.int32)
+    states, patches = [labels.copy()], []
+    for _ in range(6):
+        r, c = rng.integers(0, 20, 2)
+        index = (slice(r, r + 20), slice(c, c + 30))
+        block = labels[index].copy()
+        block[rng.random(block.shape) < 0.1] = rng.integers(0, 9)
+        patches.append(write_patch(labels, index, block))
+        states.append(labels.copy())
+    assert patches[0].nbytes < 20 * 30 * 4 / 2  # vs 2 x 2400 bytes for both blocks
+    for k in range(len(patches) - 1, -1, -1):
+        patches[k].undo(labels)
+        np.testing.assert_array_equal(labels, states[k])
+    for k, p in enumerate(patches):
+        p.redo(labels)
+        np.testing.assert_array_equal(labels, states[k + 1])
+
+
 def test_undo_and_redo_do_not_predict_again(image2d) -> None:
     seg = ThresholdSegmenter()
     s = AnnotationSession(image2d, seg)

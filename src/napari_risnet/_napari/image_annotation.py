@@ -21,6 +21,7 @@ class ImageAnnotation:
     preview_slices: set = field(default_factory=set)
     overlay_slices: set = field(default_factory=set)  # where the corrected object is drawn
     point_size: float = 3.0  # size of a user's click on screen (derived ones are smaller)
+    shown_records: list | None = None  # the click records the clicks layer shows
     project: Project | None = None  # where every commit is saved
     image_info: ImageInfo | None = None
     overwrite_ids: set = field(default_factory=set)  # objects committed over others

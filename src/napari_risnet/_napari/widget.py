@@ -32,6 +32,7 @@ from napari.qt.threading import create_worker
 from napari.utils.colormaps import DirectLabelColormap
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtWidgets import QFileDialog
+from superqt.utils import create_worker as superqt_create_worker
 
 from napari_risnet._napari.image_annotation import ImageAnnotation
 from napari_risnet._napari.lazy_labels import labels_layer_data, preview_array
@@ -264,9 +265,14 @@ class RISNetWidget(ClickInput, StackControls, ProjectControls, WidgetDisplay, RI
 
     # -- prediction in a worker ------------------------------------------------------------------
     def _start_worker(self, func: Callable, *args: Any, returned: Callable,
-                      errored: Callable) -> Any:
-        worker = create_worker(func, *args, _start_thread=False,
-                               _connect={"returned": returned, "errored": errored})
+                      errored: Callable, long_job: bool = False) -> Any:
+        """Run ``func(*args)`` in a thread worker. A long job (propagation, recompute) goes
+        through napari's ``create_worker``, which lists it among the window's tasks (closing
+        napari then asks first); napari never forgets a task it listed (~4 kB and 27 Python
+        objects each), so the per-click jobs use superqt's ``create_worker`` directly."""
+        make = create_worker if long_job else superqt_create_worker
+        worker = make(func, *args, _start_thread=False,
+                      _connect={"returned": returned, "errored": errored})
         self._workers.add(worker)
         worker.finished.connect(lambda: self._workers.discard(worker))
         worker.start()

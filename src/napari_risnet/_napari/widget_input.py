@@ -210,8 +210,8 @@ class ClickInput:
         except (ValueError, TypeError) as exc:
             show_warning(f"RIS-Net: {exc}")
             return
+        self._schedule_prediction()  # first: the worker starts while the click is drawn
         self._refresh_points()
-        self._schedule_prediction()
 
     def toggle_sign(self) -> None:
         self.negative_check.setChecked(not self.negative_mode)

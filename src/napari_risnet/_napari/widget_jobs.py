@@ -2,6 +2,7 @@
 job, and the signal relay that brings worker progress back to the GUI thread."""
 from __future__ import annotations
 
+import gc
 import time
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -53,6 +54,11 @@ class _LazySegmenter:
         if self._segmenter is None:
             apply_threads(self.settings.get("threads"))
             self._segmenter = self.factory(**self.settings)
+            # one full garbage collection now, while the user waits for the model anyway:
+            # importing torch and loading the model leave ~600,000 objects that the next
+            # automatic full collection (0.25-0.3 s, everything stops) would otherwise scan in
+            # the middle of a later click
+            gc.collect()
         apply_threads(self.settings.get("threads"))
         return self._segmenter
 

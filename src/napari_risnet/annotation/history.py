@@ -25,11 +25,48 @@ class SessionState:
 
 @dataclass
 class Patch:
-    """A change of ``labels[index]`` from ``old`` to ``new`` (a bounding box per slice)."""
+    """A change of ``labels[index]`` (a bounding box per slice), kept as the pixels that
+    changed: a bit mask over the box and their old and new values. A correction rewrites a few
+    pixels of a box that may be large; both whole blocks cost 8 bytes a pixel, which
+    300 rapid clicks turned into ~50 MB of history.
+
+    ``undo`` / ``redo`` rewrite only the changed pixels, so steps undone in reverse order
+    (redone in order) restore the labels exactly."""
 
     index: tuple
-    old: np.ndarray
-    new: np.ndarray
+    shape: tuple
+    changed: np.ndarray  # np.packbits of the (shape) bool mask of changed pixels
+    old_values: np.ndarray
+    new_values: np.ndarray
+
+    @classmethod
+    def between(cls, index: tuple, old: np.ndarray, new: np.ndarray) -> "Patch":
+        """The patch from block ``old`` to block ``new`` (same shape) at ``index``."""
+        old = np.asarray(old)
+        new = np.broadcast_to(np.asarray(new).astype(old.dtype, copy=False), old.shape)
+        diff = old != new
+        return cls(index, old.shape, np.packbits(diff, axis=None), old[diff].copy(),
+                   new[diff].copy())
+
+    @property
+    def nbytes(self) -> int:
+        return self.changed.nbytes + self.old_values.nbytes + self.new_values.nbytes
+
+    def _apply(self, labels: Any, values: np.ndarray) -> None:
+        if not len(values):
+            return  # nothing changed: nothing to write (a project would rewrite its chunk)
+        mask = np.unpackbits(self.changed, count=int(np.prod(self.shape))).view(bool)
+        block = np.array(labels[self.index], copy=True)
+        block[mask.reshape(self.shape)] = values
+        labels[self.index] = block
+
+    def undo(self, labels: Any) -> None:
+        """Give the changed pixels their old values back."""
+        self._apply(labels, self.old_values)
+
+    def redo(self, labels: Any) -> None:
+        """Give the changed pixels their new values again."""
+        self._apply(labels, self.new_values)
 
 
 @dataclass
@@ -70,7 +107,7 @@ class History:
             return None
         step = self.done.pop()
         for p in reversed(step.patches):
-            labels[p.index] = p.old
+            p.undo(labels)
         self.undone.append(step)
         return step
 
@@ -80,7 +117,7 @@ class History:
             return None
         step = self.undone.pop()
         for p in step.patches:
-            labels[p.index] = p.new
+            p.redo(labels)
         self.done.append(step)
         return step
 
@@ -96,7 +133,7 @@ def write_patch(labels: np.ndarray, index: tuple, new: np.ndarray) -> Patch:
     """Write ``new`` into ``labels[index]`` and return the patch that undoes / redoes it."""
     old = np.array(labels[index], copy=True)
     labels[index] = new
-    return Patch(index, old, np.array(new, copy=True))
+    return Patch.between(index, old, new)
 
 
 __all__ = ["History", "Patch", "SessionState", "Step", "write_patch"]

@@ -190,7 +190,7 @@ class PropagationMixin:
                         result.stopped[direction] = reason
             except Exception:
                 for p in reversed(patches):
-                    self.labels[p.index] = p.old
+                    p.undo(self.labels)
                 raise
             if result.slices or result.removed:
                 self._state.objects[obj.object_id] = ObjectRecord(obj.object_id, slices)

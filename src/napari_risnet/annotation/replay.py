@@ -101,7 +101,7 @@ class ReplayMixin:
                     state.objects[object_id] = ObjectRecord(object_id, slices)
             except Exception:
                 for p in reversed(patches):
-                    self.labels[p.index] = p.old
+                    p.undo(self.labels)
                 raise
             self._state = state
             self._push("recompute", before, patches)

@@ -298,7 +298,7 @@ class AnnotationSession(PredictionMixin, PropagationMixin, CorrectionsMixin, Rep
                 written += n
         if written == 0:
             for p in reversed(patches):
-                self.labels[p.index] = p.old
+                p.undo(self.labels)
             raise ValueError("the object lies entirely under other objects (overwrite "
                              "replaces them)")
         slices = {key: SliceRecord(clicks, None, self._state.current_seq.get(key, 0))
