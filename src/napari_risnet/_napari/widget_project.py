@@ -84,6 +84,10 @@ class ProjectControls:
             model["predictor"] = predictor
         if model.get("checkpoint") not in (None, "default"):
             model["checkpoint"] = str(Path(model["checkpoint"]).expanduser().resolve())
+        elif default:
+            from napari_risnet.inference.bundled import CURRENT
+
+            model["bundled"] = CURRENT  # which bundled model "default" was, for replay
         return model, {"overlaps": self.overlap_combo.currentText()}
 
     def _autosave(self) -> bool:

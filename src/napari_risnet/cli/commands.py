@@ -121,10 +121,15 @@ def cmd_evaluate_stack(args: argparse.Namespace) -> int:
 
 def _model_record(method: str, checkpoint: str | None, device: str, graphcut: bool) -> dict:
     """How a project records the method, so ``replay`` can build the same one."""
+    from napari_risnet.inference.bundled import CURRENT
+
     if checkpoint and checkpoint != "default":
         checkpoint = str(Path(checkpoint).resolve())
-    return {"method": method, "checkpoint": checkpoint or "default", "device": device,
-            "use_graphcut": bool(graphcut)}
+    record = {"method": method, "checkpoint": checkpoint or "default", "device": device,
+              "use_graphcut": bool(graphcut)}
+    if record["checkpoint"] == "default":
+        record["bundled"] = CURRENT  # which bundled model "default" was, for replay
+    return record
 
 
 def cmd_segment(args: argparse.Namespace) -> int:
@@ -224,8 +229,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
         raise ValueError(f"the project was made with the method {method_name!r}, which the "
                          f"command line does not know: give --method ({', '.join(METHODS)})")
     checkpoint = args.checkpoint or model.get("checkpoint")
-    if method_name != "risnet" or checkpoint == "default":
+    if method_name != "risnet":
         checkpoint = None
+    elif checkpoint in (None, "default"):  # the bundled model of the release that made it
+        from napari_risnet.inference.bundled import recorded_weights
+
+        checkpoint = str(recorded_weights(model))
     graphcut = model.get("use_graphcut", True) if args.graphcut is None else args.graphcut
     recorded = model.get("predictor") if method_name == "risnet" else None
     if method_name == "risnet" and not recorded:

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from napari_risnet.clicks import Click, distance_maps, propose_rois, validate_clicks
+from napari_risnet.inference.bundled import BUNDLED, CURRENT, WEIGHTS_DIR, bundled_weights
 from napari_risnet.inference.click_effects import seed_params
 from napari_risnet.inference.graphcut import graph_cut
 from napari_risnet.inference.network_pass import add_timing, window_logits
@@ -29,7 +30,7 @@ from napari_risnet.inference.settings import PredictorSettings
 from napari_risnet.model.checkpoint import load_checkpoint
 from napari_risnet.model.risnet import RISNet
 
-DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "risnet_default.pt"
+DEFAULT_WEIGHTS = WEIGHTS_DIR / dict(BUNDLED)[CURRENT]
 
 
 class InteractiveSegmenter(Protocol):
@@ -62,11 +63,7 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 def default_checkpoint() -> Path:
     """Path of the bundled model; a clear error while none is bundled."""
-    if not DEFAULT_WEIGHTS.is_file():
-        raise FileNotFoundError(f"no bundled default model at {DEFAULT_WEIGHTS}: pass a "
-                                f"checkpoint (--checkpoint FILE) or train one with "
-                                f"`napari-risnet train`")
-    return DEFAULT_WEIGHTS
+    return bundled_weights()
 
 
 class Predictor:
