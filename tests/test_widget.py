@@ -106,6 +106,12 @@ def test_bundled_risnet_model_segments_the_disc(make_napari_viewer, qtbot) -> No
     press_key(widget, "c")
     wait(widget, qtbot)
     assert iou(widget.annotation.labels.data == 1, disc_mask(SHAPE, CENTER, RADIUS)) > 0.9
+    # the project names the bundled model, so replay finds it after new weights ship
+    from napari_risnet.annotation.project import Project
+    from napari_risnet.inference.bundled import CURRENT
+
+    model = Project(widget.annotation.project.folder).load().model
+    assert model["checkpoint"] == "default" and model["bundled"] == CURRENT
 
 
 def test_negative_click_removes_a_region(risnet_widget, qtbot) -> None:
