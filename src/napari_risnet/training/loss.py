@@ -8,7 +8,7 @@ gamma = 1: every ROI counts alike, which the seed describes as adding all ROIs a
 use a single term exp(-(L_global - L_fused(all ROIs))). An optional auxiliary loss supervises
 each local prediction inside its own ROI (helps the local branch start; 0 disables it), and an
 optional soft-IoU term on what the user gets (the refined fusion, or the fusion), and an
-optional term on the clicks' own neighbourhoods (``click_neighbourhood``).
+optional term on the clicks' own neighbourhoods (``click_weight`` on ``near_clicks``).
 """
 from __future__ import annotations
 
