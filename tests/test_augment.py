@@ -222,3 +222,4 @@ def test_the_gpu_stage6_recipe_reads_the_pack_of_the_cpu_recipe():
     assert gpu.augment == cpu.augment
     assert [Path(d.path).name for d in gpu.data] == [folder_name(d.path) for d in cpu.data]
     assert [d.weight for d in gpu.data] == [d.weight for d in cpu.data]
+    assert (gpu.click_weight, gpu.click_radius) == (cpu.click_weight, cpu.click_radius)
