@@ -34,7 +34,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-import napari_risnet.inference.predictor as predictor_module
 from napari_risnet.data import ObjectSample
 from napari_risnet.evaluation.images import evaluate
 from napari_risnet.inference.predictor import Predictor, PredictorSettings
@@ -46,6 +45,17 @@ def _name(folder: str) -> str:
     """dsb2018_nuclei for .../dsb2018_nuclei/train, coco_mval for .../coco_mval."""
     parts = Path(folder).parts
     return parts[-2] if parts[-1] in ("train", "test") else parts[-1]
+
+
+def without_prev_mask_input(model: torch.nn.Module) -> None:
+    """The network sees an empty previous mask (its 6th input channel zeroed); the answer rules
+    (merge, spill limit, windows) still get the real one, as they do in use."""
+    encode = model.encode
+
+    def encode_without_prev(x: torch.Tensor, *args, **kwargs):
+        return encode(torch.cat([x[:, :5], torch.zeros_like(x[:, 5:])], 1), *args, **kwargs)
+
+    model.encode = encode_without_prev
 
 
 def upscaled(sample: ObjectSample, factor: float) -> ObjectSample:
@@ -87,8 +97,6 @@ def main() -> None:
     args = p.parse_args()
     if not args.upscale > 0:
         p.error(f"--upscale must be > 0, got {args.upscale}")
-    if args.ablate == "no_prev_mask":
-        predictor_module.prev_in_window = lambda prev, t: None  # always an empty mask
     torch.set_num_threads(args.threads)
     try:
         settings = PredictorSettings().with_values(args.set)  # --set NAME=VALUE, typed
@@ -112,6 +120,8 @@ def main() -> None:
         predictor = Predictor(ckpt, settings, device="cpu")
         if args.ablate == "no_decoder":
             predictor.model.decoder = None  # final answer = the max fusion
+        if args.ablate == "no_prev_mask":
+            without_prev_mask_input(predictor.model)
         cells, n85, n90, objects = [], [], [], []
         for path, samples in sets:
             summary, results = evaluate(predictor, samples, max_clicks=args.max_clicks)
