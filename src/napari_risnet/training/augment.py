@@ -14,7 +14,6 @@ previous mask) with the image by the same sampling grid, so they stay aligned.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Any
 
 import numpy as np
 from scipy import ndimage
@@ -67,16 +66,6 @@ class AugmentConfig:
     def is_off(self) -> bool:
         """No transform can fire: crops are returned untouched and no random number drawn."""
         return all(getattr(self, f.name) == 0 for f in fields(self) if f.name.endswith("_prob"))
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "AugmentConfig":
-        if not isinstance(d, dict):
-            raise ValueError(f"[augment] must be a table, got {type(d).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown key(s) in [augment]: {unknown}; known: {sorted(known)}")
-        return cls(**d)
 
 
 def _fires(rng: np.random.Generator, prob: float) -> bool:

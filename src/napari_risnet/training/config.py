@@ -96,7 +96,7 @@ class TrainConfig:
         self.data = [d if isinstance(d, DataSource) else _build(DataSource, d, "data")
                      for d in self.data]
         if not isinstance(self.augment, AugmentConfig):
-            self.augment = AugmentConfig.from_dict(self.augment)
+            self.augment = _build(AugmentConfig, self.augment, "augment")
         if self.optimizer not in ("sgd", "adamw"):
             raise ValueError(f"optimizer must be sgd or adamw, got {self.optimizer!r}")
         if not 0.0 <= self.ema_decay < 1.0:
