@@ -341,3 +341,63 @@ def test_weight_average_is_what_best_pt_keeps_and_resume_restores(tmp_path):
 def test_ema_decay_must_be_below_one():
     with pytest.raises(ValueError, match="ema_decay"):
         TrainConfig(ema_decay=1.0)
+
+
+def test_distill_loss_is_zero_where_the_student_answers_as_the_teacher():
+    from napari_risnet.training.loss import distill_loss
+
+    logits = torch.linspace(-6, 6, 64).reshape(1, 1, 8, 8)
+    valid = torch.ones_like(logits)
+    assert distill_loss(logits, torch.sigmoid(logits), valid).item() == pytest.approx(0, abs=1e-5)
+    flipped = -logits
+    everywhere = distill_loss(flipped, torch.sigmoid(logits), valid).item()
+    assert everywhere > 1.0
+    unsure = torch.zeros_like(valid)
+    unsure[..., 3:5, :] = 1  # only where the teacher is unsure (|logit| < 1.5) does it count
+    assert distill_loss(flipped, torch.sigmoid(logits), unsure).item() < 0.5 * everywhere
+    assert distill_loss(flipped, torch.sigmoid(logits), torch.zeros_like(valid)).item() == 0
+
+
+def _distill_run(tmp_path, name: str, weight: float, held: bool = True) -> dict:
+    """The tiny recipe fine-tuned from a saved start (a large lr) with distill_weight; the last
+    epoch's record."""
+    from napari_risnet.model.risnet import RISNetConfig
+    from napari_risnet.training.trainer import train
+
+    cfg = _tiny_recipe(tmp_path / name, optimizer="adamw", lr=0.01, steps_per_epoch=12,
+                       iterative_prob=0.0)
+    torch.manual_seed(0)
+    start = tmp_path / "start.pt"
+    if not start.is_file():
+        save_checkpoint(start, RISNet(RISNetConfig.from_dict(cfg.model)), {})
+    cfg.init_checkpoint, cfg.distill_weight = str(start), weight
+    cfg.data[0].distill = held
+    return train(cfg)["history"][-1]
+
+
+def test_distillation_holds_the_answers_near_the_starting_model(tmp_path):
+    """The distance of the answers from the starting model's (KL, what the term reports): with
+    a negligible weight the lr carries the model away; with a real one it stays near."""
+    measured = _distill_run(tmp_path, "measured", 1e-6)
+    held = _distill_run(tmp_path, "held", 20.0)
+    free = _distill_run(tmp_path, "free", 20.0, held=False)
+    assert measured["distill"] > 0.01
+    assert held["distill"] < 0.5 * measured["distill"]
+    assert free["distill"] == 0  # a folder marked distill = false is not held
+    assert free["loss"] == pytest.approx(_distill_run(tmp_path, "plain", 0.0)["loss"], rel=1e-4)
+
+
+def test_distillation_needs_a_teacher_that_takes_the_same_input(tmp_path, tiny_model):
+    from napari_risnet.model.checkpoint import CheckpointError
+    from napari_risnet.training.teacher import build_teacher
+
+    with pytest.raises(ValueError, match="distill_weight"):
+        TrainConfig(distill_weight=-1.0)
+    with pytest.raises(ValueError, match="teacher"):
+        TrainConfig(distill_weight=1.0)
+    save_checkpoint(tmp_path / "t.pt", tiny_model, {})
+    student = RISNet(tiny_config(prev_mask=True))
+    with pytest.raises(CheckpointError, match="previous-mask"):
+        build_teacher(student, str(tmp_path / "t.pt"), torch.device("cpu"))
+    teacher = build_teacher(tiny_model, str(tmp_path / "t.pt"), torch.device("cpu"))
+    assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())

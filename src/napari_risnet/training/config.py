@@ -22,6 +22,9 @@ class DataSource:
     weight: float = 1.0
     objects: str = "auto"  # auto | labels | masks
     min_area: int = 16
+    # with distill_weight > 0: hold this folder's answers near the teacher's (false for a new
+    # domain the teacher does not know, whose answers the run is meant to change)
+    distill: bool = True
 
 
 @dataclass
@@ -42,6 +45,13 @@ class TrainConfig:
     # click must flip its own neighbourhood, firmly (what click_threshold / click_prior patch)
     click_weight: float = 0.0
     click_radius: float = 5.0
+    # loss weight of the final answer's BCE against a frozen teacher's answer on the same input
+    # (0 = off; "learning without forgetting"): fine-tuning on a new domain pulls the weights
+    # away from what the bundled model does well; the teacher holds the folders marked
+    # `distill = true` near it while the ground truth keeps teaching. distill_checkpoint: the
+    # teacher ("" = the starting model, the init_checkpoint as grown; "default" = bundled)
+    distill_weight: float = 0.0
+    distill_checkpoint: str = ""
     # exponential moving average of the weights (0 = off): validation, best.pt and the final
     # model use the average, which does not swing from epoch to epoch as the raw weights do
     ema_decay: float = 0.0
@@ -101,12 +111,16 @@ class TrainConfig:
             raise ValueError(f"optimizer must be sgd or adamw, got {self.optimizer!r}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1) (0 = off), got {self.ema_decay}")
-        for name in ("refine_weight", "iou_weight", "local_aux_weight", "click_weight"):
+        for name in ("refine_weight", "iou_weight", "local_aux_weight", "click_weight",
+                     "distill_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         for name in ("iterative_prob", "full_image_prob", "focus_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.distill_weight > 0 and not (self.init_checkpoint or self.distill_checkpoint):
+            raise ValueError("distill_weight > 0 needs a teacher: set init_checkpoint (the "
+                             "starting model is the teacher) or distill_checkpoint")
         if self.click_radius < 1:
             raise ValueError(f"click_radius must be >= 1 pixel, got {self.click_radius}")
         if not 0.0 <= self.gamma <= 1.0:
@@ -139,8 +153,9 @@ def _build(cls: type, d: dict[str, Any], where: str) -> Any:
 
 
 def load_config(path: str | Path) -> TrainConfig:
-    """Read a TOML recipe; relative paths (data, out_dir, init_checkpoint) are resolved against
-    the recipe's folder, so a recipe runs the same from any working directory."""
+    """Read a TOML recipe; relative paths (data, out_dir, init_checkpoint, distill_checkpoint)
+    are resolved against the recipe's folder, so a recipe runs the same from any working
+    directory."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"training config {path} does not exist")
@@ -161,6 +176,8 @@ def load_config(path: str | Path) -> TrainConfig:
         cfg.out_dir = resolve(cfg.out_dir)
     if cfg.init_checkpoint and cfg.init_checkpoint != "default":
         cfg.init_checkpoint = resolve(cfg.init_checkpoint)
+    if cfg.distill_checkpoint and cfg.distill_checkpoint != "default":
+        cfg.distill_checkpoint = resolve(cfg.distill_checkpoint)
     return cfg
 
 

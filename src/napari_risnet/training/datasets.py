@@ -43,6 +43,7 @@ class Sample:
     ignore: np.ndarray  # (S, S) bool (padding + ignore band)
     others: np.ndarray  # (S, S) bool
     prev: np.ndarray | None = None  # (S, S) bool previous mask given with the crop (focus crops)
+    source: int = 0  # index of the training folder it came from (the recipe's [[data]] order)
 
 
 def _resize(arr: np.ndarray, shape: tuple[int, int], nearest: bool) -> np.ndarray:
@@ -182,7 +183,9 @@ class ObjectPool:
             rgb, *masks = _augment(rng, rgb, *masks)
             if augmentations is not None:
                 rgb, masks = augment_crop(rng, augmentations, rgb, tuple(masks), crop_size)
-        return _pad(rgb, *masks, size=crop_size)
+        sample = _pad(rgb, *masks, size=crop_size)
+        sample.source = src
+        return sample
 
 
 def _fit_in(shape: tuple[int, int], size: int) -> tuple[int, int]:

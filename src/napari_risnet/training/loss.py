@@ -80,6 +80,19 @@ def near_clicks(distance_maps: torch.Tensor, radius: float) -> torch.Tensor:
     return (distance_maps.amin(1, keepdim=True) <= radius).float()
 
 
+def distill_loss(logits: torch.Tensor, teacher_prob: torch.Tensor, valid: torch.Tensor
+                 ) -> torch.Tensor:
+    """Per-image mean KL divergence (B,) of the answer ``logits`` from the teacher's
+    probabilities over ``valid`` pixels: the BCE against the soft target less the target's own
+    entropy, so it is 0 where the student answers as the teacher does (and the reported number
+    reads as a distance, not as the teacher's uncertainty)."""
+    p = teacher_prob.clamp(1e-6, 1 - 1e-6)
+    entropy = -(p * p.log() + (1 - p) * (1 - p).log())
+    kl = (F.binary_cross_entropy_with_logits(logits, p, reduction="none") - entropy) * valid
+    dims = tuple(range(1, logits.ndim))
+    return kl.sum(dims) / valid.sum(dims).clamp(min=1.0)
+
+
 def soft_iou_loss(logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor
                   ) -> torch.Tensor:
     """Per-image 1 - soft IoU (probabilities as fuzzy sets) over valid pixels: (B, ...) -> (B,).

@@ -30,11 +30,12 @@ from napari_risnet.training.datasets import ObjectPool, Sample, image_key, make_
 from napari_risnet.training.split import is_validation
 from napari_risnet.training.fast_depthwise import speed_up_dilated_depthwise
 from napari_risnet.training.frozen_bf16 import run_frozen_in_bf16
-from napari_risnet.training.loss import click_discount_loss, near_clicks
+from napari_risnet.training.loss import click_discount_loss, distill_loss, near_clicks
 from napari_risnet.training.pack import is_pack, pool_from_packs
 from napari_risnet.training.rollouts import (add_focus_clicks, add_iterative_clicks,
-                                             cpu_has_native_bf16)
+                                             cpu_has_native_bf16, rollout_autocast)
 from napari_risnet.training.sampling import sample_clicks
+from napari_risnet.training.teacher import build_teacher, teacher_probabilities
 
 log = logging.getLogger(__name__)
 
@@ -168,6 +169,10 @@ class Trainer:
         self.out = Path(config.out_dir)
         self.out.mkdir(parents=True, exist_ok=True)
         self.model, self.base_meta = build_model(config, self.device)
+        # the starting model (before resume replaces the weights) unless another is named
+        self.teacher = build_teacher(self.model, config.distill_checkpoint, self.device) \
+            if config.distill_weight > 0 else None
+        self.distilled_sources = [d.distill for d in config.data]
         torch.manual_seed(config.seed + self.rank)  # ...but each rank its own random draws
         self.frozen = freeze_early_stages(self.model, config.freeze_stages)
         self.model.train()
@@ -300,6 +305,19 @@ class Trainer:
         terms = click_discount_loss(out, gt, valid, cfg.n_roi, cfg.gamma,
                                     cfg.local_aux_weight, cfg.refine_weight, cfg.iou_weight,
                                     near, cfg.click_weight)
+        distill = None
+        if self.teacher is not None:
+            kept = [samples[i] for i in keep]
+            held = torch.tensor([self._distilled(s.source) for s in kept], dtype=valid.dtype,
+                                device=self.device)
+            # a loss target, no gradient: bf16 where the rollouts use it (2x on such a CPU)
+            with torch.autocast(self.device.type, dtype=torch.bfloat16,
+                                enabled=rollout_autocast(cfg, self.device)):
+                target = teacher_probabilities(self.teacher, x, batch["boxes"],
+                                               batch["roi_batch"], 1 / cfg.loss_stride)
+            distill = distill_loss(out.final_logits().float(), target,
+                                   valid * held[:, None, None, None]).mean()
+            terms.total = terms.total + cfg.distill_weight * distill
         self.opt.zero_grad(set_to_none=True)
         terms.total.backward()
         self.opt.step()
@@ -313,7 +331,14 @@ class Trainer:
             result["iou"] = terms.iou_loss.item()
         if terms.click_loss is not None:
             result["click"] = terms.click_loss.item()
+        if distill is not None:
+            result["distill"] = distill.item()
         return result
+
+    def _distilled(self, source: int) -> bool:
+        """Whether the teacher holds this folder's answers (a pool built in memory has one
+        source and no [[data]] list: held)."""
+        return self.distilled_sources[source] if source < len(self.distilled_sources) else True
 
     def run(self) -> dict:
         """Train to ``config.epochs``; returns the summary (also in out_dir/summary.json)."""
