@@ -74,6 +74,30 @@ def test_average_of_checkpoints_is_the_mean_of_their_weights(tmp_path):
     assert not torch.equal(avg.state_dict()[conv], a.state_dict()[conv])  # a real mean
 
 
+def test_weighted_average_interpolates_towards_the_heavier_checkpoint(tmp_path, capsys):
+    from napari_risnet.cli import main
+    from napari_risnet.model import RISNet
+    from conftest import tiny_config
+
+    torch.manual_seed(0)
+    a, b = RISNet(tiny_config()), RISNet(tiny_config())
+    save_checkpoint(tmp_path / "a.pt", a)
+    save_checkpoint(tmp_path / "b.pt", b)
+    args = ["average", str(tmp_path / "a.pt"), str(tmp_path / "b.pt"), "--out",
+            str(tmp_path / "ab.pt")]
+    assert main(args + ["--weights", "3", "1"]) == 0
+    avg, meta = load_checkpoint(tmp_path / "ab.pt")
+    assert meta["averaging_weights"] == [3.0, 1.0]
+    for name, v in avg.state_dict().items():
+        if v.is_floating_point():
+            torch.testing.assert_close(v, 0.75 * a.state_dict()[name] + 0.25 * b.state_dict()[name])
+    capsys.readouterr()
+    assert main(args + ["--weights", "1"]) == 2
+    assert "one per checkpoint" in capsys.readouterr().err
+    assert main(args + ["--weights", "1", "0"]) == 2
+    assert "positive" in capsys.readouterr().err
+
+
 def test_average_refuses_one_file_and_mixed_architectures(tmp_path, capsys):
     from napari_risnet.cli import main
     from napari_risnet.model import RISNet

@@ -128,6 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
                                                   "architecture, e.g. epochs of one run")
     a.add_argument("--out", required=True, help="output checkpoint (.pt)")
     a.add_argument("--half", action="store_true", help="store fp16 weights (bundled model)")
+    a.add_argument("--weights", type=float, nargs="+", metavar="W",
+                   help="one positive weight per checkpoint for a weighted mean, e.g. "
+                        "`--weights 0.7 0.3` to keep a fine-tuned model nearer its start "
+                        "(default: the plain mean)")
     a.set_defaults(func=cmd_average)
 
     k = sub.add_parser("pack", help="pack a recipe's training folders, resized, into one "
