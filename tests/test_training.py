@@ -401,3 +401,29 @@ def test_distillation_needs_a_teacher_that_takes_the_same_input(tmp_path, tiny_m
         build_teacher(student, str(tmp_path / "t.pt"), torch.device("cpu"))
     teacher = build_teacher(tiny_model, str(tmp_path / "t.pt"), torch.device("cpu"))
     assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())
+
+
+def test_frozen_stages_keep_their_batchnorm_statistics_through_iterative_training(tmp_path):
+    """The robot's rollouts switch the model to eval and back to train mode; the frozen stages'
+    BatchNorm must stay in eval mode for the training forward, or its running statistics drift
+    to the training crops' (augmented, other domains) while its weights are frozen."""
+    from napari_risnet.model.risnet import RISNetConfig
+    from napari_risnet.training.trainer import frozen_modules, train
+
+    cfg = _tiny_recipe(tmp_path, iterative_prob=1.0, freeze_stages=2, steps_per_epoch=3)
+    torch.manual_seed(0)
+    start = RISNet(RISNetConfig.from_dict(cfg.model))
+    save_checkpoint(tmp_path / "start.pt", start)
+    cfg.init_checkpoint = str(tmp_path / "start.pt")
+    train(cfg)
+    trained, _ = load_checkpoint(tmp_path / "run" / "last.pt")
+    pairs = [(a, b) for m_a, m_b in zip(frozen_modules(start, 2), frozen_modules(trained, 2))
+             for a, b in zip(m_a.modules(), m_b.modules()) if isinstance(a, torch.nn.BatchNorm2d)]
+    assert pairs
+    for a, b in pairs:
+        torch.testing.assert_close(a.running_mean, b.running_mean)
+        torch.testing.assert_close(a.running_var, b.running_var)
+    moved = [a for a, b in zip(start.modules(), trained.modules())
+             if isinstance(a, torch.nn.BatchNorm2d)
+             and not torch.equal(a.running_mean, b.running_mean)]
+    assert moved  # the stages that train do update theirs

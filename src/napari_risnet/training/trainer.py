@@ -279,6 +279,9 @@ class Trainer:
             clicks, prev = add_iterative_clicks(self.model, samples, clicks, cfg, self.rng,
                                                 self.device, self.robot_pool)
         clicks, prev = add_focus_clicks(samples, clicks, prev, self.robot_pool)
+        # the rollouts end with model.train(), every module: the frozen stages' BatchNorm would
+        # then normalise with the batch's statistics and overwrite the running ones
+        _frozen_bn_eval(self.model, cfg.freeze_stages)
         keep = [i for i, c in enumerate(clicks) if c]
         batch = make_batch([samples[i] for i in keep], [clicks[i] for i in keep], cfg.n_roi,
                            self.model.image_mean, self.model.image_std,
