@@ -427,3 +427,11 @@ def test_frozen_stages_keep_their_batchnorm_statistics_through_iterative_trainin
              if isinstance(a, torch.nn.BatchNorm2d)
              and not torch.equal(a.running_mean, b.running_mean)]
     assert moved  # the stages that train do update theirs
+    cfg.freeze_bn_statistics, cfg.out_dir = True, str(tmp_path / "run_bn")
+    train(cfg)
+    held, _ = load_checkpoint(tmp_path / "run_bn" / "last.pt")
+    for a, b in zip(start.modules(), held.modules()):
+        if isinstance(a, torch.nn.BatchNorm2d):  # no statistics moved; the weights did train
+            torch.testing.assert_close(a.running_mean, b.running_mean)
+            torch.testing.assert_close(a.running_var, b.running_var)
+    assert not torch.equal(start.conv8_global.weight, held.conv8_global.weight)

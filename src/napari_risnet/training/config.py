@@ -39,6 +39,10 @@ class TrainConfig:
     # start so that the grown model answers exactly as the old one)
     grow: dict[str, Any] = field(default_factory=dict)
     freeze_stages: int = 0  # stem + this many EfficientNet stages not trained (CPU speed)
+    # every BatchNorm keeps the starting model's running statistics (their scale and shift still
+    # train): fine-tuning on 8 augmented crops of several domains otherwise moves the statistics
+    # every layer normalises with, for every domain at once
+    freeze_bn_statistics: bool = False
     refine_weight: float = 1.0  # loss weight of the decoder's refined fusion
     iou_weight: float = 0.0  # loss weight of 1 - soft IoU of the final answer (0 = off)
     # loss weight of the final answer's BCE within click_radius px of the clicks (0 = off): a

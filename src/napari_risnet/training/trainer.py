@@ -101,10 +101,15 @@ def frozen_modules(model: RISNet, n_blocks: int) -> list[torch.nn.Module]:
     return [module for _, module in _frozen_named(body, n_blocks)]
 
 
-def _frozen_bn_eval(model: RISNet, n_blocks: int) -> None:
-    """Frozen stages keep their BatchNorm statistics (eval mode) while the rest trains."""
+def _frozen_bn_eval(model: RISNet, n_blocks: int, all_statistics: bool = False) -> None:
+    """Frozen stages keep their BatchNorm statistics (eval mode) while the rest trains; with
+    ``all_statistics`` every BatchNorm does (its scale and shift still train)."""
     for module in frozen_modules(model, n_blocks):
         module.eval()
+    if all_statistics:
+        for module in model.modules():
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                module.eval()
 
 
 @dataclass
@@ -176,7 +181,7 @@ class Trainer:
         torch.manual_seed(config.seed + self.rank)  # ...but each rank its own random draws
         self.frozen = freeze_early_stages(self.model, config.freeze_stages)
         self.model.train()
-        _frozen_bn_eval(self.model, config.freeze_stages)
+        _frozen_bn_eval(self.model, config.freeze_stages, config.freeze_bn_statistics)
         self.model.to(memory_format=torch.channels_last)  # ~1.6x faster depthwise convs on CPU
         if self.device.type == "cpu":  # oneDNN's dilated depthwise input gradient is slow
             speed_up_dilated_depthwise(self.model)
@@ -264,7 +269,7 @@ class Trainer:
 
     def train_step(self) -> dict[str, float]:
         cfg = self.config
-        _frozen_bn_eval(self.model, cfg.freeze_stages)  # validation / iterative clicks reset it
+        _frozen_bn_eval(self.model, cfg.freeze_stages, cfg.freeze_bn_statistics)
         if self.batches is not None:
             samples, clicks = next(self.batches)
         else:
@@ -281,7 +286,7 @@ class Trainer:
         clicks, prev = add_focus_clicks(samples, clicks, prev, self.robot_pool)
         # the rollouts end with model.train(), every module: the frozen stages' BatchNorm would
         # then normalise with the batch's statistics and overwrite the running ones
-        _frozen_bn_eval(self.model, cfg.freeze_stages)
+        _frozen_bn_eval(self.model, cfg.freeze_stages, cfg.freeze_bn_statistics)
         keep = [i for i, c in enumerate(clicks) if c]
         batch = make_batch([samples[i] for i in keep], [clicks[i] for i in keep], cfg.n_roi,
                            self.model.image_mean, self.model.image_std,
