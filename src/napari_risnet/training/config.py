@@ -49,9 +49,9 @@ class TrainConfig:
     # click must flip its own neighbourhood, firmly (what click_threshold / click_prior patch)
     click_weight: float = 0.0
     click_radius: float = 5.0
-    # loss weight of the final answer's BCE against a frozen teacher's answer on the same input
-    # (0 = off; "learning without forgetting"): fine-tuning on a new domain pulls the weights
-    # away from what the bundled model does well; the teacher holds the folders marked
+    # loss weight of the final answer's KL divergence from a frozen teacher's answer on the same
+    # input (0 = off; "learning without forgetting"): fine-tuning on a new domain pulls the
+    # weights away from what the bundled model does well; the teacher holds the folders marked
     # `distill = true` near it while the ground truth keeps teaching. distill_checkpoint: the
     # teacher ("" = the starting model, the init_checkpoint as grown; "default" = bundled)
     distill_weight: float = 0.0
