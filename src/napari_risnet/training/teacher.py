@@ -15,6 +15,7 @@ import torch
 from napari_risnet.inference.predictor import default_checkpoint
 from napari_risnet.model.checkpoint import CheckpointError, load_checkpoint
 from napari_risnet.model.risnet import RISNet, RISNetOutput
+from napari_risnet.training.loss import distill_loss
 
 
 def build_teacher(student: RISNet, checkpoint: str, device: torch.device) -> RISNet:
@@ -49,3 +50,16 @@ def teacher_probabilities(teacher: RISNet, x: torch.Tensor, boxes: torch.Tensor,
     """The teacher's final answer as probabilities (B, 1, H, W), the student's loss target."""
     out: RISNetOutput = teacher(x, boxes, roi_batch, out_scale=out_scale)
     return torch.sigmoid(out.final_logits().float())
+
+
+def distill_term(teacher: RISNet, out: RISNetOutput, x: torch.Tensor, batch: dict,
+                 valid: torch.Tensor, held: list[bool], out_scale: float, bf16: bool
+                 ) -> torch.Tensor:
+    """The batch's mean KL of the student's answer ``out`` from the teacher's on the same input
+    ``x`` (with ``batch``'s ROIs), over the valid pixels of the crops whose folder is ``held``.
+    ``bf16``: the teacher's forward under bf16 autocast (a loss target, no gradient: 2x on a
+    CPU with native bf16, as the rollouts)."""
+    weight = torch.tensor(held, dtype=valid.dtype, device=valid.device)[:, None, None, None]
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+        target = teacher_probabilities(teacher, x, batch["boxes"], batch["roi_batch"], out_scale)
+    return distill_loss(out.final_logits().float(), target, valid * weight).mean()

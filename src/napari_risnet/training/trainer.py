@@ -30,12 +30,12 @@ from napari_risnet.training.datasets import ObjectPool, Sample, image_key, make_
 from napari_risnet.training.split import is_validation
 from napari_risnet.training.fast_depthwise import speed_up_dilated_depthwise
 from napari_risnet.training.frozen_bf16 import run_frozen_in_bf16
-from napari_risnet.training.loss import click_discount_loss, distill_loss, near_clicks
+from napari_risnet.training.loss import click_discount_loss, near_clicks
 from napari_risnet.training.pack import is_pack, pool_from_packs
 from napari_risnet.training.rollouts import (add_focus_clicks, add_iterative_clicks,
                                              cpu_has_native_bf16, rollout_autocast)
 from napari_risnet.training.sampling import sample_clicks
-from napari_risnet.training.teacher import build_teacher, teacher_probabilities
+from napari_risnet.training.teacher import build_teacher, distill_term
 
 log = logging.getLogger(__name__)
 
@@ -269,7 +269,6 @@ class Trainer:
 
     def train_step(self) -> dict[str, float]:
         cfg = self.config
-        _frozen_bn_eval(self.model, cfg.freeze_stages, cfg.freeze_bn_statistics)
         if self.batches is not None:
             samples, clicks = next(self.batches)
         else:
@@ -315,16 +314,9 @@ class Trainer:
                                     near, cfg.click_weight)
         distill = None
         if self.teacher is not None:
-            kept = [samples[i] for i in keep]
-            held = torch.tensor([self._distilled(s.source) for s in kept], dtype=valid.dtype,
-                                device=self.device)
-            # a loss target, no gradient: bf16 where the rollouts use it (2x on such a CPU)
-            with torch.autocast(self.device.type, dtype=torch.bfloat16,
-                                enabled=rollout_autocast(cfg, self.device)):
-                target = teacher_probabilities(self.teacher, x, batch["boxes"],
-                                               batch["roi_batch"], 1 / cfg.loss_stride)
-            distill = distill_loss(out.final_logits().float(), target,
-                                   valid * held[:, None, None, None]).mean()
+            held = [self._distilled(samples[i].source) for i in keep]
+            distill = distill_term(self.teacher, out, x, batch, valid, held, 1 / cfg.loss_stride,
+                                   rollout_autocast(cfg, self.device))
             terms.total = terms.total + cfg.distill_weight * distill
         self.opt.zero_grad(set_to_none=True)
         terms.total.backward()
