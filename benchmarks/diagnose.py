@@ -30,7 +30,7 @@ from scipy import ndimage
 from napari_risnet.inference.merge import click_edit
 from napari_risnet.evaluation.robot import RobotUser, iou
 from napari_risnet.training.config import load_config
-from napari_risnet.training.trainer import held_out_objects
+from napari_risnet.training.validation import held_out_objects
 
 STILL = 0.005  # a click that moves the IoU less than this "changed almost nothing"
 

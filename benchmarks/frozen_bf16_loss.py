@@ -16,7 +16,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train_speed import synthetic_pool  # noqa: E402
 
 from napari_risnet.training.config import TrainConfig  # noqa: E402
-from napari_risnet.training.trainer import Trainer, ValidationSet  # noqa: E402
+from napari_risnet.training.trainer import Trainer  # noqa: E402
+from napari_risnet.training.validation import ValidationSet  # noqa: E402
 
 
 def main() -> None:

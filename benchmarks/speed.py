@@ -252,7 +252,8 @@ def section_training(threads: int) -> None:
 
     from napari_risnet.training.config import TrainConfig
     from napari_risnet.training.datasets import ObjectPool
-    from napari_risnet.training.trainer import Trainer, ValidationSet
+    from napari_risnet.training.trainer import Trainer
+    from napari_risnet.training.validation import ValidationSet
 
     print("\n## 5. Training throughput (batch 8, default recipe settings)\n")
     images, labels = [], []

@@ -22,7 +22,8 @@ import torch
 import napari_risnet.training.trainer as trainer_module
 from napari_risnet.training.config import TrainConfig
 from napari_risnet.training.datasets import ObjectPool
-from napari_risnet.training.trainer import Trainer, ValidationSet
+from napari_risnet.training.trainer import Trainer
+from napari_risnet.training.validation import ValidationSet
 
 VARIANTS = {
     "v1 (shipped architecture)": {},

@@ -38,7 +38,7 @@ from napari_risnet.data import ObjectSample
 from napari_risnet.evaluation.images import evaluate
 from napari_risnet.inference.predictor import Predictor, PredictorSettings
 from napari_risnet.training.config import load_config
-from napari_risnet.training.trainer import held_out_objects
+from napari_risnet.training.validation import held_out_objects
 
 
 def _name(folder: str) -> str:

@@ -27,7 +27,8 @@ def _train_rank(rank: int, world: int, port: int, recipe: str, out: str) -> None
 
     from napari_risnet.training.config import load_config
     from napari_risnet.training.datasets import ObjectPool
-    from napari_risnet.training.trainer import Trainer, validation_from_folders
+    from napari_risnet.training.trainer import Trainer
+    from napari_risnet.training.validation import validation_from_folders
 
     torch.set_num_threads(1)
     cfg = load_config(recipe)
@@ -59,7 +60,7 @@ def test_two_gloo_processes_end_with_identical_weights(tmp_path) -> None:
 
 def _initial_weights(cfg) -> dict[str, torch.Tensor]:
     """Rank 0's starting weights (the trainer seeds the model with ``seed``)."""
-    from napari_risnet.training.trainer import build_model
+    from napari_risnet.training.model_setup import build_model
 
     torch.manual_seed(cfg.seed)
     model, _ = build_model(cfg, torch.device("cpu"))

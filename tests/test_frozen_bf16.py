@@ -6,7 +6,9 @@ from torch import nn
 import napari_risnet.training.trainer as trainer_module
 from napari_risnet.training.config import TrainConfig
 from napari_risnet.training.frozen_bf16 import run_frozen_in_bf16
-from napari_risnet.training.trainer import Trainer, ValidationSet, frozen_modules
+from napari_risnet.training.model_setup import frozen_modules
+from napari_risnet.training.trainer import Trainer
+from napari_risnet.training.validation import ValidationSet
 
 from conftest import tiny_config
 

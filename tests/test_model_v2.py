@@ -11,7 +11,7 @@ from napari_risnet.model.checkpoint import FORMAT, FORMAT_V2
 from napari_risnet.training.config import TrainConfig
 from napari_risnet.training.datasets import Sample, make_batch
 from napari_risnet.training.loss import click_discount_loss, soft_iou_loss
-from napari_risnet.training.trainer import freeze_early_stages
+from napari_risnet.training.model_setup import freeze_early_stages
 
 from conftest import tiny_config
 

@@ -408,7 +408,8 @@ def test_frozen_stages_keep_their_batchnorm_statistics_through_iterative_trainin
     BatchNorm must stay in eval mode for the training forward, or its running statistics drift
     to the training crops' (augmented, other domains) while its weights are frozen."""
     from napari_risnet.model.risnet import RISNetConfig
-    from napari_risnet.training.trainer import frozen_modules, train
+    from napari_risnet.training.model_setup import frozen_modules
+    from napari_risnet.training.trainer import train
 
     cfg = _tiny_recipe(tmp_path, iterative_prob=1.0, freeze_stages=2, steps_per_epoch=3)
     torch.manual_seed(0)

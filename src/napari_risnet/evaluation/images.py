@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
@@ -17,6 +17,7 @@ import numpy as np
 from napari_risnet.data import ObjectSample
 from napari_risnet.inference.predictor import InteractiveSegmenter
 from napari_risnet.evaluation.robot import RobotUser, iou
+from napari_risnet.evaluation.summary_json import summary_json
 
 THRESHOLDS = (0.85, 0.90)
 
@@ -92,9 +93,7 @@ class Summary:
     extra: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
-        d = asdict(self)
-        d.update(d.pop("extra"))
-        return d
+        return summary_json(self)
 
 
 def summarize(results: Sequence[ObjectResult], max_clicks: int = 20) -> Summary:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
@@ -27,6 +27,7 @@ import numpy as np
 from napari_risnet.annotation import AnnotationSession, StopRule
 from napari_risnet.data import label_ids, list_dataset, read_array
 from napari_risnet.evaluation.robot import RobotUser, iou
+from napari_risnet.evaluation.summary_json import summary_json
 
 
 @dataclass
@@ -170,9 +171,7 @@ class StackSummary:
     extra: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
-        d = asdict(self)
-        d.update(d.pop("extra"))
-        return d
+        return summary_json(self)
 
 
 def summarize_stack(results: Sequence[StackObjectResult], max_clicks: int, rounds: int

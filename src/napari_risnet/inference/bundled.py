@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from napari_risnet.releases import release_key
+
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 
 #: (first release that shipped it, file in ``WEIGHTS_DIR``), oldest first; the last is current
@@ -21,18 +23,11 @@ CURRENT = BUNDLED[-1][0]
 BEFORE_RECORDED = "0.13.0"
 
 
-def _key(version: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(p) for p in version.lstrip("v").split("+")[0].split(".")[:3])
-    except ValueError:
-        raise ValueError(f"{version!r} is not a release number (e.g. 0.14.0)") from None
-
-
 def bundled_release(release: str | None = None) -> str:
     """The release that first shipped the model bundled with ``release`` (None: today's)."""
     if release is None:
         return CURRENT
-    shipped = [first for first, _ in BUNDLED if _key(first) <= _key(release)]
+    shipped = [first for first, _ in BUNDLED if release_key(first) <= release_key(release)]
     if not shipped:
         raise ValueError(f"no bundled model of release {release} is kept (the oldest is "
                          f"{BUNDLED[0][0]}'s): give the checkpoint file")

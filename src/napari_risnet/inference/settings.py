@@ -18,6 +18,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 from napari_risnet.inference.graphcut import GraphCutParams
+from napari_risnet.releases import release_key
 
 #: where the predictor averages over the window and its mirror image
 FLIP_AVERAGE = ("none", "magnified", "all")
@@ -239,8 +240,9 @@ RECORDED = tuple(f.name for f in dataclasses.fields(PredictorSettings)
 
 
 def _version_key(version: str) -> tuple[int, ...]:
+    """A record's release as a sort key; text that is no release sorts first."""
     try:
-        return tuple(int(p) for p in version.split("+")[0].split(".")[:3])
+        return release_key(version)
     except ValueError:
         return (0,)
 

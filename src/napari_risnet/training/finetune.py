@@ -20,7 +20,8 @@ from napari_risnet.model.checkpoint import load_checkpoint, save_checkpoint
 from napari_risnet.training.config import TrainConfig
 from napari_risnet.training.datasets import ObjectPool, iter_planes, remove_small
 from napari_risnet.training.split import is_validation
-from napari_risnet.training.trainer import Trainer, ValidationSet
+from napari_risnet.training.trainer import Trainer
+from napari_risnet.training.validation import ValidationSet
 
 #: With fewer annotated planes than this, validation holds out objects, not planes.
 MIN_PLANES_FOR_PLANE_SPLIT = 5

@@ -7,7 +7,6 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -17,137 +16,24 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from napari_risnet.clicks import Click
-from napari_risnet.data import ObjectSample, list_objects, load_object, spread
-from napari_risnet.evaluation.images import evaluate
-from napari_risnet.inference.graphcut import graphcut_available
-from napari_risnet.inference.predictor import Predictor, default_checkpoint, resolve_device
-from napari_risnet.inference.settings import PredictorSettings
-from napari_risnet.model.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
-from napari_risnet.model.grow import grow_model
-from napari_risnet.model.risnet import RISNet, RISNetConfig
+from napari_risnet.inference.predictor import resolve_device
+from napari_risnet.model.checkpoint import read_checkpoint, save_checkpoint
+from napari_risnet.model.risnet import RISNet
 from napari_risnet.training.config import TrainConfig, save_config
-from napari_risnet.training.datasets import ObjectPool, Sample, image_key, make_batch
-from napari_risnet.training.split import is_validation
+from napari_risnet.training.datasets import ObjectPool, Sample, make_batch
 from napari_risnet.training.fast_depthwise import speed_up_dilated_depthwise
 from napari_risnet.training.frozen_bf16 import run_frozen_in_bf16
 from napari_risnet.training.loss import click_discount_loss, near_clicks
+from napari_risnet.training.model_setup import (build_model, freeze_early_stages, frozen_bn_eval,
+                                                frozen_modules, make_optimizer)
 from napari_risnet.training.pack import is_pack, pool_from_packs
 from napari_risnet.training.rollouts import (add_focus_clicks, add_iterative_clicks,
                                              cpu_has_native_bf16, rollout_autocast)
 from napari_risnet.training.sampling import sample_clicks
 from napari_risnet.training.teacher import build_teacher, distill_term
+from napari_risnet.training.validation import ValidationSet, validation_from_folders
 
 log = logging.getLogger(__name__)
-
-
-def build_model(config: TrainConfig, device: torch.device) -> tuple[RISNet, dict]:
-    """A fresh model (ImageNet backbone) or the ``init_checkpoint`` to fine-tune, grown by
-    ``config.grow`` (new parts initialised so the starting model answers as before)."""
-    if config.init_checkpoint:
-        path = default_checkpoint() if config.init_checkpoint == "default" \
-            else Path(config.init_checkpoint)
-        model, meta = load_checkpoint(path, map_location=device)
-        if config.grow:
-            model = grow_model(model, **config.grow)
-        return model, meta
-    if config.grow:
-        raise ValueError("`grow` needs an init_checkpoint to grow; for a fresh model put "
-                         "prev_mask / decoder_channels in [model]")
-    return RISNet(RISNetConfig.from_dict(config.model)).to(device), {}
-
-
-def make_optimizer(config: TrainConfig, model: torch.nn.Module
-                   ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.StepLR]:
-    params = [p for p in model.parameters() if p.requires_grad]
-    if config.optimizer == "sgd":
-        opt = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum,
-                              weight_decay=config.weight_decay)
-    else:
-        opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=config.lr_step_epochs,
-                                            gamma=config.lr_gamma)
-    return opt, sched
-
-
-def freeze_early_stages(model: RISNet, n_blocks: int) -> list[str]:
-    """Stop training the stem and the first ``n_blocks`` EfficientNet stages (high resolution,
-    generic edges: a large part of a CPU step's backward, little to gain from a short
-    schedule). The previous mask joins after stage 2, so it keeps its gradient. Returns the
-    frozen parameter names."""
-    if n_blocks <= 0:
-        return []
-    body = getattr(model.backbone, "body", None)
-    if body is None:
-        raise ValueError(f"freeze_stages needs the efficientnet_lite0 backbone, not "
-                         f"{model.config.backbone}")
-    frozen = []
-    for prefix, module in _frozen_named(body, n_blocks):
-        for name, p in module.named_parameters():
-            p.requires_grad_(False)
-            frozen.append(f"{prefix}.{name}")
-    return frozen
-
-
-def _frozen_named(body: torch.nn.Module, n_blocks: int) -> list[tuple[str, torch.nn.Module]]:
-    return [("conv_stem", body.conv_stem), ("bn1", body.bn1)] + \
-        [(f"blocks.{i}", body.blocks[i]) for i in range(min(n_blocks, len(body.blocks)))]
-
-
-def frozen_modules(model: RISNet, n_blocks: int) -> list[torch.nn.Module]:
-    """The modules :func:`freeze_early_stages` freezes (none for ``n_blocks <= 0``)."""
-    body = getattr(model.backbone, "body", None)
-    if body is None or n_blocks <= 0:
-        return []
-    return [module for _, module in _frozen_named(body, n_blocks)]
-
-
-def _frozen_bn_eval(model: RISNet, n_blocks: int, all_statistics: bool = False) -> None:
-    """Frozen stages keep their BatchNorm statistics (eval mode) while the rest trains; with
-    ``all_statistics`` every BatchNorm does (its scale and shift still train)."""
-    for module in frozen_modules(model, n_blocks):
-        module.eval()
-    if all_statistics:
-        for module in model.modules():
-            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
-                module.eval()
-
-
-@dataclass
-class ValidationSet:
-    samples: list[ObjectSample]
-    use_graphcut: bool = True  # without PyMaxflow (a bare GPU node) the network's mask alone
-
-    def noc85(self, model: RISNet, device: torch.device, max_clicks: int) -> float:
-        """Mean NoC@85 of the robot user (graph cut on, as users get it, where available)."""
-        if not self.samples:
-            return float("nan")
-        was_training = model.training
-        settings = PredictorSettings(use_graphcut=self.use_graphcut and graphcut_available())
-        predictor = Predictor(model, settings, device=device)
-        summary, _ = evaluate(predictor, self.samples, max_clicks=max_clicks, stop_iou=0.85)
-        model.train(was_training)
-        return summary.noc85
-
-
-def held_out_objects(config: TrainConfig, per_source: int
-                     ) -> tuple[list[tuple[str, list[ObjectSample]]], set[str]]:
-    """Per training folder (in recipe order): ``per_source`` objects spread over its held-out
-    images; and the keys of all held-out images, which training must exclude."""
-    by_source, exclude = [], set()
-    for src in config.data:
-        refs, _ = list_objects(src.path, src.objects, src.min_area)
-        val_refs = [r for r in refs if is_validation(image_key(r), config.val_fraction)]
-        exclude |= {image_key(r) for r in val_refs}
-        cache: dict = {}
-        by_source.append((src.path, [load_object(r, cache) for r in spread(val_refs, per_source)]))
-    return by_source, exclude
-
-
-def validation_from_folders(config: TrainConfig) -> tuple[ValidationSet, set[str]]:
-    """Held-out objects of every training folder, and the image keys to exclude from training."""
-    per_source = max(1, config.val_objects // max(1, len(config.data)))
-    by_source, exclude = held_out_objects(config, per_source)
-    return ValidationSet([s for _, samples in by_source for s in samples]), exclude
 
 
 class Trainer:
@@ -181,7 +67,7 @@ class Trainer:
         torch.manual_seed(config.seed + self.rank)  # ...but each rank its own random draws
         self.frozen = freeze_early_stages(self.model, config.freeze_stages)
         self.model.train()
-        _frozen_bn_eval(self.model, config.freeze_stages, config.freeze_bn_statistics)
+        frozen_bn_eval(self.model, config.freeze_stages, config.freeze_bn_statistics)
         self.model.to(memory_format=torch.channels_last)  # ~1.6x faster depthwise convs on CPU
         if self.device.type == "cpu":  # oneDNN's dilated depthwise input gradient is slow
             speed_up_dilated_depthwise(self.model)
@@ -285,7 +171,7 @@ class Trainer:
         clicks, prev = add_focus_clicks(samples, clicks, prev, self.robot_pool)
         # the rollouts end with model.train(), every module: the frozen stages' BatchNorm would
         # then normalise with the batch's statistics and overwrite the running ones
-        _frozen_bn_eval(self.model, cfg.freeze_stages, cfg.freeze_bn_statistics)
+        frozen_bn_eval(self.model, cfg.freeze_stages, cfg.freeze_bn_statistics)
         keep = [i for i, c in enumerate(clicks) if c]
         batch = make_batch([samples[i] for i in keep], [clicks[i] for i in keep], cfg.n_roi,
                            self.model.image_mean, self.model.image_std,
