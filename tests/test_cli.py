@@ -60,6 +60,30 @@ def test_no_focus_turns_the_focus_pass_off(tmp_path):
     assert build_method("risnet", str(ckpt), "cpu", focus=False).settings.focus_from == 0
 
 
+def test_preset_and_set_choose_the_predictor_settings(dataset, tmp_path, capsys):
+    from napari_risnet.cli import build_method
+    from napari_risnet.inference.settings import PRESETS
+
+    ckpt = save_checkpoint(tmp_path / "rand.pt", RISNet(tiny_config()))
+    old = build_method("risnet", str(ckpt), "cpu", preset="0.10.0").settings
+    assert old.spill_ratio == PRESETS["0.10.0"].spill_ratio == 0  # 0.10.0 had no spill limit
+    changed = build_method("risnet", str(ckpt), "cpu", preset="0.10.0",
+                           assignments=["magnified_bias=0.25", "rules_off=flip_averaging"])
+    assert changed.settings.magnified_bias == 0.25
+    assert not changed.settings.uses("flip_averaging") and old.uses("flip_averaging")
+    out = tmp_path / "r.json"
+    assert main(["evaluate", str(dataset), "--checkpoint", str(ckpt), "--max-clicks", "2",
+                 "--limit", "1", "--device", "cpu", "--set", "magnified_bias=0.25",
+                 "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["predictor"]["magnified_bias"] == 0.25
+    assert main(["evaluate", str(dataset), "--preset", "0.1.0", "--device", "cpu"]) == 2
+    assert "no predictor preset for release '0.1.0'" in capsys.readouterr().err
+    assert main(["evaluate", str(dataset), "--set", "bias=1", "--device", "cpu"]) == 2
+    assert "unknown setting 'bias'" in capsys.readouterr().err
+    assert main(["evaluate", str(dataset), "--method", "graphcut", "--set", "n_roi=3"]) == 2
+    assert "only apply to --method risnet" in capsys.readouterr().err
+
+
 def test_evaluate_stack_with_labels(tmp_path):
     root = tmp_path / "stack"
     (root / "images").mkdir(parents=True)

@@ -17,22 +17,31 @@ METHODS = ("risnet", "graphcut", "random_walker", "geodesic_matting", "esc", "gs
 
 
 def build_method(name: str, checkpoint: str | None = None, device: str = "auto",
-                 graphcut: bool = True, focus: bool = True, settings: dict | None = None):
+                 graphcut: bool = True, focus: bool = True, settings: dict | None = None,
+                 preset: str | None = None, assignments: list[str] | None = None):
     """A method by name: the RIS-Net predictor (bundled model by default; ``focus=False``: no
     focus pass; ``settings``: a project's recorded predictor settings, rebuilt with
-    ``PredictorSettings.from_record``) or a baseline."""
+    ``PredictorSettings.from_record``; ``preset``: a release's default settings instead of
+    today's; ``assignments``: ``NAME=VALUE`` changes on top) or a baseline."""
     if name == "risnet":
         import dataclasses
 
         from napari_risnet.inference.predictor import Predictor
         from napari_risnet.inference.settings import PredictorSettings
 
-        chosen = PredictorSettings.from_record(settings) if settings else PredictorSettings()
+        if settings:
+            chosen = PredictorSettings.from_record(settings)
+        elif preset:
+            chosen = PredictorSettings.for_release(preset)
+        else:
+            chosen = PredictorSettings()
+        chosen = chosen.with_values(assignments or [])
         chosen = dataclasses.replace(chosen, use_graphcut=graphcut,
                                      focus_from=chosen.focus_from if focus else 0)
         return Predictor(checkpoint or "default", chosen, device=device)
-    if checkpoint:
-        raise ValueError(f"--checkpoint only applies to --method risnet, not {name}")
+    if checkpoint or preset or assignments:
+        raise ValueError(f"--checkpoint, --preset and --set only apply to --method risnet, "
+                         f"not {name}")
     from napari_risnet.evaluation.baselines import BASELINES
 
     return BASELINES[name]()
@@ -48,7 +57,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from napari_risnet.evaluation.images import evaluate, format_table, plot_curves, save_json
 
     method = build_method(args.method, args.checkpoint, args.device, not args.no_graphcut,
-                          not args.no_focus)
+                          not args.no_focus, preset=args.preset, assignments=args.set)
     refs, skipped = list_objects(args.dataset, args.objects, args.min_area)
     n = len(spread(refs, args.limit))
     bar = tqdm(total=n, desc=f"{args.method} on {Path(args.dataset).name}", unit="obj")
@@ -89,7 +98,7 @@ def cmd_evaluate_stack(args: argparse.Namespace) -> int:
                                                 plot_stack_curves, save_stack_json)
 
     method = build_method(args.method, args.checkpoint, args.device, not args.no_graphcut,
-                          not args.no_focus)
+                          not args.no_focus, preset=args.preset, assignments=args.set)
     refs, skipped = list_stack_objects(args.dataset, args.min_voxels)
     refs = spread(refs, args.limit)
     bar = tqdm(total=len(refs), desc=f"{args.method} on {Path(args.dataset).name}", unit="obj")
