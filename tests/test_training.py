@@ -332,6 +332,17 @@ def test_weight_average_is_what_best_pt_keeps_and_resume_restores(tmp_path):
     name = next(k for k, v in best["state_dict"].items()
                 if v.is_floating_point() and not torch.equal(v, last["state_dict"][k]))
     assert torch.equal(best["state_dict"][name], ema["module." + name])
+    # `average --ema` exports that average from last.pt (the next stage's start), and refuses a
+    # checkpoint that has none
+    from napari_risnet.cli import main
+
+    out = tmp_path / "average.pt"
+    assert main(["average", str(tmp_path / "run" / "last.pt"), "--ema", "--out", str(out)]) == 0
+    exported = torch.load(out, weights_only=True)["state_dict"]
+    assert torch.equal(exported[name], ema["module." + name])
+    assert main(["average", str(tmp_path / "run" / "best.pt"), "--ema", "--out",
+                 str(tmp_path / "none.pt")]) == 2
+    assert not (tmp_path / "none.pt").exists()
     cfg.epochs = 2
     train(cfg, resume=True)
     resumed = torch.load(tmp_path / "run" / "last.pt", weights_only=True)["train_state"]["ema"]

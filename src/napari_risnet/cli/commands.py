@@ -309,9 +309,14 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 def cmd_average(args: argparse.Namespace) -> int:
     from napari_risnet.model.averaging import write_average
 
-    out = write_average(args.checkpoints, args.out, half=args.half, weights=args.weights)
-    kind = "the mean" if args.weights is None else "the weighted mean"
-    print(f"wrote {out}: {kind} of {len(args.checkpoints)} checkpoints")
+    out = write_average(args.checkpoints, args.out, half=args.half, weights=args.weights,
+                        ema=args.ema)
+    what = "weight averages of " if args.ema else ""
+    if len(args.checkpoints) == 1:
+        print(f"wrote {out}: the weight average of {args.checkpoints[0]}")
+    else:
+        kind = "the mean" if args.weights is None else "the weighted mean"
+        print(f"wrote {out}: {kind} of the {what}{len(args.checkpoints)} checkpoints")
     return 0
 
 

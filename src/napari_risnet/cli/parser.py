@@ -137,13 +137,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     a = sub.add_parser("average", help="average the weights of checkpoints of one model")
     a.add_argument("checkpoints", nargs="+", help="two or more checkpoints (.pt) of one "
-                                                  "architecture, e.g. epochs of one run")
+                                                  "architecture, e.g. epochs of one run; one "
+                                                  "with --ema")
     a.add_argument("--out", required=True, help="output checkpoint (.pt)")
     a.add_argument("--half", action="store_true", help="store fp16 weights (bundled model)")
     a.add_argument("--weights", type=float, nargs="+", metavar="W",
                    help="one positive weight per checkpoint for a weighted mean, e.g. "
                         "`--weights 0.7 0.3` to keep a fine-tuned model nearer its start "
                         "(default: the plain mean)")
+    a.add_argument("--ema", action="store_true",
+                   help="take each checkpoint's training weight average (a run's last.pt with "
+                        "ema_decay) instead of its last weights; one checkpoint: export its "
+                        "average")
     a.set_defaults(func=cmd_average)
 
     k = sub.add_parser("pack", help="pack a recipe's training folders, resized, into one "
