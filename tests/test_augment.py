@@ -223,3 +223,20 @@ def test_the_gpu_stage6_recipe_reads_the_pack_of_the_cpu_recipe():
     assert [Path(d.path).name for d in gpu.data] == [folder_name(d.path) for d in cpu.data]
     assert [d.weight for d in gpu.data] == [d.weight for d in cpu.data]
     assert (gpu.click_weight, gpu.click_radius) == (cpu.click_weight, cpu.click_radius)
+
+
+def test_stage8_is_stage7_at_full_resolution_and_later_clicks():
+    """The recipe changes what its header says and nothing else: stage 7's average as start,
+    the bundled model as teacher, the loss at full resolution, rollouts to 8 clicks."""
+    import dataclasses
+
+    s7, s8 = load_config(RECIPES / "stage7.toml"), load_config(RECIPES / "stage8.toml")
+    assert Path(s8.init_checkpoint).name == "average.pt" and "stage7" in s8.init_checkpoint
+    assert s8.distill_checkpoint == "default" and s7.distill_checkpoint == ""
+    assert (s7.loss_stride, s8.loss_stride) == (2, 1)
+    assert (s7.iterative_clicks, s8.iterative_clicks) == (5, 8)
+    same = {"init_checkpoint", "distill_checkpoint", "loss_stride", "iterative_clicks",
+            "out_dir", "time_budget_s", "seed"}
+    for f in dataclasses.fields(s7):
+        if f.name not in same:
+            assert getattr(s7, f.name) == getattr(s8, f.name), f.name
