@@ -69,3 +69,13 @@ def test_replay_uses_the_bundled_model_its_record_names(tmp_path, capsys, monkey
     as_previous_layout(project, lambda meta: meta["model"].pop("bundled"))
     assert main(["replay", str(project), "-o", str(out), "--device", "cpu"]) == 0
     assert "differs from the saved labels" in capsys.readouterr().out
+
+
+def test_a_project_names_a_file_by_its_path_and_the_bundled_model_by_its_release(tmp_path,
+                                                                                  monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert bundled.checkpoint_record(None) == bundled.checkpoint_record("default") == \
+        {"checkpoint": "default", "bundled": bundled.CURRENT}
+    assert bundled.checkpoint_record("m.pt") == {"checkpoint": str(tmp_path / "m.pt")}
+    assert bundled.checkpoint_record("~/m.pt") == {"checkpoint": str(tmp_path / "home" / "m.pt")}

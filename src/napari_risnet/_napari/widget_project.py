@@ -82,12 +82,10 @@ class ProjectControls:
                                      else None)
         if predictor:  # replay rebuilds the same predictor after the defaults change
             model["predictor"] = predictor
-        if model.get("checkpoint") not in (None, "default"):
-            model["checkpoint"] = str(Path(model["checkpoint"]).expanduser().resolve())
-        elif default:
-            from napari_risnet.inference.bundled import CURRENT
+        if default or model.get("checkpoint") not in (None, "default"):
+            from napari_risnet.inference.bundled import checkpoint_record
 
-            model["bundled"] = CURRENT  # which bundled model "default" was, for replay
+            model.update(checkpoint_record(model.get("checkpoint")))  # a path, or which bundled
         return model, {"overlaps": self.overlap_combo.currentText()}
 
     def _autosave(self) -> bool:

@@ -130,15 +130,10 @@ def cmd_evaluate_stack(args: argparse.Namespace) -> int:
 
 def _model_record(method: str, checkpoint: str | None, device: str, graphcut: bool) -> dict:
     """How a project records the method, so ``replay`` can build the same one."""
-    from napari_risnet.inference.bundled import CURRENT
+    from napari_risnet.inference.bundled import checkpoint_record
 
-    if checkpoint and checkpoint != "default":
-        checkpoint = str(Path(checkpoint).resolve())
-    record = {"method": method, "checkpoint": checkpoint or "default", "device": device,
-              "use_graphcut": bool(graphcut)}
-    if record["checkpoint"] == "default":
-        record["bundled"] = CURRENT  # which bundled model "default" was, for replay
-    return record
+    return {"method": method, **checkpoint_record(checkpoint), "device": device,
+            "use_graphcut": bool(graphcut)}
 
 
 def cmd_segment(args: argparse.Namespace) -> int:

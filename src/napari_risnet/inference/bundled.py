@@ -23,6 +23,15 @@ CURRENT = BUNDLED[-1][0]
 BEFORE_RECORDED = "0.13.0"
 
 
+def checkpoint_record(checkpoint: str | Path | None) -> dict[str, str]:
+    """How a project names its model: a file by its absolute path, the bundled one as
+    ``"default"`` with the release that first shipped it (replay rebuilds with that model after
+    a release ships new weights)."""
+    if checkpoint not in (None, "", "default"):
+        return {"checkpoint": str(Path(checkpoint).expanduser().resolve())}
+    return {"checkpoint": "default", "bundled": CURRENT}
+
+
 def bundled_release(release: str | None = None) -> str:
     """The release that first shipped the model bundled with ``release`` (None: today's)."""
     if release is None:
@@ -52,4 +61,4 @@ def recorded_weights(model_record: dict) -> Path:
 
 
 __all__ = ["BEFORE_RECORDED", "BUNDLED", "CURRENT", "WEIGHTS_DIR", "bundled_release",
-           "bundled_weights", "recorded_weights"]
+           "bundled_weights", "checkpoint_record", "recorded_weights"]
