@@ -111,3 +111,14 @@ def test_average_refuses_one_file_and_mixed_architectures(tmp_path, capsys):
     assert main(["average", str(tmp_path / "a.pt"), "--out", str(tmp_path / "x.pt")]) == 2
     assert "at least two checkpoints" in capsys.readouterr().err
     assert not (tmp_path / "x.pt").exists()
+
+
+def test_a_checkpoint_path_with_a_tilde_is_read_from_home(tmp_path, tiny_model, monkeypatch):
+    from napari_risnet.inference.predictor import Predictor
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    save_checkpoint(tmp_path / "m.pt", tiny_model)
+    model, _ = load_checkpoint("~/m.pt")
+    assert sum(p.numel() for p in model.parameters()) == \
+        sum(p.numel() for p in tiny_model.parameters())
+    assert Predictor(checkpoint="~/m.pt", device="cpu").checkpoint == tmp_path / "m.pt"

@@ -90,7 +90,8 @@ class Predictor:
         self.device = resolve_device(device)
         if not isinstance(model, torch.nn.Module):
             source = checkpoint if model is None else model
-            path = default_checkpoint() if source in (None, "default") else Path(source)
+            path = default_checkpoint() if source in (None, "default") \
+                else Path(source).expanduser()
             model, self.meta = load_checkpoint(path, map_location=self.device)
             self.checkpoint: Path | None = path
         else:

@@ -59,8 +59,9 @@ def save_checkpoint(path: str | os.PathLike, model: RISNet, meta: dict[str, Any]
 
 def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu"
                     ) -> dict[str, Any]:
-    """Read and validate the raw payload of a checkpoint (no model built)."""
-    path = Path(path)
+    """Read and validate the raw payload of a checkpoint (no model built); ``~`` is the home
+    folder, as a shell would read it (a widget's text field or ``--checkpoint=~/m.pt`` keep it)."""
+    path = Path(path).expanduser()
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
