@@ -306,12 +306,12 @@ def cmd_average(args: argparse.Namespace) -> int:
 
     out = write_average(args.checkpoints, args.out, half=args.half, weights=args.weights,
                         ema=args.ema)
-    what = "weight averages of " if args.ema else ""
     if len(args.checkpoints) == 1:
         print(f"wrote {out}: the weight average of {args.checkpoints[0]}")
     else:
         kind = "the mean" if args.weights is None else "the weighted mean"
-        print(f"wrote {out}: {kind} of the {what}{len(args.checkpoints)} checkpoints")
+        what = "the weight averages of " if args.ema else ""
+        print(f"wrote {out}: {kind} of {what}{len(args.checkpoints)} checkpoints")
     return 0
 
 

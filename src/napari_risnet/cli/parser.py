@@ -9,6 +9,17 @@ from napari_risnet.cli.commands import (METHODS, cmd_average, cmd_demo, cmd_eval
                                         cmd_replay, cmd_segment, cmd_train)
 
 
+def _add_predictor_settings(parser: argparse.ArgumentParser) -> None:
+    """--preset and --set: the predictor settings a benchmark runs RIS-Net with."""
+    parser.add_argument("--preset", metavar="RELEASE",
+                        help="RIS-Net with the predictor settings release RELEASE used by "
+                             "default (e.g. 0.15.0), to reproduce its results; default: this "
+                             "release's")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                        help="change one predictor setting (a field of PredictorSettings, e.g. "
+                             "magnified_bias=0 or rules_off=flip_averaging); repeat")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="napari-risnet",
                                 description="RIS-Net click-based interactive segmentation.")
@@ -31,12 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--no-focus", action="store_true",
                    help="RIS-Net without the focus pass (the second, sharper look around a late "
                         "click on a large object)")
-    e.add_argument("--preset", metavar="RELEASE",
-                   help="RIS-Net with the predictor settings release RELEASE used by default "
-                        "(e.g. 0.15.0), to reproduce its results; default: this release's")
-    e.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                   help="change one predictor setting (a field of PredictorSettings, e.g. "
-                        "magnified_bias=0 or rules_off=flip_averaging); repeat")
+    _add_predictor_settings(e)
     e.add_argument("--threads", type=threads_arg,
                    help="torch CPU threads (default: torch's, one per core)")
     e.add_argument("--out", help="write the results as JSON")
@@ -58,12 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     es.add_argument("--no-graphcut", action="store_true", help="RIS-Net without the graph cut")
     es.add_argument("--no-focus", action="store_true",
                     help="RIS-Net without the focus pass around late clicks")
-    es.add_argument("--preset", metavar="RELEASE",
-                    help="RIS-Net with the predictor settings release RELEASE used by default "
-                         "(e.g. 0.15.0), to reproduce its results; default: this release's")
-    es.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                    help="change one predictor setting (a field of PredictorSettings, e.g. "
-                         "magnified_bias=0 or rules_off=flip_averaging); repeat")
+    _add_predictor_settings(es)
     es.add_argument("--threads", type=threads_arg,
                     help="torch CPU threads (default: torch's, one per core)")
     es.add_argument("--out", help="write the results as JSON")

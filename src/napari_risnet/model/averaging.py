@@ -15,27 +15,21 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-from napari_risnet.model.checkpoint import (CheckpointError, load_checkpoint, read_checkpoint,
-                                            save_checkpoint)
+from napari_risnet.model.checkpoint import (CheckpointError, load_checkpoint, model_from_payload,
+                                            read_checkpoint, save_checkpoint)
 from napari_risnet.model.risnet import RISNet
 
 
 def load_weight_average(path: str | os.PathLike) -> RISNet:
     """The weight average a training run kept in its checkpoint (``train_state["ema"]``, written
     with ``ema_decay`` > 0); CheckpointError for a checkpoint without one."""
-    model, _ = load_checkpoint(path)
-    ema = (read_checkpoint(path).get("train_state") or {}).get("ema")
+    payload = read_checkpoint(path)
+    ema = (payload.get("train_state") or {}).get("ema")
     if not ema:
         raise CheckpointError(f"{path} holds no weight average: only a training run's last.pt "
                               f"with ema_decay > 0 has one")
-    state = {k[len("module."):]: v.float() if v.is_floating_point() else v
-             for k, v in ema.items() if k.startswith("module.")}
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise CheckpointError(f"{path}: its weight average does not fit its model: {exc}") \
-            from None
-    return model
+    state = {k[len("module."):]: v for k, v in ema.items() if k.startswith("module.")}
+    return model_from_payload(payload, path, state)
 
 
 def average_checkpoints(paths: Sequence[str | os.PathLike],

@@ -88,16 +88,26 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
                     ) -> tuple[RISNet, dict[str, Any]]:
     """Rebuild the model saved in ``path`` (strict) and return it in eval mode with its meta."""
     payload = read_checkpoint(path, map_location)
+    return model_from_payload(payload, path, payload["state_dict"], map_location), \
+        dict(payload.get("meta", {}))
+
+
+def model_from_payload(payload: dict[str, Any], path: str | os.PathLike,
+                       state_dict: dict[str, torch.Tensor],
+                       map_location: str | torch.device = "cpu") -> RISNet:
+    """The architecture ``payload`` (from :func:`read_checkpoint`) describes with
+    ``state_dict``'s weights (strict), in eval mode: the saved weights, or others the file
+    holds beside them (a training run's weight average)."""
     try:
         config = RISNetConfig.from_dict(payload["config"])
         model = RISNet(config)
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"{path}: its architecture config cannot be built: {exc}") from exc
-    state = {k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()}
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state_dict.items()}
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         raise CheckpointError(f"{path}: weights do not match the architecture they claim "
                               f"({config.backbone}): {str(exc)[:400]}") from exc
     model.eval()
-    return model.to(map_location), dict(payload.get("meta", {}))
+    return model.to(map_location)
