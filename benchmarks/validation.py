@@ -74,6 +74,35 @@ def upscaled(sample: ObjectSample, factor: float) -> ObjectSample:
                         nearest(sample.ignore))
 
 
+def held_out_sets(recipe: str, per_source: int, only: str | None = None, upscale: float = 1.0
+                  ) -> list[tuple[str, list[ObjectSample]]]:
+    """(folder, held-out objects) of the recipe's folders: the trainer's own split; ``only``
+    keeps the folder of that name (SystemExit when none has it), ``upscale`` shows each object
+    that many times larger."""
+    sets, _ = held_out_objects(load_config(recipe), per_source)
+    if only:
+        sets = [(path, samples) for path, samples in sets if _name(path) == only]
+        if not sets:
+            raise SystemExit(f"--only {only}: the recipe {recipe} has no such folder")
+    if upscale != 1:
+        sets = [(path, [upscaled(s, upscale) for s in samples]) for path, samples in sets]
+    return sets
+
+
+def score(predictor: Predictor, sets: list[tuple[str, list[ObjectSample]]], max_clicks: int
+          ) -> tuple[list, list[dict]]:
+    """The robot user on every set: one summary per set, and every object's scores in the
+    ``--objects-out`` form (folder, name, IoU curve, NoC@85 / 90)."""
+    summaries, objects = [], []
+    for path, samples in sets:
+        summary, results = evaluate(predictor, samples, max_clicks=max_clicks)
+        summaries.append(summary)
+        objects += [{"folder": _name(path), "name": r.name, "ious": r.ious,
+                     "noc85": r.noc(0.85, max_clicks), "noc90": r.noc(0.90, max_clicks)}
+                    for r in results]
+    return summaries, objects
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("recipe", help="training recipe (TOML) whose data folders and split to use")
@@ -106,12 +135,7 @@ def main() -> None:
         settings = dataclasses.replace(settings, merge_from=args.merge_from)
     if args.objects_out and len(args.checkpoints) != 1:
         raise SystemExit("--objects-out takes one checkpoint")
-    cfg = load_config(args.recipe)
-    sets, _ = held_out_objects(cfg, args.per_source)  # the trainer's own held-out split
-    if args.only:
-        sets = [(path, samples) for path, samples in sets if _name(path) == args.only]
-    if args.upscale != 1:
-        sets = [(path, [upscaled(s, args.upscale) for s in samples]) for path, samples in sets]
+    sets = held_out_sets(args.recipe, args.per_source, args.only, args.upscale)
     what = "NoC@85 / 90" + (f" / IoU@{args.max_clicks}" if args.final_iou else "")
     print("| model | " + " | ".join(f"{_name(path)} {what}" for path, _ in sets)
           + " | mean NoC@85 / 90 |")
@@ -122,12 +146,9 @@ def main() -> None:
             predictor.model.decoder = None  # final answer = the max fusion
         if args.ablate == "no_prev_mask":
             without_prev_mask_input(predictor.model)
-        cells, n85, n90, objects = [], [], [], []
-        for path, samples in sets:
-            summary, results = evaluate(predictor, samples, max_clicks=args.max_clicks)
-            objects += [{"folder": _name(path), "name": r.name, "ious": r.ious,
-                         "noc85": r.noc(0.85, args.max_clicks),
-                         "noc90": r.noc(0.90, args.max_clicks)} for r in results]
+        cells, n85, n90 = [], [], []
+        summaries, objects = score(predictor, sets, args.max_clicks)
+        for summary in summaries:
             cells.append(f"{summary.noc85:.2f} / {summary.noc90:.2f}"
                          + (f" / {summary.miou[-1]:.3f}" if args.final_iou else ""))
             n85.append(summary.noc85)

@@ -13,3 +13,9 @@ def iou(pred: np.ndarray, gt: np.ndarray, ignore: np.ndarray | None = None) -> f
 
 
 __all__ = ["iou"]
+
+
+def clicks_to_reach(ious: list[float], threshold: float, max_clicks: int) -> int:
+    """NoC of one object: the first click count whose IoU reaches ``threshold``, ``max_clicks``
+    when none does (the robot user's convention, which the paper's tables use too)."""
+    return next((i + 1 for i, v in enumerate(ious) if v >= threshold), max_clicks)

@@ -18,6 +18,7 @@ from napari_risnet.data import ObjectSample
 from napari_risnet.inference.predictor import InteractiveSegmenter
 from napari_risnet.evaluation.robot import RobotUser, iou
 from napari_risnet.evaluation.summary_json import summary_json
+from napari_risnet.metrics import clicks_to_reach
 
 THRESHOLDS = (0.85, 0.90)
 
@@ -34,10 +35,7 @@ class ObjectResult:
 
     def noc(self, threshold: float, max_clicks: int) -> int:
         """First click count reaching ``threshold`` (``max_clicks`` when never reached)."""
-        for i, v in enumerate(self.ious):
-            if v >= threshold:
-                return i + 1
-        return max_clicks
+        return clicks_to_reach(self.ious, threshold, max_clicks)
 
 
 def evaluate_object(method: InteractiveSegmenter, sample: ObjectSample, max_clicks: int = 20,

@@ -1,0 +1,126 @@
+"""Every answer rule switched off alone, on a training recipe's held-out objects: issue 25's table.
+
+    python benchmarks/ablation.py training/stage6.toml CHECKPOINT --out DIR \\
+        [--per-source 60] [--threads 1] [--set NAME=VALUE ...] [--rules a,b] [--only FOLDER]
+
+Scores the checkpoint with its settings (the defaults, changed by ``--set``; e.g. ``--set
+rules_off=magnified_bias`` to start from a smaller set) and then once per rule in that set with
+the rule switched off, 20 clicks each; writes ``DIR/base.json`` and ``DIR/off_<rule>.json``
+(``benchmarks/validation.py --objects-out`` files, so ``benchmarks/paired.py`` reads them too)
+and prints the table: paired differences rule off − all on per folder, mean ± standard error
+(positive: the rule saves clicks; bold: beyond two standard errors), and whether the rule earns
+its place (``napari_risnet.evaluation.paired.rule_earns_place``). A file already in DIR for the
+same checkpoint and settings is reused, so an interrupted ablation continues where it stopped;
+one written for anything else stops the run instead of being mixed in.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+from validation import held_out_sets, score  # a sibling script in benchmarks/
+
+from napari_risnet.evaluation.paired import (format_difference, load_object_scores,
+                                             paired_rows, rule_earns_place)
+from napari_risnet.inference.predictor import Predictor, PredictorSettings
+from napari_risnet.inference.settings import RULES
+
+
+def variant_label(checkpoint: str, settings: PredictorSettings, scope: str) -> str:
+    """What a result file was made with (checkpoint, objects, settings); a file with another
+    label is not reused."""
+    record = {k: v for k, v in settings.to_record().items() if k != "release"}
+    off = ",".join(settings.rules_off) or "none"
+    return f"{checkpoint} (rules_off={off}; {scope}; {json.dumps(record, sort_keys=True)})"
+
+
+def run_variant(path: Path, label: str, checkpoint: str, settings: PredictorSettings,
+                sets: list, max_clicks: int) -> None:
+    """Score one variant into ``path`` unless a file of the same label is there."""
+    if path.is_file():
+        found = json.loads(path.read_text()).get("label")
+        if found == label:
+            print(f"reusing {path}", flush=True)
+            return
+        raise SystemExit(f"{path} was written for another checkpoint or settings:\n  {found}\n"
+                         f"expected\n  {label}\nchoose another --out folder")
+    _, objects = score(Predictor(checkpoint, settings, device="cpu"), sets, max_clicks)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps({"label": label, "objects": objects}))
+    tmp.replace(path)
+    print(f"wrote {path}", flush=True)
+
+
+def table(base: Path, variants: dict[str, Path]) -> list[str]:
+    """The ablation table's lines: one row per rule, its folders, all objects, the verdict."""
+    base_scores = load_object_scores(base)
+    lines: list[str] = []
+    for rule, path in variants.items():
+        rows = paired_rows(base_scores, load_object_scores(path))
+        if not lines:
+            folders = [folder for folder, _, _ in rows if folder != "all"]
+            lines += ["| rule switched off alone | " + " | ".join(
+                f"{f} NoC@85 / 90" for f in folders) + " | all NoC@85 / 90 / IoU@last (objects)"
+                " | earns its place |", "|---" * (len(folders) + 3) + "|"]
+        cells = []
+        for folder, n, out in rows:
+            cell = f"{format_difference(out['noc85'])} / {format_difference(out['noc90'])}"
+            if folder == "all":
+                cell += f" / {format_difference(out['iou_last'], digits=3)} ({n})"
+            cells.append(cell)
+        verdict = "yes" if rule_earns_place(rows) else "no: retire"
+        lines.append(f"| `{rule}` | " + " | ".join(cells) + f" | {verdict} |")
+    return lines
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("recipe", help="training recipe (TOML) whose held-out objects to use")
+    p.add_argument("checkpoint", help="'default' or a checkpoint file")
+    p.add_argument("--out", required=True, help="folder for the per-variant result files")
+    p.add_argument("--per-source", type=int, default=60, help="objects per data folder")
+    p.add_argument("--max-clicks", type=int, default=20)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--only", default=None, help="score only the folder with this name")
+    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                   help="a Predictor setting of the base (repeatable), as in validation.py")
+    p.add_argument("--rules", default=None,
+                   help="comma-separated rules to switch off (default: every rule in the base)")
+    args = p.parse_args()
+    if args.per_source < 1 or args.max_clicks < 1:
+        p.error("--per-source and --max-clicks must be at least 1")
+    try:
+        base = PredictorSettings().with_values(args.set)
+    except ValueError as exc:
+        raise SystemExit(f"--set: {exc}") from None
+    rules = base.rules if args.rules is None else tuple(
+        r.strip() for r in args.rules.split(",") if r.strip())
+    unknown = [r for r in rules if r not in RULES]
+    if unknown:
+        p.error(f"--rules: unknown {', '.join(unknown)}; the rules are {', '.join(RULES)}")
+    idle = [r for r in rules if not base.uses(r)]
+    if idle:
+        p.error(f"--rules: {', '.join(idle)} not in the base settings: nothing to switch off")
+    if not rules:
+        p.error("the base settings use no rule: nothing to ablate")
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    sets = held_out_sets(args.recipe, args.per_source, args.only)
+    scope = f"per_source {args.per_source}, {args.only or 'all folders'}, {args.max_clicks} clicks"
+    run_variant(out / "base.json", variant_label(args.checkpoint, base, scope), args.checkpoint,
+                base, sets, args.max_clicks)
+    variants = {}
+    for rule in rules:
+        off = base.with_values([f"rules_off={','.join(base.rules_off + (rule,))}"])
+        variants[rule] = out / f"off_{rule}.json"
+        run_variant(variants[rule], variant_label(args.checkpoint, off, scope), args.checkpoint,
+                    off, sets, args.max_clicks)
+    print("\nrule off − all on, mean ± standard error (positive: the rule saves clicks)\n")
+    print("\n".join(table(out / "base.json", variants)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,162 @@
+"""Two settings scored on the same objects, compared object by object.
+
+Held-out folders hold 45–200 objects; a difference of means between two runs on them is mostly
+the objects' spread. Paired per object, the standard error of the mean difference is what a
+change has to clear (about half a click on the 45 held-out COCO objects). The files compared are
+``benchmarks/validation.py --objects-out`` files: ``{"label": ..., "objects": [{"folder",
+"name", "ious", "noc85", "noc90"}, ...]}``.
+
+An answer rule *earns its place* (issue 25) when switching it off alone costs clicks beyond two
+standard errors: over all objects at NoC@85 or NoC@90, or in one folder at both. The test is
+fixed here, before any table is read, so every ablation is judged by the same one.
+
+Objects of one image are not independent draws: they share its contrast, scale and modality, and
+a change that hurts one of them tends to hurt its neighbours. Beside the per-object standard
+error every difference carries one with the objects clustered by image (an object's image is
+its name before ``:``; mask objects are one per image), which is the honest one where a split
+has few images (the particles' 100 test objects come from 17 figures). Evaluation-split result
+files (``napari-risnet evaluate --out``) are read too, their objects in one folder named after
+the split.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Callable, Mapping, NamedTuple
+
+import numpy as np
+
+from napari_risnet.metrics import clicks_to_reach
+
+#: (folder, object name) -> that object's scores (at least its IoU curve, NoC@85 and NoC@90)
+ObjectScores = dict[tuple[str, str], dict]
+
+
+class Difference(NamedTuple):
+    """A mean paired difference B - A with its standard errors (NaN where undefined)."""
+    mean: float
+    se: float  # objects as independent draws
+    se_by_image: float  # objects clustered by their image
+    images: int
+
+
+#: (folder or "all", number of objects, {measure: its difference})
+PairedRow = tuple[str, int, dict[str, Difference]]
+
+#: how many standard errors a difference must clear to count
+SIGNIFICANT_SE = 2.0
+
+
+def load_object_scores(path: str | os.PathLike) -> ObjectScores:
+    """The per-object scores of a ``benchmarks/validation.py --objects-out`` file or of an
+    ``napari-risnet evaluate --out`` file (NoC computed from its IoU curves, as evaluate does),
+    keyed by (folder, name)."""
+    try:
+        data = json.loads(Path(path).read_text())
+        objects = data["objects"]
+        if objects and "folder" not in objects[0]:  # an evaluation-split result file
+            folder = _split_name(str(data.get("dataset", "split")))
+            limit = int(data.get("max_clicks", 20))
+            objects = [{"folder": folder, "name": o["name"], "ious": o["ious"],
+                        "noc85": clicks_to_reach(o["ious"], 0.85, limit),
+                        "noc90": clicks_to_reach(o["ious"], 0.90, limit)} for o in objects]
+        return {(o["folder"], o["name"]): o for o in objects}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{path} is not a per-object result file (benchmarks/validation.py "
+                         f"--objects-out or napari-risnet evaluate --out): {exc}") from None
+
+
+def _split_name(dataset: str) -> str:
+    """emps_particles/test for .../emps_particles/test, grabcut for .../grabcut."""
+    parts = Path(dataset.rstrip("/")).parts
+    return "/".join(parts[-2:]) if parts and parts[-1] in ("train", "test") else parts[-1]
+
+
+def image_of(name: str) -> str:
+    """The image an object belongs to: ``slice005`` for ``slice005:l101``; a mask object's name
+    is its image's."""
+    return name.split(":", 1)[0]
+
+
+def difference(d: np.ndarray, images: list[str]) -> Difference:
+    """The mean of per-object differences ``d`` with its standard error, plain and clustered by
+    ``images`` (the sandwich estimator with its G / (G - 1) correction; NaN below 2 images)."""
+    n, mean = len(d), float(d.mean())
+    se = float(d.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
+    sums: dict[str, float] = {}
+    for image, x in zip(images, d - mean):
+        sums[image] = sums.get(image, 0.0) + float(x)
+    g = len(sums)
+    se_image = (float(np.sqrt(sum(v * v for v in sums.values()) * g / (g - 1)) / n)
+                if g > 1 else float("nan"))
+    return Difference(mean, se, se_image, g)
+
+
+def iou_after(obj: Mapping, click: int | None) -> float:
+    """The IoU after ``click`` clicks (None: the last); a robot that stopped keeps its last."""
+    ious = obj["ious"]
+    return ious[-1] if click is None else ious[min(click, len(ious)) - 1]
+
+
+def paired_rows(a: ObjectScores, b: ObjectScores, iou_at: tuple[int, ...] = ()
+                ) -> list[PairedRow]:
+    """Per folder (sorted) and over "all": the mean difference B - A of NoC@85 (``noc85``),
+    NoC@90 (``noc90``), the IoU after the last click (``iou_last``) and after each click K in
+    ``iou_at`` (``iou_K``), with its standard errors, over the objects both files hold.
+
+    Raises ValueError when the files share no object (another recipe or ``--per-source``).
+    """
+    keys = sorted(set(a) & set(b))
+    if not keys:
+        raise ValueError("the two files share no objects: same recipe and --per-source?")
+    getters: dict[str, Callable[[Mapping], float]] = {
+        "noc85": lambda o: o["noc85"], "noc90": lambda o: o["noc90"],
+        "iou_last": lambda o: iou_after(o, None)}
+    getters.update({f"iou_{k}": (lambda o, k=k: iou_after(o, k)) for k in iou_at})
+    rows = []
+    for folder in sorted({f for f, _ in keys}) + ["all"]:
+        chosen = [k for k in keys if folder in ("all", k[0])]
+        images = [f"{f}/{image_of(name)}" for f, name in chosen]
+        out = {measure: difference(np.array([get(b[k]) - get(a[k]) for k in chosen], float),
+                                   images)
+               for measure, get in getters.items()}
+        rows.append((folder, len(chosen), out))
+    return rows
+
+
+def beyond_noise(mean: float, se: float) -> bool:
+    """Whether a difference clears ``SIGNIFICANT_SE`` standard errors (and has one at all)."""
+    return bool(se > 0 and abs(mean) > SIGNIFICANT_SE * se)
+
+
+def rule_earns_place(rows: list[PairedRow]) -> bool:
+    """``rows``: ``paired_rows(all rules on, this rule off)``. True when switching the rule off
+    costs clicks beyond noise over all objects (NoC@85 or NoC@90), or in one folder at both."""
+    def costs(out: dict, measure: str) -> bool:
+        d = out[measure]
+        return d.mean > 0 and beyond_noise(d.mean, d.se)
+
+    for folder, _, out in rows:
+        if folder == "all" and (costs(out, "noc85") or costs(out, "noc90")):
+            return True
+        if folder != "all" and costs(out, "noc85") and costs(out, "noc90"):
+            return True
+    return False
+
+
+def format_difference(d: Difference, digits: int = 2, by_image: bool = False) -> str:
+    """``+0.34 ± 0.17``, in bold when beyond noise; ``by_image`` adds the clustered standard
+    error (``+1.23 ± 0.27 (± 0.66 by 17 images)``), or says that all objects share one image."""
+    text = f"{d.mean:+.{digits}f} ± {d.se:.{digits}f}"
+    text = f"**{text}**" if beyond_noise(d.mean, d.se) else text
+    if by_image and d.images > 1:
+        text += f" (± {d.se_by_image:.{digits}f} by {d.images} images)"
+    elif by_image:
+        text += " (one image)"
+    return text
+
+
+__all__ = ["Difference", "ObjectScores", "PairedRow", "SIGNIFICANT_SE", "beyond_noise",
+           "difference", "format_difference", "image_of", "iou_after", "load_object_scores",
+           "paired_rows", "rule_earns_place"]

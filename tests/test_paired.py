@@ -1,0 +1,108 @@
+"""Paired per-object differences and the test a rule must pass to stay (evaluation.paired)."""
+import json
+
+import numpy as np
+import pytest
+
+from napari_risnet.evaluation.paired import (Difference, beyond_noise, difference,
+                                             format_difference, image_of, iou_after,
+                                             load_object_scores, paired_rows, rule_earns_place)
+from napari_risnet.metrics import clicks_to_reach
+
+
+def _scores(folder_nocs: dict[str, list[tuple[int, int]]]) -> dict:
+    return {(folder, f"o{i}"): {"folder": folder, "name": f"o{i}", "noc85": n85, "noc90": n90,
+                                "ious": [0.5, 0.9]}
+            for folder, nocs in folder_nocs.items() for i, (n85, n90) in enumerate(nocs)}
+
+
+def test_paired_rows_are_per_object_differences_with_their_standard_error():
+    a = _scores({"coco": [(2, 3), (4, 6), (5, 5)], "em": [(1, 1), (2, 2)]})
+    b = _scores({"coco": [(3, 3), (6, 6), (5, 8)], "em": [(1, 1), (2, 2)]})
+    rows = {folder: (n, out) for folder, n, out in paired_rows(a, b)}
+    assert list(rows) == ["coco", "em", "all"]
+    n, out = rows["coco"]
+    d = np.array([1, 2, 0], float)
+    assert n == 3 and out["noc85"].mean == pytest.approx(1.0)
+    assert out["noc85"].se == pytest.approx(d.std(ddof=1) / np.sqrt(3))
+    assert out["noc90"].mean == pytest.approx(1.0)
+    assert rows["em"][1]["noc85"][:2] == (0.0, 0.0)
+    assert rows["all"][0] == 5 and rows["all"][1]["noc85"].mean == pytest.approx(3 / 5)
+
+
+def test_only_shared_objects_are_paired_and_none_shared_is_an_error():
+    a = _scores({"coco": [(2, 3), (4, 6)]})
+    b = {k: v for k, v in _scores({"coco": [(9, 9), (4, 6)]}).items() if k[1] == "o1"}
+    (_, n, out), _ = paired_rows(a, b)
+    assert n == 1 and out["noc85"].mean == 0
+    with pytest.raises(ValueError, match="share no objects"):
+        paired_rows(a, _scores({"other": [(1, 1)]}))
+
+
+def test_iou_after_a_click_keeps_the_last_when_the_robot_stopped():
+    obj = {"ious": [0.3, 0.8, 0.95]}
+    assert iou_after(obj, 1) == 0.3 and iou_after(obj, None) == 0.95
+    assert iou_after(obj, 10) == 0.95
+
+
+def test_a_rule_stays_only_when_switching_it_off_costs_clicks_beyond_noise():
+    def rows(all85, all90, folder85=(0.0, 0.1), folder90=(0.0, 0.1)):
+        def d(mean_se):
+            return Difference(*mean_se, se_by_image=1.0, images=30)  # clustered SE not used
+        return [("coco", 40, {"noc85": d(folder85), "noc90": d(folder90)}),
+                ("all", 200, {"noc85": d(all85), "noc90": d(all90)})]
+
+    assert rule_earns_place(rows((0.15, 0.07), (0.1, 0.1)))  # over all at NoC@85
+    assert rule_earns_place(rows((0.0, 0.1), (0.5, 0.2)))  # over all at NoC@90
+    assert not rule_earns_place(rows((0.34, 0.17), (0.2, 0.2)))  # exactly two SE: noise
+    assert not rule_earns_place(rows((-0.6, 0.2), (-0.6, 0.25)))  # off is better: retire
+    # one folder at both thresholds, or not at all
+    assert rule_earns_place(rows((0.1, 0.1), (0.1, 0.1), (0.6, 0.27), (1.42, 0.66)))
+    assert not rule_earns_place(rows((0.1, 0.1), (0.1, 0.1), (0.73, 0.35), (0.53, 0.43)))
+
+
+def test_beyond_noise_needs_a_standard_error_and_bold_marks_it():
+    assert beyond_noise(-0.5, 0.2) and not beyond_noise(0.5, 0.0)
+    assert not beyond_noise(0.3, float("nan"))
+    assert format_difference(Difference(-1.85, 0.5, 0.9, 8)) == "**-1.85 ± 0.50**"
+    assert format_difference(Difference(0.02, 0.0231, 0.05, 3), digits=3) == "+0.020 ± 0.023"
+    assert (format_difference(Difference(1.23, 0.27, 0.66, 17), by_image=True)
+            == "**+1.23 ± 0.27** (± 0.66 by 17 images)")
+    assert format_difference(Difference(-2.08, 0.46, float("nan"), 1), by_image=True).endswith(
+        "(one image)")
+
+
+def test_load_object_scores_names_a_file_that_is_not_one(tmp_path):
+    good = tmp_path / "a.json"
+    good.write_text(json.dumps({"label": "x", "objects": [
+        {"folder": "coco", "name": "o1", "noc85": 2, "noc90": 3, "ious": [0.9]}]}))
+    assert load_object_scores(good)[("coco", "o1")]["noc90"] == 3
+    bad = tmp_path / "b.json"
+    bad.write_text(json.dumps({"summary": {}}))
+    with pytest.raises(ValueError, match="b.json is not a per-object result file"):
+        load_object_scores(bad)
+
+
+def test_evaluation_split_files_are_read_with_noc_from_their_iou_curves(tmp_path):
+    """napari-risnet evaluate --out files hold IoU curves only; NoC follows the robot's rule."""
+    path = tmp_path / "emps.json"
+    path.write_text(json.dumps({"dataset": "../data/emps_particles/test/", "max_clicks": 5,
+                                "objects": [{"name": "fig1:l3", "ious": [0.5, 0.86, 0.91]},
+                                            {"name": "fig1:l4", "ious": [0.2, 0.4, 0.6]}]}))
+    scores = load_object_scores(path)
+    assert scores[("emps_particles/test", "fig1:l3")]["noc85"] == 2
+    assert scores[("emps_particles/test", "fig1:l3")]["noc90"] == 3
+    assert scores[("emps_particles/test", "fig1:l4")]["noc85"] == 5  # never: max_clicks
+    assert clicks_to_reach([0.9], 0.85, 20) == 1 and clicks_to_reach([], 0.85, 20) == 20
+
+
+def test_objects_of_one_image_count_as_one_draw_in_the_clustered_error():
+    """Ten objects of one image moving together are one observation, not ten."""
+    assert image_of("slice005:l101") == "slice005" and image_of("apple03_0001") == "apple03_0001"
+    d = np.array([2.0] * 10 + [0.0] * 10 + [1.0] * 10)
+    one_each = difference(d, [f"im{i}" for i in range(30)])
+    clustered = difference(d, ["a"] * 10 + ["b"] * 10 + ["c"] * 10)
+    assert one_each.se == clustered.se == pytest.approx(d.std(ddof=1) / np.sqrt(30))
+    assert one_each.se_by_image == pytest.approx(one_each.se, rel=0.05)
+    assert clustered.images == 3 and clustered.se_by_image > 3 * clustered.se
+    assert np.isnan(difference(d, ["a"] * 30).se_by_image)
