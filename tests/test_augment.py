@@ -240,3 +240,30 @@ def test_stage8_is_stage7_at_full_resolution_and_later_clicks():
     for f in dataclasses.fields(s7):
         if f.name not in same:
             assert getattr(s7, f.name) == getattr(s8, f.name), f.name
+
+
+def test_stage9_is_stage8_with_the_loss_at_half_resolution():
+    """Stage 9 separates stage 8's two changes: everything as stage 8 but the loss at stage 7's
+    half resolution, so only the rollouts to 8 clicks differ from stage 7."""
+    import dataclasses
+
+    s7, s8, s9 = (load_config(RECIPES / f"stage{n}.toml") for n in (7, 8, 9))
+    assert s9.loss_stride == s7.loss_stride == 2 and s8.loss_stride == 1
+    assert s9.iterative_clicks == s8.iterative_clicks == 8
+    assert Path(s9.out_dir).name == "stage9"
+    for f in dataclasses.fields(s8):
+        if f.name not in {"loss_stride", "out_dir", "time_budget_s", "seed"}:
+            assert getattr(s8, f.name) == getattr(s9, f.name), f.name
+
+
+def test_stage10_is_stage9_without_augmentations():
+    """Stage 10 asks one question of stage 9: the same run with every augmentation off."""
+    import dataclasses
+
+    from napari_risnet.training.augment import AugmentConfig
+
+    s9, s10 = load_config(RECIPES / "stage9.toml"), load_config(RECIPES / "stage10.toml")
+    assert s9.augment != AugmentConfig() and s10.augment == AugmentConfig()
+    for f in dataclasses.fields(s9):
+        if f.name not in {"augment", "out_dir", "time_budget_s", "seed"}:
+            assert getattr(s9, f.name) == getattr(s10, f.name), f.name
