@@ -16,6 +16,7 @@ one written for anything else stops the run instead of being mixed in.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 from pathlib import Path
 
@@ -24,16 +25,27 @@ from validation import held_out_sets, score  # a sibling script in benchmarks/
 
 from napari_risnet.evaluation.paired import (format_difference, load_object_scores,
                                              paired_rows, rule_earns_place)
+from napari_risnet.inference.bundled import bundled_weights
 from napari_risnet.inference.predictor import Predictor, PredictorSettings
 from napari_risnet.inference.settings import RULES
 
 
-def variant_label(checkpoint: str, settings: PredictorSettings, scope: str) -> str:
-    """What a result file was made with (checkpoint, objects, settings); a file with another
-    label is not reused."""
+def weights_digest(checkpoint: str) -> str:
+    """The first 12 hex digits of the weights file's SHA-256: a checkpoint retrained under the
+    same name is another model."""
+    path = bundled_weights() if checkpoint == "default" else Path(checkpoint).expanduser()
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    except OSError as exc:
+        raise SystemExit(f"cannot read the checkpoint {checkpoint}: {exc}") from None
+
+
+def variant_label(model: str, settings: PredictorSettings, scope: str) -> str:
+    """What a result file was made with (``model``: checkpoint and weights digest, the objects,
+    the settings); a file with another label is not reused."""
     record = {k: v for k, v in settings.to_record().items() if k != "release"}
     off = ",".join(settings.rules_off) or "none"
-    return f"{checkpoint} (rules_off={off}; {scope}; {json.dumps(record, sort_keys=True)})"
+    return f"{model} (rules_off={off}; {scope}; {json.dumps(record, sort_keys=True)})"
 
 
 def run_variant(path: Path, label: str, checkpoint: str, settings: PredictorSettings,
@@ -105,21 +117,22 @@ def main() -> None:
         p.error(f"--rules: {', '.join(idle)} not in the base settings: nothing to switch off")
     if not rules:
         p.error("the base settings use no rule: nothing to ablate")
-    torch.set_num_threads(args.threads)
+    variants = {"base": base} | {
+        rule: base.with_values([f"rules_off={','.join(base.rules_off + (rule,))}"])
+        for rule in rules}
+    model = f"{args.checkpoint} [sha256 {weights_digest(args.checkpoint)}]"
+    scope = f"per_source {args.per_source}, {args.only or 'all folders'}, {args.max_clicks} clicks"
     out = Path(args.out)
+    files = {name: out / ("base.json" if name == "base" else f"off_{name}.json")
+             for name in variants}
+    torch.set_num_threads(args.threads)
     out.mkdir(parents=True, exist_ok=True)
     sets = held_out_sets(args.recipe, args.per_source, args.only)
-    scope = f"per_source {args.per_source}, {args.only or 'all folders'}, {args.max_clicks} clicks"
-    run_variant(out / "base.json", variant_label(args.checkpoint, base, scope), args.checkpoint,
-                base, sets, args.max_clicks)
-    variants = {}
-    for rule in rules:
-        off = base.with_values([f"rules_off={','.join(base.rules_off + (rule,))}"])
-        variants[rule] = out / f"off_{rule}.json"
-        run_variant(variants[rule], variant_label(args.checkpoint, off, scope), args.checkpoint,
-                    off, sets, args.max_clicks)
+    for name, settings in variants.items():
+        run_variant(files[name], variant_label(model, settings, scope), args.checkpoint,
+                    settings, sets, args.max_clicks)
     print("\nrule off − all on, mean ± standard error (positive: the rule saves clicks)\n")
-    print("\n".join(table(out / "base.json", variants)))
+    print("\n".join(table(files["base"], {r: files[r] for r in rules})))
 
 
 if __name__ == "__main__":

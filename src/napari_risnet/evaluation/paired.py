@@ -69,8 +69,8 @@ def load_object_scores(path: str | os.PathLike) -> ObjectScores:
 
 def _split_name(dataset: str) -> str:
     """emps_particles/test for .../emps_particles/test, grabcut for .../grabcut."""
-    parts = Path(dataset.rstrip("/")).parts
-    return "/".join(parts[-2:]) if parts and parts[-1] in ("train", "test") else parts[-1]
+    parts = Path(dataset.rstrip("/")).parts or ("split",)
+    return "/".join(parts[-2:]) if parts[-1] in ("train", "test") else parts[-1]
 
 
 def image_of(name: str) -> str:
