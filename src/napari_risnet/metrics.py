@@ -12,10 +12,10 @@ def iou(pred: np.ndarray, gt: np.ndarray, ignore: np.ndarray | None = None) -> f
     return 1.0 if union == 0 else np.count_nonzero(p & g) / union
 
 
-__all__ = ["iou"]
-
-
 def clicks_to_reach(ious: list[float], threshold: float, max_clicks: int) -> int:
     """NoC of one object: the first click count whose IoU reaches ``threshold``, ``max_clicks``
     when none does (the robot user's convention, which the paper's tables use too)."""
     return next((i + 1 for i, v in enumerate(ious) if v >= threshold), max_clicks)
+
+
+__all__ = ["clicks_to_reach", "iou"]
