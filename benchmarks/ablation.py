@@ -25,15 +25,13 @@ from validation import held_out_sets, score  # a sibling script in benchmarks/
 
 from napari_risnet.evaluation.paired import (format_difference, load_object_scores,
                                              paired_rows, rule_earns_place)
-from napari_risnet.inference.bundled import bundled_weights
-from napari_risnet.inference.predictor import Predictor, PredictorSettings
-from napari_risnet.inference.settings import RULES
+from napari_risnet.inference.predictor import Predictor, PredictorSettings, default_checkpoint
 
 
 def weights_digest(checkpoint: str) -> str:
     """The first 12 hex digits of the weights file's SHA-256: a checkpoint retrained under the
     same name is another model."""
-    path = bundled_weights() if checkpoint == "default" else Path(checkpoint).expanduser()
+    path = default_checkpoint() if checkpoint == "default" else Path(checkpoint).expanduser()
     try:
         return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
     except OSError as exc:
@@ -109,10 +107,10 @@ def main() -> None:
         raise SystemExit(f"--set: {exc}") from None
     rules = base.rules if args.rules is None else tuple(
         r.strip() for r in args.rules.split(",") if r.strip())
-    unknown = [r for r in rules if r not in RULES]
-    if unknown:
-        p.error(f"--rules: unknown {', '.join(unknown)}; the rules are {', '.join(RULES)}")
-    idle = [r for r in rules if not base.uses(r)]
+    try:  # uses() names the rules when one is unknown
+        idle = [r for r in rules if not base.uses(r)]
+    except ValueError as exc:
+        p.error(f"--rules: {exc}")
     if idle:
         p.error(f"--rules: {', '.join(idle)} not in the base settings: nothing to switch off")
     if not rules:
