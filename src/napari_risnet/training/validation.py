@@ -4,6 +4,7 @@ training crop comes from them), scored by the same robot user as the evaluation.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -35,6 +36,13 @@ class ValidationSet:
         return summary.noc85
 
 
+def folder_name(folder: str) -> str:
+    """A training folder's short name in reports and ``--only``: dsb2018_nuclei for
+    .../dsb2018_nuclei/train, coco_mval for .../coco_mval."""
+    parts = Path(folder).parts
+    return parts[-2] if parts[-1] in ("train", "test") else parts[-1]
+
+
 def held_out_objects(config: TrainConfig, per_source: int
                      ) -> tuple[list[tuple[str, list[ObjectSample]]], set[str]]:
     """Per training folder (in recipe order): ``per_source`` objects spread over its held-out
@@ -56,4 +64,4 @@ def validation_from_folders(config: TrainConfig) -> tuple[ValidationSet, set[str
     return ValidationSet([s for _, samples in by_source for s in samples]), exclude
 
 
-__all__ = ["ValidationSet", "held_out_objects", "validation_from_folders"]
+__all__ = ["ValidationSet", "folder_name", "held_out_objects", "validation_from_folders"]
