@@ -267,3 +267,33 @@ def test_stage10_is_stage9_without_augmentations():
     for f in dataclasses.fields(s9):
         if f.name not in {"augment", "out_dir", "time_budget_s", "seed"}:
             assert getattr(s9, f.name) == getattr(s10, f.name), f.name
+
+
+def test_stage11_is_stage10_continued_with_the_hippocampus_past_the_teacher():
+    """Stage 11 continues stage 10 and changes only the hippocampus folder: a larger share of the
+    samples and no teacher there (as the chloroplasts), so a held-out difference is that."""
+    import dataclasses
+
+    s10, s11 = load_config(RECIPES / "stage10.toml"), load_config(RECIPES / "stage11.toml")
+    assert Path(s11.init_checkpoint).parent.name == "stage10"
+    hippo10, hippo11 = ([d for d in s.data if "msd_hippocampus" in d.path][0] for s in (s10, s11))
+    assert hippo10.distill and not hippo11.distill and hippo11.weight > hippo10.weight
+    others = [(d.path, d.weight, d.distill) for d in s10.data if d is not hippo10]
+    assert others == [(d.path, d.weight, d.distill) for d in s11.data if d is not hippo11]
+    for f in dataclasses.fields(s10):
+        if f.name not in {"data", "init_checkpoint", "out_dir", "time_budget_s", "seed"}:
+            assert getattr(s10, f.name) == getattr(s11, f.name), f.name
+
+
+def test_stage12_is_stage11_with_stage5s_click_regime():
+    """Stage 12 runs beside stage 11 from the same start and differs only in the click regime:
+    no click-neighbourhood loss and stage 5's short rollouts."""
+    import dataclasses
+
+    s5, s11, s12 = (load_config(RECIPES / f"stage{n}.toml") for n in (5, 11, 12))
+    assert s12.click_weight == s5.click_weight == 0 < s11.click_weight
+    assert (s12.iterative_clicks, s12.iterative_prob) == (s5.iterative_clicks, s5.iterative_prob)
+    assert s12.init_checkpoint == s11.init_checkpoint and s12.data == s11.data
+    for f in dataclasses.fields(s11):
+        if f.name not in {"click_weight", "iterative_clicks", "iterative_prob", "out_dir", "seed"}:
+            assert getattr(s11, f.name) == getattr(s12, f.name), f.name
