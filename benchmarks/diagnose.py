@@ -30,7 +30,7 @@ from scipy import ndimage
 from napari_risnet.inference.merge import click_edit
 from napari_risnet.evaluation.robot import RobotUser, iou
 from napari_risnet.training.config import load_config
-from napari_risnet.training.validation import folder_name, held_out_objects
+from napari_risnet.training.validation import data_set_name, held_out_objects
 
 STILL = 0.005  # a click that moves the IoU less than this "changed almost nothing"
 
@@ -152,13 +152,13 @@ def main() -> None:
     method = build(args.method, args.checkpoint, args.set)
     report = {}
     for folder, samples in sets:
-        if args.only and folder_name(folder) != args.only:
+        if args.only and data_set_name(folder) != args.only:
             continue
         traces = [trace_object(method, s, args.max_clicks, args.band) for s in samples]
-        report[folder_name(folder)] = {"summary": summarise(traces, args.max_clicks),
+        report[data_set_name(folder)] = {"summary": summarise(traces, args.max_clicks),
                                  "traces": traces}
-        s = report[folder_name(folder)]["summary"]
-        print(f"{folder_name(folder)}: NoC@85/90 {s['noc85']:.2f}/{s['noc90']:.2f} "
+        s = report[data_set_name(folder)]["summary"]
+        print(f"{data_set_name(folder)}: NoC@85/90 {s['noc85']:.2f}/{s['noc90']:.2f} "
               f"mIoU@1/5/10/20 {s['miou'][0]:.3f}/{s['miou'][4]:.3f}/{s['miou'][9]:.3f}/"
               f"{s['miou'][-1]:.3f} still {s['still_clicks']:.2f} worse {s['worse_clicks']:.2f} "
               f"(in own edit {s['worse_in_own_edit']:.2f}) "

@@ -38,7 +38,7 @@ from napari_risnet.data import ObjectSample
 from napari_risnet.evaluation.images import evaluate
 from napari_risnet.inference.predictor import Predictor, PredictorSettings
 from napari_risnet.training.config import load_config
-from napari_risnet.training.validation import folder_name, held_out_objects
+from napari_risnet.training.validation import data_set_name, held_out_objects
 
 
 def without_prev_mask_input(model: torch.nn.Module) -> None:
@@ -75,7 +75,7 @@ def held_out_sets(recipe: str, per_source: int, only: str | None = None, upscale
     that many times larger."""
     sets, _ = held_out_objects(load_config(recipe), per_source)
     if only:
-        sets = [(path, samples) for path, samples in sets if folder_name(path) == only]
+        sets = [(path, samples) for path, samples in sets if data_set_name(path) == only]
         if not sets:
             raise SystemExit(f"--only {only}: the recipe {recipe} has no such folder")
     if upscale != 1:
@@ -91,7 +91,7 @@ def score(predictor: Predictor, sets: list[tuple[str, list[ObjectSample]]], max_
     for path, samples in sets:
         summary, results = evaluate(predictor, samples, max_clicks=max_clicks)
         summaries.append(summary)
-        objects += [{"folder": folder_name(path), "name": r.name, "ious": r.ious,
+        objects += [{"folder": data_set_name(path), "name": r.name, "ious": r.ious,
                      "noc85": r.noc(0.85, max_clicks), "noc90": r.noc(0.90, max_clicks)}
                     for r in results]
     return summaries, objects
@@ -131,7 +131,7 @@ def main() -> None:
         raise SystemExit("--objects-out takes one checkpoint")
     sets = held_out_sets(args.recipe, args.per_source, args.only, args.upscale)
     what = "NoC@85 / 90" + (f" / IoU@{args.max_clicks}" if args.final_iou else "")
-    print("| model | " + " | ".join(f"{folder_name(path)} {what}" for path, _ in sets)
+    print("| model | " + " | ".join(f"{data_set_name(path)} {what}" for path, _ in sets)
           + " | mean NoC@85 / 90 |")
     print("|---" * (len(sets) + 2) + "|")
     for ckpt in args.checkpoints:

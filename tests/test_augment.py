@@ -297,3 +297,22 @@ def test_stage12_is_stage11_with_stage5s_click_regime():
     for f in dataclasses.fields(s11):
         if f.name not in {"click_weight", "iterative_clicks", "iterative_prob", "out_dir", "seed"}:
             assert getattr(s11, f.name) == getattr(s12, f.name), f.name
+
+
+def test_the_gpu_stage12_recipe_is_stage12s_choices_on_stage6s_pack():
+    """training/gpu/stage12.toml reads the pack training/gpu/stage6.toml reads, and makes stage
+    12's choices (teacher, held statistics, no augmentations, no click term, short rollouts, the
+    hippocampus and chloroplasts past the teacher) at the GPU recipe's scale."""
+    from napari_risnet.training.augment import AugmentConfig
+
+    cpu = load_config(RECIPES / "stage12.toml")
+    gpu6, gpu = (load_config(RECIPES / "gpu" / f"stage{n}.toml") for n in (6, 12))
+    assert [d.path for d in gpu.data] == [d.path for d in gpu6.data]
+    assert [(d.weight, d.distill) for d in gpu.data] == [(d.weight, d.distill) for d in cpu.data]
+    assert gpu.augment == AugmentConfig() == cpu.augment
+    for name in ("distill_weight", "freeze_bn_statistics", "freeze_stages", "click_weight",
+                 "iterative_clicks", "iterative_prob", "distill_checkpoint"):
+        assert getattr(gpu, name) == getattr(cpu, name), name
+    for name in ("batch_size", "crop_size", "lr", "amp", "workers", "robot_workers"):
+        assert getattr(gpu, name) == getattr(gpu6, name), name
+    assert gpu.init_checkpoint == "default"

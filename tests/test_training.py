@@ -104,11 +104,11 @@ def test_training_with_the_click_term_reports_it(tmp_path):
 def test_folder_names_drop_the_split_not_the_data_set():
     """Reports and ``--only`` name a folder by its data set: the split's own folder name
     (train / test) would make every data set "train"."""
-    from napari_risnet.training.validation import folder_name
+    from napari_risnet.training.validation import data_set_name
 
-    assert folder_name("../shared/data/microscopy/dsb2018_nuclei/train") == "dsb2018_nuclei"
-    assert folder_name("/d/medical/msd_hippocampus/test") == "msd_hippocampus"
-    assert folder_name("../shared/data/natural/coco_mval") == "coco_mval"
+    assert data_set_name("../shared/data/microscopy/dsb2018_nuclei/train") == "dsb2018_nuclei"
+    assert data_set_name("/d/medical/msd_hippocampus/test") == "msd_hippocampus"
+    assert data_set_name("../shared/data/natural/coco_mval") == "coco_mval"
 
 
 def test_sampled_clicks_respect_the_object():

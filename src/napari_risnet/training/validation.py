@@ -36,7 +36,7 @@ class ValidationSet:
         return summary.noc85
 
 
-def folder_name(folder: str) -> str:
+def data_set_name(folder: str) -> str:
     """A training folder's short name in reports and ``--only``: dsb2018_nuclei for
     .../dsb2018_nuclei/train, coco_mval for .../coco_mval."""
     parts = Path(folder).parts
@@ -64,4 +64,4 @@ def validation_from_folders(config: TrainConfig) -> tuple[ValidationSet, set[str
     return ValidationSet([s for _, samples in by_source for s in samples]), exclude
 
 
-__all__ = ["ValidationSet", "folder_name", "held_out_objects", "validation_from_folders"]
+__all__ = ["ValidationSet", "data_set_name", "held_out_objects", "validation_from_folders"]
