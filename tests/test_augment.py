@@ -316,3 +316,16 @@ def test_the_gpu_stage12_recipe_is_stage12s_choices_on_stage6s_pack():
     for name in ("batch_size", "crop_size", "lr", "amp", "workers", "robot_workers"):
         assert getattr(gpu, name) == getattr(gpu6, name), name
     assert gpu.init_checkpoint == "default"
+
+
+def test_stage13_is_stage12_with_the_click_term_back():
+    """Stage 13 separates stage 12's two changes: the click-neighbourhood loss comes back, the
+    short rollouts stay."""
+    import dataclasses
+
+    s11, s12, s13 = (load_config(RECIPES / f"stage{n}.toml") for n in (11, 12, 13))
+    assert (s13.click_weight, s13.click_radius) == (s11.click_weight, s11.click_radius)
+    assert s13.click_weight > 0 == s12.click_weight
+    for f in dataclasses.fields(s12):
+        if f.name not in {"click_weight", "out_dir", "time_budget_s", "seed"}:
+            assert getattr(s12, f.name) == getattr(s13, f.name), f.name
