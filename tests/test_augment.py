@@ -1,4 +1,5 @@
 """The [augment] transforms of a training recipe: each does what it says, off changes nothing."""
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,13 @@ from napari_risnet.training.loader import CropClickStream
 from conftest import disc_image
 
 RECIPES = Path(__file__).resolve().parents[1] / "training"
+
+
+def fields_differing(a: TrainConfig, b: TrainConfig) -> set[str]:
+    """The recipe fields whose values differ: what one stage changes against another."""
+    return {f.name for f in dataclasses.fields(a) if getattr(a, f.name) != getattr(b, f.name)}
+
+
 ALL_ON = dict(grey_prob=0.5, invert_prob=0.5, gamma_prob=0.5, contrast_prob=0.5, blur_prob=0.5,
               noise_prob=0.5, scale_prob=0.5)
 
@@ -228,83 +236,61 @@ def test_the_gpu_stage6_recipe_reads_the_pack_of_the_cpu_recipe():
 def test_stage8_is_stage7_at_full_resolution_and_later_clicks():
     """The recipe changes what its header says and nothing else: stage 7's average as start,
     the bundled model as teacher, the loss at full resolution, rollouts to 8 clicks."""
-    import dataclasses
-
     s7, s8 = load_config(RECIPES / "stage7.toml"), load_config(RECIPES / "stage8.toml")
     assert Path(s8.init_checkpoint).name == "average.pt" and "stage7" in s8.init_checkpoint
     assert s8.distill_checkpoint == "default" and s7.distill_checkpoint == ""
     assert (s7.loss_stride, s8.loss_stride) == (2, 1)
     assert (s7.iterative_clicks, s8.iterative_clicks) == (5, 8)
-    same = {"init_checkpoint", "distill_checkpoint", "loss_stride", "iterative_clicks",
-            "out_dir", "time_budget_s", "seed"}
-    for f in dataclasses.fields(s7):
-        if f.name not in same:
-            assert getattr(s7, f.name) == getattr(s8, f.name), f.name
+    changed = {"init_checkpoint", "distill_checkpoint", "loss_stride", "iterative_clicks",
+               "out_dir", "time_budget_s", "seed"}
+    assert fields_differing(s7, s8) <= changed
 
 
 def test_stage9_is_stage8_with_the_loss_at_half_resolution():
     """Stage 9 separates stage 8's two changes: everything as stage 8 but the loss at stage 7's
     half resolution, so only the rollouts to 8 clicks differ from stage 7."""
-    import dataclasses
-
     s7, s8, s9 = (load_config(RECIPES / f"stage{n}.toml") for n in (7, 8, 9))
     assert s9.loss_stride == s7.loss_stride == 2 and s8.loss_stride == 1
     assert s9.iterative_clicks == s8.iterative_clicks == 8
     assert Path(s9.out_dir).name == "stage9"
-    for f in dataclasses.fields(s8):
-        if f.name not in {"loss_stride", "out_dir", "time_budget_s", "seed"}:
-            assert getattr(s8, f.name) == getattr(s9, f.name), f.name
+    assert fields_differing(s8, s9) <= {"loss_stride", "out_dir", "time_budget_s", "seed"}
 
 
 def test_stage10_is_stage9_without_augmentations():
     """Stage 10 asks one question of stage 9: the same run with every augmentation off."""
-    import dataclasses
-
-    from napari_risnet.training.augment import AugmentConfig
-
     s9, s10 = load_config(RECIPES / "stage9.toml"), load_config(RECIPES / "stage10.toml")
     assert s9.augment != AugmentConfig() and s10.augment == AugmentConfig()
-    for f in dataclasses.fields(s9):
-        if f.name not in {"augment", "out_dir", "time_budget_s", "seed"}:
-            assert getattr(s9, f.name) == getattr(s10, f.name), f.name
+    assert fields_differing(s9, s10) <= {"augment", "out_dir", "time_budget_s", "seed"}
 
 
 def test_stage11_is_stage10_continued_with_the_hippocampus_past_the_teacher():
     """Stage 11 continues stage 10 and changes only the hippocampus folder: a larger share of the
     samples and no teacher there (as the chloroplasts), so a held-out difference is that."""
-    import dataclasses
-
     s10, s11 = load_config(RECIPES / "stage10.toml"), load_config(RECIPES / "stage11.toml")
     assert Path(s11.init_checkpoint).parent.name == "stage10"
     hippo10, hippo11 = ([d for d in s.data if "msd_hippocampus" in d.path][0] for s in (s10, s11))
     assert hippo10.distill and not hippo11.distill and hippo11.weight > hippo10.weight
     others = [(d.path, d.weight, d.distill) for d in s10.data if d is not hippo10]
     assert others == [(d.path, d.weight, d.distill) for d in s11.data if d is not hippo11]
-    for f in dataclasses.fields(s10):
-        if f.name not in {"data", "init_checkpoint", "out_dir", "time_budget_s", "seed"}:
-            assert getattr(s10, f.name) == getattr(s11, f.name), f.name
+    assert fields_differing(s10, s11) <= {"data", "init_checkpoint", "out_dir", "time_budget_s",
+                                          "seed"}
 
 
 def test_stage12_is_stage11_with_stage5s_click_regime():
     """Stage 12 runs beside stage 11 from the same start and differs only in the click regime:
     no click-neighbourhood loss and stage 5's short rollouts."""
-    import dataclasses
-
     s5, s11, s12 = (load_config(RECIPES / f"stage{n}.toml") for n in (5, 11, 12))
     assert s12.click_weight == s5.click_weight == 0 < s11.click_weight
     assert (s12.iterative_clicks, s12.iterative_prob) == (s5.iterative_clicks, s5.iterative_prob)
     assert s12.init_checkpoint == s11.init_checkpoint and s12.data == s11.data
-    for f in dataclasses.fields(s11):
-        if f.name not in {"click_weight", "iterative_clicks", "iterative_prob", "out_dir", "seed"}:
-            assert getattr(s11, f.name) == getattr(s12, f.name), f.name
+    assert fields_differing(s11, s12) <= {"click_weight", "iterative_clicks", "iterative_prob",
+                                          "out_dir", "seed"}
 
 
 def test_the_gpu_stage12_recipe_is_stage12s_choices_on_stage6s_pack():
     """training/gpu/stage12.toml reads the pack training/gpu/stage6.toml reads, and makes stage
     12's choices (teacher, held statistics, no augmentations, no click term, short rollouts, the
     hippocampus and chloroplasts past the teacher) at the GPU recipe's scale."""
-    from napari_risnet.training.augment import AugmentConfig
-
     cpu = load_config(RECIPES / "stage12.toml")
     gpu6, gpu = (load_config(RECIPES / "gpu" / f"stage{n}.toml") for n in (6, 12))
     assert [d.path for d in gpu.data] == [d.path for d in gpu6.data]
@@ -321,11 +307,7 @@ def test_the_gpu_stage12_recipe_is_stage12s_choices_on_stage6s_pack():
 def test_stage13_is_stage12_with_the_click_term_back():
     """Stage 13 separates stage 12's two changes: the click-neighbourhood loss comes back, the
     short rollouts stay."""
-    import dataclasses
-
     s11, s12, s13 = (load_config(RECIPES / f"stage{n}.toml") for n in (11, 12, 13))
     assert (s13.click_weight, s13.click_radius) == (s11.click_weight, s11.click_radius)
     assert s13.click_weight > 0 == s12.click_weight
-    for f in dataclasses.fields(s12):
-        if f.name not in {"click_weight", "out_dir", "time_budget_s", "seed"}:
-            assert getattr(s12, f.name) == getattr(s13, f.name), f.name
+    assert fields_differing(s12, s13) <= {"click_weight", "out_dir", "time_budget_s", "seed"}
