@@ -9,9 +9,13 @@ the rule switched off, 20 clicks each; writes ``DIR/base.json`` and ``DIR/off_<r
 (``benchmarks/validation.py --objects-out`` files, so ``benchmarks/paired.py`` reads them too)
 and prints the table: paired differences rule off − all on per folder, mean ± standard error
 (positive: the rule saves clicks; bold: beyond two standard errors), and whether the rule earns
-its place (``napari_risnet.evaluation.paired.rule_earns_place``). A file already in DIR for the
-same checkpoint and settings is reused, so an interrupted ablation continues where it stopped;
-one written for anything else stops the run instead of being mixed in.
+its place (``napari_risnet.evaluation.paired.rule_earns_place``). Then the rules that do not
+are retired together only as far as the set passes the same test (``retire_together``: in the
+order of what each costs to keep, a rule whose retirement makes the set earn its place stays),
+one ``DIR/together_<rules>.json`` per set tried, and a second table says which retire. A file
+already in DIR for the same checkpoint and settings is reused, so an interrupted ablation
+continues where it stopped; one written for anything else stops the run instead of being mixed
+in. The rules kept are best measured again where they stay: ``--set rules_off=<the retired>``.
 """
 from __future__ import annotations
 
@@ -24,7 +28,8 @@ import torch
 from validation import held_out_sets, score  # a sibling script in benchmarks/
 
 from napari_risnet.evaluation.paired import (format_difference, load_object_scores,
-                                             paired_rows, rule_earns_place)
+                                             paired_rows, retire_together, retirement_order,
+                                             rule_earns_place)
 from napari_risnet.inference.predictor import Predictor, PredictorSettings, default_checkpoint
 
 
@@ -63,15 +68,17 @@ def run_variant(path: Path, label: str, checkpoint: str, settings: PredictorSett
     print(f"wrote {path}", flush=True)
 
 
-def table(base: Path, variants: dict[str, Path]) -> list[str]:
-    """The ablation table's lines: one row per rule, its folders, all objects, the verdict."""
+def table(base: Path, variants: dict[str, Path], heading: str = "rule switched off alone",
+          verdicts: tuple[str, str] = ("yes", "no: retire")) -> list[str]:
+    """The ablation table's lines: one row per variant (a rule, or a set of rules named
+    ``a+b``), its folders, all objects, the verdict of ``rule_earns_place``."""
     base_scores = load_object_scores(base)
     lines: list[str] = []
-    for rule, path in variants.items():
+    for name, path in variants.items():
         rows = paired_rows(base_scores, load_object_scores(path))
         if not lines:
             folders = [folder for folder, _, _ in rows if folder != "all"]
-            lines += ["| rule switched off alone | " + " | ".join(
+            lines += [f"| {heading} | " + " | ".join(
                 f"{f} NoC@85 / 90" for f in folders) + " | all NoC@85 / 90 / IoU@last (objects)"
                 " | earns its place |", "|---" * (len(folders) + 3) + "|"]
         cells = []
@@ -80,8 +87,9 @@ def table(base: Path, variants: dict[str, Path]) -> list[str]:
             if folder == "all":
                 cell += f" / {format_difference(out['iou_last'], digits=3)} ({n})"
             cells.append(cell)
-        verdict = "yes" if rule_earns_place(rows) else "no: retire"
-        lines.append(f"| `{rule}` | " + " | ".join(cells) + f" | {verdict} |")
+        verdict = verdicts[0] if rule_earns_place(rows) else verdicts[1]
+        label = ", ".join(f"`{r}`" for r in name.split("+"))
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {verdict} |")
     return lines
 
 
@@ -131,6 +139,33 @@ def main() -> None:
                     settings, sets, args.max_clicks)
     print("\nrule off − all on, mean ± standard error (positive: the rule saves clicks)\n")
     print("\n".join(table(files["base"], {r: files[r] for r in rules})))
+
+    base_scores = load_object_scores(files["base"])
+    alone = {r: paired_rows(base_scores, load_object_scores(files[r])) for r in rules}
+    order = retirement_order(alone)
+
+    def earns_together(retired: tuple[str, ...]) -> bool:
+        if len(retired) == 1:  # measured alone already
+            return rule_earns_place(alone[retired[0]])
+        settings = base.with_values([f"rules_off={','.join(base.rules_off + retired)}"])
+        path = out / f"together_{'+'.join(retired)}.json"
+        run_variant(path, variant_label(model, settings, scope), args.checkpoint, settings,
+                    sets, args.max_clicks)
+        files["+".join(retired)] = path
+        return rule_earns_place(paired_rows(base_scores, load_object_scores(path)))
+
+    retired, tried = retire_together(order, earns_together)
+    if len(tried) > 1:
+        print("\nthe rules that fail alone, switched off together (cumulative; a rule whose set "
+              "earns its place stays)\n")
+        print("\n".join(table(files["base"], {"+".join(s): files["+".join(s)] for s, _ in tried},
+                               heading="rules switched off together",
+                               verdicts=("yes: the last one stays", "no"))))
+    kept = [r for r in rules if r not in retired]
+    print(f"\nretire: {', '.join(retired) or 'none'}; keep: {', '.join(kept) or 'none'}")
+    if retired and kept:
+        off = ",".join(base.rules_off + retired)
+        print(f"the kept rules where they stay: --set rules_off={off}")
 
 
 if __name__ == "__main__":

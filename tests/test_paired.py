@@ -6,7 +6,8 @@ import pytest
 
 from napari_risnet.evaluation.paired import (Difference, beyond_noise, difference,
                                              format_difference, image_of, iou_after,
-                                             load_object_scores, paired_rows, rule_earns_place)
+                                             load_object_scores, paired_rows, retire_together,
+                                             retirement_order, rule_earns_place)
 from napari_risnet.metrics import clicks_to_reach
 
 
@@ -59,6 +60,36 @@ def test_a_rule_stays_only_when_switching_it_off_costs_clicks_beyond_noise():
     # one folder at both thresholds, or not at all
     assert rule_earns_place(rows((0.1, 0.1), (0.1, 0.1), (0.6, 0.27), (1.42, 0.66)))
     assert not rule_earns_place(rows((0.1, 0.1), (0.1, 0.1), (0.73, 0.35), (0.53, 0.43)))
+
+
+def _all_rows(noc85: tuple[float, float], noc90: tuple[float, float]) -> list:
+    return [("all", 225, {"noc85": Difference(*noc85, 1.0, 30),
+                          "noc90": Difference(*noc90, 1.0, 30)})]
+
+
+def test_rules_that_fail_alone_are_tried_the_costliest_to_keep_first():
+    alone = {"flip": _all_rows((0.24, 0.1), (0.9, 0.2)),  # earns its place: never retired
+             "prior": _all_rows((-0.13, 0.13), (-0.39, 0.19)),
+             "merge": _all_rows((-0.03, 0.04), (0.04, 0.05)),
+             "threshold": _all_rows((0.06, 0.15), (0.04, 0.21)),
+             "focus": _all_rows((0.04, 0.04), (0.12, 0.08))}
+    # NoC@90 first; a tie (0.04) goes to the lower NoC@85
+    assert retirement_order(alone) == ["prior", "merge", "threshold", "focus"]
+
+
+def test_a_rule_whose_retirement_makes_the_set_cost_clicks_stays():
+    """Effects within noise one by one add up: the set is judged as a whole after each rule,
+    and a rule that tips it over stays while the later ones are still tried."""
+    def earns(retired):  # two pairs stand in for each other: either one off alone is noise
+        return {"threshold", "focus"} <= set(retired) or {"prior", "merge"} <= set(retired)
+
+    retired, tried = retire_together(["prior", "wider", "threshold", "merge", "focus", "spill"],
+                                     earns)
+    assert retired == ("prior", "wider", "threshold", "spill")
+    assert [verdict for _, verdict in tried] == [False, False, False, True, True, False]
+    assert tried[3][0] == ("prior", "wider", "threshold", "merge")
+    assert retire_together([], earns) == ((), [])
+    assert retire_together(["a", "b"], lambda s: False)[0] == ("a", "b")
 
 
 def test_beyond_noise_needs_a_standard_error_and_bold_marks_it():

@@ -8,7 +8,9 @@ change has to clear (about half a click on the 45 held-out COCO objects). The fi
 
 An answer rule *earns its place* (issue 25) when switching it off alone costs clicks beyond two
 standard errors: over all objects at NoC@85 or NoC@90, or in one folder at both. The test is
-fixed here, before any table is read, so every ablation is judged by the same one.
+fixed here, before any table is read, so every ablation is judged by the same one. The rules that
+fail it are then retired together only as far as the set passes the same test
+(``retire_together``): effects within noise one by one can add up to clicks.
 
 Objects of one image are not independent draws: they share its contrast, scale and modality, and
 a change that hurts one of them tends to hurt its neighbours. Beside the per-object standard
@@ -145,6 +147,35 @@ def rule_earns_place(rows: list[PairedRow]) -> bool:
     return False
 
 
+def retirement_order(alone: Mapping[str, list[PairedRow]]) -> list[str]:
+    """``alone``: rule -> ``paired_rows(all rules on, this rule off)``. The rules that do not earn
+    their place alone, the one that costs most to keep first (switching it off saves most):
+    by the all-objects NoC@90 difference, then NoC@85, then name."""
+    def key(rule: str) -> tuple[float, float, str]:
+        out = next(o for folder, _, o in alone[rule] if folder == "all")
+        return out["noc90"].mean, out["noc85"].mean, rule
+
+    return sorted((r for r, rows in alone.items() if not rule_earns_place(rows)), key=key)
+
+
+def retire_together(order: list[str], earns_together: Callable[[tuple[str, ...]], bool]
+                    ) -> tuple[tuple[str, ...], list[tuple[tuple[str, ...], bool]]]:
+    """Small effects that each stay within noise can add up: rules are retired one after the
+    other in ``order`` (``retirement_order``), each only if the set retired so far with it
+    still does not earn its place against all rules on (``earns_together(set)``: the same test,
+    ``rule_earns_place``, of the set switched off together); a rule whose retirement makes the
+    set earn its place stays. Returns the retired set and every set tried with its verdict."""
+    retired: tuple[str, ...] = ()
+    tried: list[tuple[tuple[str, ...], bool]] = []
+    for rule in order:
+        candidate = retired + (rule,)
+        earns = bool(earns_together(candidate))
+        tried.append((candidate, earns))
+        if not earns:
+            retired = candidate
+    return retired, tried
+
+
 def format_difference(d: Difference, digits: int = 2, by_image: bool = False) -> str:
     """``+0.34 ± 0.17``, in bold when beyond noise; ``by_image`` adds the clustered standard
     error (``+1.23 ± 0.27 (± 0.66 by 17 images)``), or says that all objects share one image."""
@@ -159,4 +190,4 @@ def format_difference(d: Difference, digits: int = 2, by_image: bool = False) ->
 
 __all__ = ["Difference", "ObjectScores", "PairedRow", "SIGNIFICANT_SE", "beyond_noise",
            "difference", "format_difference", "image_of", "iou_after", "load_object_scores",
-           "paired_rows", "rule_earns_place"]
+           "paired_rows", "retire_together", "retirement_order", "rule_earns_place"]
