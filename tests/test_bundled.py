@@ -79,3 +79,23 @@ def test_a_project_names_a_file_by_its_path_and_the_bundled_model_by_its_release
         {"checkpoint": "default", "bundled": bundled.CURRENT}
     assert bundled.checkpoint_record("m.pt") == {"checkpoint": str(tmp_path / "m.pt")}
     assert bundled.checkpoint_record("~/m.pt") == {"checkpoint": str(tmp_path / "home" / "m.pt")}
+
+
+def test_a_preset_brings_the_model_its_release_bundled(tmp_path, monkeypatch):
+    """``--preset 0.18.0`` reproduces 0.18.0's results after a later release ships new weights:
+    that release's settings with that release's model."""
+    from napari_risnet.cli.commands import build_method
+    from napari_risnet.inference.settings import PRESETS
+
+    for name in ("risnet_old.pt", "risnet_new.pt"):
+        save_checkpoint(tmp_path / name, RISNet(tiny_config(prev_mask=True)), half=True)
+    monkeypatch.setattr(bundled, "WEIGHTS_DIR", tmp_path)
+    monkeypatch.setattr(bundled, "BUNDLED", (("0.5.0", "risnet_old.pt"),
+                                             ("9.0.0", "risnet_new.pt")))
+    monkeypatch.setattr(bundled, "CURRENT", "9.0.0")
+    assert build_method("risnet", device="cpu").checkpoint.name == "risnet_new.pt"
+    old = build_method("risnet", device="cpu", preset="0.18.0")
+    assert old.checkpoint.name == "risnet_old.pt" and old.settings == PRESETS["0.18.0"]
+    mine = build_method("risnet", checkpoint=str(tmp_path / "risnet_new.pt"), device="cpu",
+                        preset="0.18.0")  # a checkpoint given is the one used
+    assert mine.checkpoint.name == "risnet_new.pt"

@@ -21,8 +21,8 @@ def build_method(name: str, checkpoint: str | None = None, device: str = "auto",
                  preset: str | None = None, assignments: list[str] | None = None):
     """A method by name: the RIS-Net predictor (bundled model by default; ``focus=False``: no
     focus pass; ``settings``: a project's recorded predictor settings, rebuilt with
-    ``PredictorSettings.from_record``; ``preset``: a release's default settings instead of
-    today's; ``assignments``: ``NAME=VALUE`` changes on top) or a baseline."""
+    ``PredictorSettings.from_record``; ``preset``: a release's default settings and bundled
+    model instead of today's; ``assignments``: ``NAME=VALUE`` changes on top) or a baseline."""
     if name == "risnet":
         import dataclasses
 
@@ -38,6 +38,9 @@ def build_method(name: str, checkpoint: str | None = None, device: str = "auto",
         chosen = chosen.with_values(assignments or [])
         chosen = dataclasses.replace(chosen, use_graphcut=graphcut,
                                      focus_from=chosen.focus_from if focus else 0)
+        if not checkpoint and preset:  # a release's settings go with the model it bundled
+            from napari_risnet.inference.bundled import bundled_weights
+            checkpoint = str(bundled_weights(preset))
         return Predictor(checkpoint or "default", chosen, device=device)
     if checkpoint or preset or assignments:
         raise ValueError(f"--checkpoint, --preset and --set only apply to --method risnet, "

@@ -12,9 +12,9 @@ from napari_risnet.cli.commands import (METHODS, cmd_average, cmd_demo, cmd_eval
 def _add_predictor_settings(parser: argparse.ArgumentParser) -> None:
     """--preset and --set: the predictor settings a benchmark runs RIS-Net with."""
     parser.add_argument("--preset", metavar="RELEASE",
-                        help="RIS-Net with the predictor settings release RELEASE used by "
-                             "default (e.g. 0.15.0), to reproduce its results; default: this "
-                             "release's")
+                        help="RIS-Net with the predictor settings and the bundled model release "
+                             "RELEASE used by default (e.g. 0.15.0), to reproduce its results; "
+                             "default: this release's")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                         help="change one predictor setting (a field of PredictorSettings, e.g. "
                              "magnified_bias=0 or rules_off=flip_averaging); repeat")
