@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 from validation import held_out_sets, score  # a sibling script in benchmarks/
 
-from napari_risnet.evaluation.paired import (format_difference, load_object_scores,
+from napari_risnet.evaluation.paired import (PairedRow, format_difference, load_object_scores,
                                              paired_rows, retire_together, retirement_order,
                                              rule_earns_place)
 from napari_risnet.inference.predictor import Predictor, PredictorSettings, default_checkpoint
@@ -68,14 +68,13 @@ def run_variant(path: Path, label: str, checkpoint: str, settings: PredictorSett
     print(f"wrote {path}", flush=True)
 
 
-def table(base: Path, variants: dict[str, Path], heading: str = "rule switched off alone",
+def table(variants: dict[str, list[PairedRow]], heading: str = "rule switched off alone",
           verdicts: tuple[str, str] = ("yes", "no: retire")) -> list[str]:
-    """The ablation table's lines: one row per variant (a rule, or a set of rules named
-    ``a+b``), its folders, all objects, the verdict of ``rule_earns_place``."""
-    base_scores = load_object_scores(base)
+    """The ablation table's lines from each variant's ``paired_rows`` against the base: one row
+    per variant (a rule, or a set of rules named ``a+b``), its folders, all objects, the verdict
+    of ``rule_earns_place``."""
     lines: list[str] = []
-    for name, path in variants.items():
-        rows = paired_rows(base_scores, load_object_scores(path))
+    for name, rows in variants.items():
         if not lines:
             folders = [folder for folder, _, _ in rows if folder != "all"]
             lines += [f"| {heading} | " + " | ".join(
@@ -137,29 +136,30 @@ def main() -> None:
     for name, settings in variants.items():
         run_variant(files[name], variant_label(model, settings, scope), args.checkpoint,
                     settings, sets, args.max_clicks)
-    print("\nrule off − all on, mean ± standard error (positive: the rule saves clicks)\n")
-    print("\n".join(table(files["base"], {r: files[r] for r in rules})))
-
     base_scores = load_object_scores(files["base"])
     alone = {r: paired_rows(base_scores, load_object_scores(files[r])) for r in rules}
-    order = retirement_order(alone)
+    print("\nrule off − all on, mean ± standard error (positive: the rule saves clicks)\n")
+    print("\n".join(table(alone)))
+
+    together: dict[str, list[PairedRow]] = {}
 
     def earns_together(retired: tuple[str, ...]) -> bool:
         if len(retired) == 1:  # measured alone already
-            return rule_earns_place(alone[retired[0]])
-        settings = base.with_values([f"rules_off={','.join(base.rules_off + retired)}"])
-        path = out / f"together_{'+'.join(retired)}.json"
-        run_variant(path, variant_label(model, settings, scope), args.checkpoint, settings,
-                    sets, args.max_clicks)
-        files["+".join(retired)] = path
-        return rule_earns_place(paired_rows(base_scores, load_object_scores(path)))
+            rows = alone[retired[0]]
+        else:
+            settings = base.with_values([f"rules_off={','.join(base.rules_off + retired)}"])
+            path = out / f"together_{'+'.join(retired)}.json"
+            run_variant(path, variant_label(model, settings, scope), args.checkpoint, settings,
+                        sets, args.max_clicks)
+            rows = paired_rows(base_scores, load_object_scores(path))
+        together["+".join(retired)] = rows
+        return rule_earns_place(rows)
 
-    retired, tried = retire_together(order, earns_together)
+    retired, tried = retire_together(retirement_order(alone), earns_together)
     if len(tried) > 1:
         print("\nthe rules that fail alone, switched off together (cumulative; a rule whose set "
               "earns its place stays)\n")
-        print("\n".join(table(files["base"], {"+".join(s): files["+".join(s)] for s, _ in tried},
-                               heading="rules switched off together",
+        print("\n".join(table(together, heading="rules switched off together",
                                verdicts=("yes: the last one stays", "no"))))
     kept = [r for r in rules if r not in retired]
     print(f"\nretire: {', '.join(retired) or 'none'}; keep: {', '.join(kept) or 'none'}")
