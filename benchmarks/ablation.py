@@ -1,7 +1,8 @@
 """Every answer rule switched off alone, on a training recipe's held-out objects: issue 25's table.
 
     python benchmarks/ablation.py training/stage6.toml CHECKPOINT --out DIR \\
-        [--per-source 60] [--threads 1] [--set NAME=VALUE ...] [--rules a,b] [--only FOLDER]
+        [--per-source 60] [--threads 1] [--jobs 1] [--set NAME=VALUE ...] [--rules a,b] \\
+        [--only FOLDER] [--check FOLDER [--check-limit 100]]
 
 Scores the checkpoint with its settings (the defaults, changed by ``--set``; e.g. ``--set
 rules_off=magnified_bias`` to start from a smaller set) and then once per rule in that set with
@@ -16,20 +17,29 @@ one ``DIR/together_<rules>.json`` per set tried, and a second table says which r
 already in DIR for the same checkpoint and settings is reused, so an interrupted ablation
 continues where it stopped; one written for anything else stops the run instead of being mixed
 in. The rules kept are best measured again where they stay: ``--set rules_off=<the retired>``.
+``--jobs N`` scores N variants at once in N processes (``VariantRuns``), the cumulative sets
+ahead of their turn: on N idle cores about N times faster, with the same files.
+
+``--check FOLDER`` adds an evaluation-only folder that is no test split as one more folder of the
+table (``validation.check_sets``): since 0.20.0 the ablation reads the EM particles' *train*
+split, never trained on, with ``--check-limit 100`` objects, so a rule the out-of-domain data
+needs is seen before the test splits are (0.19.0 retired small-object rules on the training
+folders alone and lost the particles' test split).
 """
 from __future__ import annotations
 
 import argparse
 import hashlib
 import json
+from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 
 import torch
 from validation import held_out_sets, score  # a sibling script in benchmarks/
 
-from napari_risnet.evaluation.paired import (PairedRow, format_difference, load_object_scores,
-                                             paired_rows, retire_together, retirement_order,
-                                             rule_earns_place)
+from napari_risnet.evaluation.paired import (ObjectScores, PairedRow, format_difference,
+                                             load_object_scores, paired_rows, retire_together,
+                                             retirement_order, rule_earns_place)
 from napari_risnet.inference.predictor import Predictor, PredictorSettings, default_checkpoint
 
 
@@ -51,21 +61,85 @@ def variant_label(model: str, settings: PredictorSettings, scope: str) -> str:
     return f"{model} (rules_off={off}; {scope}; {json.dumps(record, sort_keys=True)})"
 
 
-def run_variant(path: Path, label: str, checkpoint: str, settings: PredictorSettings,
-                sets: list, max_clicks: int) -> None:
-    """Score one variant into ``path`` unless a file of the same label is there."""
-    if path.is_file():
-        found = json.loads(path.read_text()).get("label")
-        if found == label:
-            print(f"reusing {path}", flush=True)
-            return
-        raise SystemExit(f"{path} was written for another checkpoint or settings:\n  {found}\n"
-                         f"expected\n  {label}\nchoose another --out folder")
-    _, objects = score(Predictor(checkpoint, settings, device="cpu"), sets, max_clicks)
+#: the held-out objects of this process (loaded once per worker by ``_load_objects``)
+_OBJECTS: list = []
+
+
+def _load_objects(held_out_args: tuple, threads: int) -> None:
+    global _OBJECTS
+    torch.set_num_threads(threads)
+    _OBJECTS = held_out_sets(*held_out_args)
+
+
+def _score_into(path: Path, label: str, checkpoint: str, settings: PredictorSettings,
+                max_clicks: int) -> None:
+    _, objects = score(Predictor(checkpoint, settings, device="cpu"), _OBJECTS, max_clicks)
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps({"label": label, "objects": objects}))
     tmp.replace(path)
     print(f"wrote {path}", flush=True)
+
+
+class VariantRuns:
+    """Scores variants (settings) into result files, each at most once: in this process
+    (``jobs`` 1) or in ``jobs`` worker processes that each load the objects once and run one
+    variant at a time. The ablation's variants are independent, and the cumulative sets can be
+    scored ahead of their turn, so on a machine with N cores ``--jobs N`` takes about 1/N of the
+    time; a file already there for the same label is reused, one for another label stops the
+    run (SystemExit) instead of being mixed in."""
+
+    def __init__(self, jobs: int, held_out_args: tuple, threads: int, checkpoint: str,
+                 model: str, scope: str, max_clicks: int) -> None:
+        self.checkpoint, self.model, self.scope, self.max_clicks = (
+            checkpoint, model, scope, max_clicks)
+        self.pending: dict[Path, Future | tuple[str, PredictorSettings] | None] = {}
+        self.pool = None
+        self.jobs = jobs
+        self._load = (held_out_args, threads)
+        if jobs > 1:
+            self.pool = ProcessPoolExecutor(jobs, initializer=_load_objects,
+                                            initargs=self._load)
+
+    def submit(self, path: Path, settings: PredictorSettings) -> None:
+        """Start scoring ``settings`` into ``path`` (in one process: when its scores are asked)."""
+        if path in self.pending:
+            return
+        label = variant_label(self.model, settings, self.scope)
+        if path.is_file():
+            found = json.loads(path.read_text()).get("label")
+            if found != label:
+                raise SystemExit(f"{path} was written for another checkpoint or settings:\n"
+                                 f"  {found}\nexpected\n  {label}\nchoose another --out folder")
+            print(f"reusing {path}", flush=True)
+            self.pending[path] = None
+        elif self.pool is not None:
+            self.pending[path] = self.pool.submit(_score_into, path, label, self.checkpoint,
+                                                  settings, self.max_clicks)
+        else:
+            self.pending[path] = (label, settings)
+
+    def cancel(self, path: Path) -> None:
+        """Drop a variant submitted ahead of its turn that is no longer needed (if not started)."""
+        job = self.pending.get(path)
+        if isinstance(job, Future) and job.cancel():
+            del self.pending[path]
+
+    def scores(self, path: Path, settings: PredictorSettings) -> ObjectScores:
+        """The per-object scores of ``settings``, scored first where needed."""
+        self.submit(path, settings)
+        job = self.pending[path]
+        if isinstance(job, Future):
+            job.result()
+        elif job is not None:
+            if not _OBJECTS:
+                _load_objects(*self._load)
+            _score_into(path, job[0], self.checkpoint, job[1], self.max_clicks)
+        self.pending[path] = None
+        return load_object_scores(path)
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(cancel_futures=True)
 
 
 def table(variants: dict[str, list[PairedRow]], heading: str = "rule switched off alone",
@@ -99,15 +173,24 @@ def main() -> None:
     p.add_argument("--out", required=True, help="folder for the per-variant result files")
     p.add_argument("--per-source", type=int, default=60, help="objects per data folder")
     p.add_argument("--max-clicks", type=int, default=20)
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--threads", type=int, default=1, help="threads per job (default 1)")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="variants scored at once, one process each (default 1; on N idle cores "
+                        "N jobs of 1 thread)")
     p.add_argument("--only", default=None, help="score only the folder with this name")
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                    help="a Predictor setting of the base (repeatable), as in validation.py")
+    p.add_argument("--check", action="append", default=[], metavar="FOLDER",
+                   help="an evaluation-only folder that is no test split, scored as one more "
+                        "folder (repeatable), as in validation.py")
+    p.add_argument("--check-limit", type=int, default=100,
+                   help="objects spread over each --check folder (default 100)")
     p.add_argument("--rules", default=None,
                    help="comma-separated rules to switch off (default: every rule in the base)")
     args = p.parse_args()
-    if args.per_source < 1 or args.max_clicks < 1:
-        p.error("--per-source and --max-clicks must be at least 1")
+    if min(args.per_source, args.max_clicks, args.check_limit, args.jobs, args.threads) < 1:
+        p.error("--per-source, --max-clicks, --check-limit, --jobs and --threads must be at "
+                "least 1")
     try:
         base = PredictorSettings().with_values(args.set)
     except ValueError as exc:
@@ -126,46 +209,71 @@ def main() -> None:
         rule: base.with_values([f"rules_off={','.join(base.rules_off + (rule,))}"])
         for rule in rules}
     model = f"{args.checkpoint} [sha256 {weights_digest(args.checkpoint)}]"
-    scope = f"per_source {args.per_source}, {args.only or 'all folders'}, {args.max_clicks} clicks"
+    checks = "".join(f", check {c} ({args.check_limit})" for c in args.check)
+    scope = (f"per_source {args.per_source}, {args.only or 'all folders'}{checks}, "
+             f"{args.max_clicks} clicks")
     out = Path(args.out)
     files = {name: out / ("base.json" if name == "base" else f"off_{name}.json")
              for name in variants}
-    torch.set_num_threads(args.threads)
     out.mkdir(parents=True, exist_ok=True)
-    sets = held_out_sets(args.recipe, args.per_source, args.only)
+    runs = VariantRuns(args.jobs, (args.recipe, args.per_source, args.only, 1.0, args.check,
+                                   args.check_limit), args.threads, args.checkpoint, model, scope,
+                       args.max_clicks)
+    try:
+        retired, kept = ablate(runs, base, rules, variants, files, out)
+    finally:
+        runs.close()
+    print(f"\nretire: {', '.join(retired) or 'none'}; keep: {', '.join(kept) or 'none'}")
+    if retired and kept:
+        off = ",".join(base.rules_off + retired)
+        print(f"the kept rules where they stay: --set rules_off={off}")
+
+
+def ablate(runs: VariantRuns, base: PredictorSettings, rules: tuple[str, ...],
+           variants: dict[str, PredictorSettings], files: dict[str, Path], out: Path
+           ) -> tuple[tuple[str, ...], list[str]]:
+    """The two tables (printed): each rule off alone, then the cumulative sets; returns the
+    retired rules and the kept ones."""
     for name, settings in variants.items():
-        run_variant(files[name], variant_label(model, settings, scope), args.checkpoint,
-                    settings, sets, args.max_clicks)
-    base_scores = load_object_scores(files["base"])
-    alone = {r: paired_rows(base_scores, load_object_scores(files[r])) for r in rules}
+        runs.submit(files[name], settings)
+    base_scores = runs.scores(files["base"], base)
+    alone = {r: paired_rows(base_scores, runs.scores(files[r], variants[r])) for r in rules}
     print("\nrule off − all on, mean ± standard error (positive: the rule saves clicks)\n")
     print("\n".join(table(alone)))
 
     together: dict[str, list[PairedRow]] = {}
+    order = retirement_order(alone)
+
+    def set_run(retired: tuple[str, ...]) -> tuple[Path, PredictorSettings]:
+        return (out / f"together_{'+'.join(retired)}.json",
+                base.with_values([f"rules_off={','.join(base.rules_off + retired)}"]))
 
     def earns_together(retired: tuple[str, ...]) -> bool:
+        # the sets after this one if it and the next rules retire too, scored ahead of their turn
+        at = order.index(retired[-1]) + 1
+        ahead = [retired + tuple(order[at:at + k]) for k in range(1, runs_ahead + 1)]
+        for later in ahead:
+            if len(later) > 1 and len(later) > len(retired):
+                runs.submit(*set_run(later))
         if len(retired) == 1:  # measured alone already
             rows = alone[retired[0]]
         else:
-            settings = base.with_values([f"rules_off={','.join(base.rules_off + retired)}"])
-            path = out / f"together_{'+'.join(retired)}.json"
-            run_variant(path, variant_label(model, settings, scope), args.checkpoint, settings,
-                        sets, args.max_clicks)
-            rows = paired_rows(base_scores, load_object_scores(path))
+            rows = paired_rows(base_scores, runs.scores(*set_run(retired)))
         together["+".join(retired)] = rows
-        return rule_earns_place(rows)
+        earns = rule_earns_place(rows)
+        if earns:  # the last rule stays: the sets that retired it are not needed
+            for later in ahead:
+                runs.cancel(set_run(later)[0])
+        return earns
 
-    retired, tried = retire_together(retirement_order(alone), earns_together)
+    runs_ahead = runs.jobs - 1
+    retired, tried = retire_together(order, earns_together)
     if len(tried) > 1:
         print("\nthe rules that fail alone, switched off together (cumulative; a rule whose set "
               "earns its place stays)\n")
         print("\n".join(table(together, heading="rules switched off together",
                                verdicts=("yes: the last one stays", "no"))))
-    kept = [r for r in rules if r not in retired]
-    print(f"\nretire: {', '.join(retired) or 'none'}; keep: {', '.join(kept) or 'none'}")
-    if retired and kept:
-        off = ",".join(base.rules_off + retired)
-        print(f"the kept rules where they stay: --set rules_off={off}")
+    return retired, [r for r in rules if r not in retired]
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ trainer's per-epoch check, to choose between checkpoints without touching GrabCu
 
     python benchmarks/validation.py training/stage1.toml default runs/stage2/last.pt \
         [--per-source 30] [--threads 1] [--ablate no_prev_mask|no_decoder] [--final-iou] \
-        [--set NAME=VALUE ...] [--only FOLDER] [--upscale F] [--objects-out F.json]
+        [--set NAME=VALUE ...] [--only FOLDER] [--upscale F] [--objects-out F.json] \
+        [--check FOLDER [--check-limit 100]]
 
 ``--set`` changes a PredictorSettings field (``--set focus_from=0``) or, prefixed ``gc.``, a
 graph-cut parameter (``--set gc.pairwise_weight=1.0``, see ``GraphCutParams``);
@@ -19,6 +20,13 @@ objects under two settings, compared object by object with a standard error.
 same objects seen at a higher resolution, e.g. nuclei as large in pixels as a microscope at a
 higher magnification makes them (0.9.0: whether the small-object bias belongs to the
 object's apparent size or to the domain).
+
+``--check FOLDER`` (repeatable) adds an evaluation-only folder that is no test split, scored
+like a held-out folder on ``--check-limit`` objects spread over it (as ``napari-risnet evaluate
+--limit`` takes them): the EM particles' *train* split, never trained on. The held-out folders
+cannot show what a domain nothing is trained on needs (0.19.0: rules retired on them lost the
+particles' test split); a check folder shows it without choosing anything on a test split.
+A ``test`` split, GrabCut or a folder the recipe trains on is refused.
 
 ``--ablate`` switches a part of an architecture-v2 model off at inference (the previous mask fed
 as zeros, or the fusion used without the decoder's refinement): what each part contributes to
@@ -34,7 +42,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from napari_risnet.data import ObjectSample
+from napari_risnet.data import ObjectSample, iter_objects
 from napari_risnet.evaluation.images import evaluate
 from napari_risnet.inference.predictor import Predictor, PredictorSettings
 from napari_risnet.training.config import load_config
@@ -68,12 +76,39 @@ def upscaled(sample: ObjectSample, factor: float) -> ObjectSample:
                         nearest(sample.ignore))
 
 
-def held_out_sets(recipe: str, per_source: int, only: str | None = None, upscale: float = 1.0
+def check_sets(checks: list[str], limit: int, trained: list[str]
+               ) -> list[tuple[str, list[ObjectSample]]]:
+    """(folder, ``limit`` objects spread over it) of each check folder; SystemExit for a folder
+    that is missing, a ``test`` split or GrabCut (evaluation only: never choose on them) or one
+    of ``trained`` (the recipe's training folders: not out of domain)."""
+    trained_paths = {Path(t).resolve() for t in trained}
+    sets = []
+    for folder in checks:
+        path = Path(folder)
+        if path.name in ("test", "grabcut"):
+            raise SystemExit(f"--check {folder}: a test split or GrabCut is for evaluation only; "
+                             "nothing is chosen on it")
+        if path.resolve() in trained_paths:
+            raise SystemExit(f"--check {folder}: the recipe trains on it; its held-out objects "
+                             "are scored already")
+        if not path.is_dir():
+            raise SystemExit(f"--check {folder}: no such folder")
+        try:
+            sets.append((folder, list(iter_objects(path, limit=limit))))
+        except (OSError, ValueError) as exc:
+            raise SystemExit(f"--check {folder}: {exc}") from None
+    return sets
+
+
+def held_out_sets(recipe: str, per_source: int, only: str | None = None, upscale: float = 1.0,
+                  checks: list[str] | None = None, check_limit: int = 100
                   ) -> list[tuple[str, list[ObjectSample]]]:
-    """(folder, held-out objects) of the recipe's folders: the trainer's own split; ``only``
-    keeps the folder of that name (SystemExit when none has it), ``upscale`` shows each object
-    that many times larger."""
-    sets, _ = held_out_objects(load_config(recipe), per_source)
+    """(folder, held-out objects) of the recipe's folders: the trainer's own split, then the
+    ``checks`` folders (``check_sets``); ``only`` keeps the folder of that name (SystemExit when
+    none has it), ``upscale`` shows each object that many times larger."""
+    config = load_config(recipe)
+    sets, _ = held_out_objects(config, per_source)
+    sets += check_sets(checks or [], check_limit, [src.path for src in config.data])
     if only:
         sets = [(path, samples) for path, samples in sets if data_set_name(path) == only]
         if not sets:
@@ -113,6 +148,11 @@ def main() -> None:
                         "--set use_graphcut=false (repeatable)")
     p.add_argument("--objects-out", default=None,
                    help="write per-object results (JSON) here; one checkpoint only")
+    p.add_argument("--check", action="append", default=[], metavar="FOLDER",
+                   help="an evaluation-only folder that is no test split, e.g. the EM particles' "
+                        "train split (repeatable)")
+    p.add_argument("--check-limit", type=int, default=100,
+                   help="objects spread over each --check folder (default 100)")
     p.add_argument("--upscale", type=float, default=1.0,
                    help="show each held-out object this many times larger (default 1: as is)")
     p.add_argument("--final-iou", action="store_true",
@@ -129,7 +169,10 @@ def main() -> None:
         settings = dataclasses.replace(settings, merge_from=args.merge_from)
     if args.objects_out and len(args.checkpoints) != 1:
         raise SystemExit("--objects-out takes one checkpoint")
-    sets = held_out_sets(args.recipe, args.per_source, args.only, args.upscale)
+    if args.check_limit < 1:
+        p.error("--check-limit must be at least 1")
+    sets = held_out_sets(args.recipe, args.per_source, args.only, args.upscale, args.check,
+                         args.check_limit)
     what = "NoC@85 / 90" + (f" / IoU@{args.max_clicks}" if args.final_iou else "")
     print("| model | " + " | ".join(f"{data_set_name(path)} {what}" for path, _ in sets)
           + " | mean NoC@85 / 90 |")

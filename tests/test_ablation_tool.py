@@ -1,0 +1,93 @@
+"""benchmarks/ablation.py and the check folders of benchmarks/validation.py: the scripts that
+choose which answer rules stay (issue 25), run on a tiny random model and synthetic folders."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from napari_risnet.model import RISNet, save_checkpoint
+
+from conftest import disc_image, tiny_config
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+from validation import check_sets  # noqa: E402  (a script beside the package)
+
+
+def _folder(root: Path, n: int, seed: int = 0) -> Path:
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for k in range(n):
+        img, gt = disc_image(shape=(48, 56), centre=(22 + k % 5, 26), radius=9 + k % 4,
+                             seed=seed + k, rgb=True)
+        Image.fromarray(img).save(root / "images" / f"im{k}.png")
+        Image.fromarray(np.where(gt, 255, 0).astype(np.uint8)).save(root / "masks" / f"im{k}.png")
+    return root
+
+
+def test_check_folders_load_spread_objects_and_refuse_evaluation_splits(tmp_path):
+    train = _folder(tmp_path / "particles" / "train", 5)
+    (folder, objects), = check_sets([str(train)], 3, trained=[])
+    assert folder == str(train)
+    assert [o.name for o in objects] == ["im0", "im2", "im4"]  # spread like evaluate --limit
+    test = _folder(tmp_path / "particles" / "test", 1)
+    grabcut = _folder(tmp_path / "grabcut", 1)
+    for bad, message in [(test, "for evaluation only"), (grabcut, "for evaluation only"),
+                         (train, "the recipe trains on it"),
+                         (tmp_path / "missing" / "train", "no such folder")]:
+        with pytest.raises(SystemExit, match=message):
+            check_sets([str(bad)], 3, trained=[str(train)])
+
+
+@pytest.fixture
+def ablation_setup(tmp_path):
+    """A recipe whose one folder is all held out, a check folder, a random tiny checkpoint."""
+    data = _folder(tmp_path / "d", 3)
+    check = _folder(tmp_path / "other" / "train", 2, seed=10)
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(f'out_dir = "{tmp_path / "run"}"\nval_fraction = 1.0\n[model]\n'
+                      'backbone = "efficientnet_lite0"\n[[data]]\n'
+                      f'path = "{data}"\n')
+    ckpt = save_checkpoint(tmp_path / "rand.pt", RISNet(tiny_config()))
+    return recipe, check, ckpt
+
+
+def _ablation(recipe, check, ckpt, out, *extra):
+    return subprocess.run(
+        [sys.executable, str(BENCHMARKS / "ablation.py"), str(recipe), str(ckpt), "--out",
+         str(out), "--max-clicks", "3", "--check", str(check), "--check-limit", "2", "--rules",
+         "flip_averaging,focus_pass", *extra],
+        capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def test_parallel_jobs_score_what_one_job_scores(ablation_setup, tmp_path):
+    recipe, check, ckpt = ablation_setup
+    one = _ablation(recipe, check, ckpt, tmp_path / "one")
+    two = _ablation(recipe, check, ckpt, tmp_path / "two", "--jobs", "2")
+    assert one.returncode == 0, one.stderr
+    assert two.returncode == 0, two.stderr
+    for name in ("base", "off_flip_averaging", "off_focus_pass"):
+        a = json.loads((tmp_path / "one" / f"{name}.json").read_text())
+        b = json.loads((tmp_path / "two" / f"{name}.json").read_text())
+        assert a == b
+    folders = {o["folder"] for o in a["objects"]}
+    assert folders == {"d", "other"}  # the check folder is one more folder of the table
+    assert "| other NoC@85 / 90 |" in one.stdout
+    retire = [line for line in one.stdout.splitlines() if line.startswith("retire:")]
+    assert retire == [line for line in two.stdout.splitlines() if line.startswith("retire:")]
+    assert len(retire) == 1
+
+
+def test_a_result_file_of_other_settings_stops_the_run(ablation_setup, tmp_path):
+    recipe, check, ckpt = ablation_setup
+    (tmp_path / "o").mkdir()
+    (tmp_path / "o" / "base.json").write_text(json.dumps({"label": "another model",
+                                                          "objects": []}))
+    run = _ablation(recipe, check, ckpt, tmp_path / "o", "--jobs", "2")
+    assert run.returncode != 0
+    assert "was written for another checkpoint or settings" in run.stderr
