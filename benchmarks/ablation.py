@@ -243,6 +243,7 @@ def ablate(runs: VariantRuns, base: PredictorSettings, rules: tuple[str, ...],
 
     together: dict[str, list[PairedRow]] = {}
     order = retirement_order(alone)
+    runs_ahead = runs.jobs - 1  # one set is scored now, the other jobs score the next ones
 
     def set_run(retired: tuple[str, ...]) -> tuple[Path, PredictorSettings]:
         return (out / f"together_{'+'.join(retired)}.json",
@@ -253,7 +254,7 @@ def ablate(runs: VariantRuns, base: PredictorSettings, rules: tuple[str, ...],
         at = order.index(retired[-1]) + 1
         ahead = [retired + tuple(order[at:at + k]) for k in range(1, runs_ahead + 1)]
         for later in ahead:
-            if len(later) > 1 and len(later) > len(retired):
+            if len(later) > len(retired):  # past the last rule there is no later set
                 runs.submit(*set_run(later))
         if len(retired) == 1:  # measured alone already
             rows = alone[retired[0]]
@@ -266,7 +267,6 @@ def ablate(runs: VariantRuns, base: PredictorSettings, rules: tuple[str, ...],
                 runs.cancel(set_run(later)[0])
         return earns
 
-    runs_ahead = runs.jobs - 1
     retired, tried = retire_together(order, earns_together)
     if len(tried) > 1:
         print("\nthe rules that fail alone, switched off together (cumulative; a rule whose set "
