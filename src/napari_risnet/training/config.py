@@ -56,6 +56,12 @@ class TrainConfig:
     # teacher ("" = the starting model, the init_checkpoint as grown; "default" = bundled)
     distill_weight: float = 0.0
     distill_checkpoint: str = ""
+    # pull of the trained weights back toward the starting model's, decoupled from the loss as
+    # AdamW's weight decay is (L2-SP, Li et al. 2018; 0 = off): after every step each weight
+    # moves lr * anchor_decay of the way back to where it started. The teacher holds answers on
+    # the folders it is asked to; the anchor holds the weights every folder shares, so a new
+    # domain cannot move them far for free (what drifted natural photos' late clicks).
+    anchor_decay: float = 0.0
     # exponential moving average of the weights (0 = off): validation, best.pt and the final
     # model use the average, which does not swing from epoch to epoch as the raw weights do
     ema_decay: float = 0.0
@@ -116,7 +122,7 @@ class TrainConfig:
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1) (0 = off), got {self.ema_decay}")
         for name in ("refine_weight", "iou_weight", "local_aux_weight", "click_weight",
-                     "distill_weight"):
+                     "distill_weight", "anchor_decay"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         for name in ("iterative_prob", "full_image_prob", "focus_prob"):
@@ -125,6 +131,9 @@ class TrainConfig:
         if self.distill_weight > 0 and not (self.init_checkpoint or self.distill_checkpoint):
             raise ValueError("distill_weight > 0 needs a teacher: set init_checkpoint (the "
                              "starting model is the teacher) or distill_checkpoint")
+        if self.anchor_decay * self.lr > 1.0:
+            raise ValueError(f"anchor_decay * lr must be <= 1 (a step pulls at most all the way "
+                             f"back to the start), got {self.anchor_decay} * {self.lr}")
         if self.click_radius < 1:
             raise ValueError(f"click_radius must be >= 1 pixel, got {self.click_radius}")
         if not 0.0 <= self.gamma <= 1.0:

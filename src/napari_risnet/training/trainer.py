@@ -19,6 +19,7 @@ from napari_risnet.clicks import Click
 from napari_risnet.inference.predictor import resolve_device
 from napari_risnet.model.checkpoint import read_checkpoint, save_checkpoint
 from napari_risnet.model.risnet import RISNet
+from napari_risnet.training.anchor import WeightAnchor
 from napari_risnet.training.config import TrainConfig, save_config
 from napari_risnet.training.datasets import ObjectPool, Sample, make_batch
 from napari_risnet.training.fast_depthwise import speed_up_dilated_depthwise
@@ -74,6 +75,9 @@ class Trainer:
             if config.cpu_bf16_frozen and cpu_has_native_bf16():
                 run_frozen_in_bf16(frozen_modules(self.model, config.freeze_stages))
         self.opt, self.sched = make_optimizer(config, self.model)
+        # before a resume replaces the weights: the anchor is where the run started
+        self.anchor = WeightAnchor(self.model, config.anchor_decay) \
+            if config.anchor_decay > 0 else None
         self.ema = _weight_average(self.model, config.ema_decay)
         self.rng = np.random.default_rng(config.seed + 1000 * self.rank)
         self.epoch, self.step, self.best = 0, 0, float("inf")
@@ -207,6 +211,8 @@ class Trainer:
         self.opt.zero_grad(set_to_none=True)
         terms.total.backward()
         self.opt.step()
+        if self.anchor is not None:
+            self.anchor.pull(self.opt.param_groups[0]["lr"])
         if self.ema is not None:
             self.ema.update_parameters(self.model)
         result = {"loss": terms.total.item(), "global": terms.global_loss.item(),
@@ -219,6 +225,8 @@ class Trainer:
             result["click"] = terms.click_loss.item()
         if distill is not None:
             result["distill"] = distill.item()
+        if self.anchor is not None:
+            result["anchor_rms"] = self.anchor.distance()
         return result
 
     def _distilled(self, source: int) -> bool:
