@@ -1,6 +1,6 @@
 """Two settings on the same held-out objects, compared object by object.
 
-    python benchmarks/paired.py A.json B.json [--iou-at 5 10]
+    python benchmarks/paired.py A.json B.json [--iou-at 5 10] [--gate]
 
 A and B are ``benchmarks/validation.py --objects-out`` files (same recipe, same ``--per-source``,
 so the same objects) or two ``napari-risnet evaluate --out`` files of one split. Prints, per
@@ -10,12 +10,17 @@ IoU), with its standard error (bold beyond two) and, in brackets, the standard e
 objects clustered by image: on the 45 held-out COCO objects a paired NoC difference has an SE
 of about half a click (docs/experiments.md, 0.7.0), so a change smaller than that is not a
 finding; where many objects share few images, the clustered one is the one to read.
+
+``--gate`` applies the shipping rule with A the shipped model and B the candidate
+(``napari_risnet.evaluation.paired.losses``): it names every folder where B costs more clicks
+beyond two standard errors and exits with status 1 if there is one, 0 if there is none.
 """
 from __future__ import annotations
 
 import argparse
 
-from napari_risnet.evaluation.paired import format_difference, load_object_scores, paired_rows
+from napari_risnet.evaluation.paired import (format_difference, load_object_scores, losses,
+                                             paired_rows)
 
 
 def main() -> None:
@@ -24,6 +29,9 @@ def main() -> None:
     p.add_argument("b")
     p.add_argument("--iou-at", type=int, nargs="*", default=[], metavar="K",
                    help="also compare the IoU after click K (1-based)")
+    p.add_argument("--gate", action="store_true",
+                   help="A is the shipped model, B the candidate: exit 1 where B loses beyond "
+                        "two standard errors (NoC@85 or NoC@90, any folder or all)")
     args = p.parse_args()
     if any(k < 1 for k in args.iou_at):
         p.error("--iou-at clicks count from 1")
@@ -41,6 +49,15 @@ def main() -> None:
         cells += [format_difference(out[m], digits=3, by_image=True)
                   for m in ["iou_last"] + [f"iou_{k}" for k in args.iou_at]]
         print(f"| {folder} | {n} | " + " | ".join(cells) + " |")
+    if args.gate:
+        lost = losses(rows)
+        if not lost:
+            print("\ngate: passed (B loses nowhere beyond two standard errors)")
+            return
+        named = "; ".join(f"{folder} {measure.replace('noc', 'NoC@')} "
+                          f"{format_difference(d).strip('*')}" for folder, measure, d in lost)
+        print(f"\ngate: failed (B loses beyond two standard errors: {named})")
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":

@@ -1,13 +1,16 @@
 """Paired per-object differences and the test a rule must pass to stay (evaluation.paired)."""
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from napari_risnet.evaluation.paired import (Difference, beyond_noise, difference,
                                              format_difference, image_of, iou_after,
-                                             load_object_scores, paired_rows, retire_together,
-                                             retirement_order, rule_earns_place)
+                                             load_object_scores, losses, paired_rows,
+                                             retire_together, retirement_order, rule_earns_place)
 from napari_risnet.metrics import clicks_to_reach
 
 
@@ -137,3 +140,39 @@ def test_objects_of_one_image_count_as_one_draw_in_the_clustered_error():
     assert one_each.se_by_image == pytest.approx(one_each.se, rel=0.05)
     assert clustered.images == 3 and clustered.se_by_image > 3 * clustered.se
     assert np.isnan(difference(d, ["a"] * 30).se_by_image)
+
+
+def test_the_shipping_rule_names_every_loss_beyond_noise_and_nothing_else():
+    # coco: 20 objects each a click worse at NoC@90 but level at NoC@85; em: better everywhere;
+    # nuclei: worse by a click on one object of 20 (within noise)
+    a = _scores({"coco": [(3, 4)] * 20, "em": [(5, 6)] * 20, "nuclei": [(2, 3)] * 20})
+    b = _scores({"coco": [(3, 5)] * 10 + [(3, 6)] * 10, "em": [(4, 5)] * 20,
+                 "nuclei": [(3, 3)] + [(2, 3)] * 19})
+    lost = losses(paired_rows(a, b))
+    assert [(folder, measure) for folder, measure, _ in lost] == [("coco", "noc90")]
+    assert lost[0][2].mean == pytest.approx(1.5)
+    # the mirror image: a click lost on every em object (no spread: still a loss), and over all
+    # at NoC@85
+    assert {(f, m) for f, m, _ in losses(paired_rows(b, a))} == {
+        ("em", "noc85"), ("em", "noc90"), ("all", "noc85")}
+    assert losses(paired_rows(a, a)) == []
+
+
+def test_the_gate_exits_1_naming_the_losses_and_0_without_one(tmp_path):
+    def write(name, nocs):
+        objects = [{"folder": "coco", "name": f"o{i}", "noc85": n85, "noc90": n90,
+                    "ious": [0.5, 0.9]} for i, (n85, n90) in enumerate(nocs)]
+        (tmp_path / name).write_text(json.dumps({"label": name, "objects": objects}))
+        return str(tmp_path / name)
+
+    shipped = write("shipped.json", [(3, 4)] * 20)
+    worse = write("worse.json", [(3, 5)] * 10 + [(3, 6)] * 10)
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "paired.py"
+    run = [sys.executable, str(script)]
+    failed = subprocess.run(run + [shipped, worse, "--gate"], capture_output=True, text=True)
+    assert failed.returncode == 1, failed.stderr
+    assert "gate: failed" in failed.stdout and "coco NoC@90 +1.50" in failed.stdout
+    passed = subprocess.run(run + [worse, shipped, "--gate"], capture_output=True, text=True)
+    assert passed.returncode == 0 and "gate: passed" in passed.stdout
+    plain = subprocess.run(run + [shipped, worse], capture_output=True, text=True)
+    assert plain.returncode == 0 and "gate:" not in plain.stdout

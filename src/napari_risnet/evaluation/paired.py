@@ -10,7 +10,9 @@ An answer rule *earns its place* (issue 25) when switching it off alone costs cl
 standard errors: over all objects at NoC@85 or NoC@90, or in one folder at both. The test is
 fixed here, before any table is read, so every ablation is judged by the same one. The rules that
 fail it are then retired together only as far as the set passes the same test
-(``retire_together``): effects within noise one by one can add up to clicks.
+(``retire_together``): effects within noise one by one can add up to clicks. The shipping rule
+is fixed the same way (``losses``): a candidate loses nowhere, no folder and not over all, at
+NoC@85 or NoC@90 beyond two standard errors.
 
 Objects of one image are not independent draws: they share its contrast, scale and modality, and
 a change that hurts one of them tends to hurt its neighbours. Beside the per-object standard
@@ -147,6 +149,18 @@ def rule_earns_place(rows: list[PairedRow]) -> bool:
     return False
 
 
+def losses(rows: list[PairedRow]) -> list[tuple[str, str, Difference]]:
+    """``rows``: ``paired_rows(shipped, candidate)``. Where the candidate costs more clicks than
+    the shipped model beyond noise, as (folder or "all", "noc85" / "noc90", difference): the
+    shipping rule (a new model or default ships only where this is empty), written once so that
+    it is not applied by eye to a table."""
+    def lost(d: Difference) -> bool:  # the same loss on every object has no spread at all
+        return d.mean > 0 and (d.se == 0 or beyond_noise(d.mean, d.se))
+
+    return [(folder, measure, out[measure]) for folder, _, out in rows
+            for measure in ("noc85", "noc90") if lost(out[measure])]
+
+
 def retirement_order(alone: Mapping[str, list[PairedRow]]) -> list[str]:
     """``alone``: rule -> ``paired_rows(all rules on, this rule off)``. The rules that do not earn
     their place alone, the one that costs most to keep first (switching it off saves most):
@@ -190,4 +204,4 @@ def format_difference(d: Difference, digits: int = 2, by_image: bool = False) ->
 
 __all__ = ["Difference", "ObjectScores", "PairedRow", "SIGNIFICANT_SE", "beyond_noise",
            "difference", "format_difference", "image_of", "iou_after", "load_object_scores",
-           "paired_rows", "retire_together", "retirement_order", "rule_earns_place"]
+           "losses", "paired_rows", "retire_together", "retirement_order", "rule_earns_place"]
