@@ -1,0 +1,182 @@
+"""The shipping rule's last step as one command: a candidate on the five evaluation splits, once,
+paired object by object against the shipped model's results, and the gate.
+
+    python benchmarks/evaluation_splits.py CHECKPOINT --name candidate_v0.23.0 \\
+        [--set rules_off=a,b ...] [--jobs 2] [--threads 1] \\
+        [--data ../shared/data] [--results training/results] [--logs runs/evaluation_splits] \\
+        [--dry-run]
+
+Runs ``napari-risnet evaluate`` on each split of ``SPLITS`` (GrabCut whole, the others on the
+objects the shipped results used: ``--limit``), ``--jobs`` at a time with ``--threads`` torch
+threads each, writing ``RESULTS/NAME_<split>.json`` (logs under ``--logs``). A result already
+there for the same checkpoint, settings and objects is reused, so an interrupted run continues;
+one made with anything else stops the run: the splits are read once per candidate, and a
+second setting tried on them would be chosen on them. Then it prints, per split, both models'
+NoC@85 / 90 and IoU after the first and the last click and the paired difference (± per object,
+and by image), and applies the gate (``napari_risnet.evaluation.paired.losses``): exit status 1
+naming every split where the candidate loses NoC@85 or NoC@90 beyond two standard errors, 0 when
+it loses nowhere. Which rules a candidate keeps is chosen before, on held-out objects
+(``benchmarks/ablation.py``); GrabCut and the test splits are never used to choose anything.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import NamedTuple
+
+from napari_risnet.evaluation.paired import (format_difference, load_object_scores, losses,
+                                             paired_rows)
+from napari_risnet.inference.settings import PredictorSettings
+
+
+class Split(NamedTuple):
+    """One evaluation split: its folder under the data root, how many objects the shipped
+    results read (None: all) and the shipped model's result file."""
+    key: str
+    folder: str
+    limit: int | None
+    shipped: str
+
+
+#: the five splits of issue 25's targets, the longest first (two jobs finish together)
+SPLITS: tuple[Split, ...] = (
+    Split("hippo", "medical/msd_hippocampus/test", 150, "risnet_hippo.json"),
+    Split("dsb", "microscopy/dsb2018_nuclei/test", 150, "risnet_dsb.json"),
+    Split("grabcut", "natural/grabcut", None, "risnet_grabcut.json"),
+    Split("chloro", "electron_microscopy/wsu_leaf_chloroplasts/test", 100,
+          "risnet_v0.12.0_em_chloroplasts.json"),
+    Split("emps", "electron_microscopy/emps_particles/test", 100,
+          "risnet_v0.12.0_em_particles.json"),
+)
+
+
+def evaluate_command(split: Split, checkpoint: str, sets: list[str], data: Path, out: Path,
+                     threads: int) -> list[str]:
+    """The ``napari-risnet evaluate`` call that scores ``checkpoint`` on ``split``."""
+    cmd = [sys.executable, "-m", "napari_risnet", "evaluate", str(data / split.folder),
+           "--checkpoint", checkpoint, "--threads", str(threads), "--out", str(out)]
+    if split.limit is not None:
+        cmd += ["--limit", str(split.limit)]
+    for assignment in sets:
+        cmd += ["--set", assignment]
+    return cmd
+
+
+def made_by(out: Path, checkpoint: str, settings: PredictorSettings, dataset: Path,
+            limit: int | None) -> bool:
+    """Whether the result file ``out`` scored this checkpoint with these settings on these
+    objects (reused); SystemExit when it scored anything else (never mixed in, never
+    overwritten: a split is read once per candidate)."""
+    if not out.exists():
+        return False
+    try:
+        record = json.loads(out.read_text())
+        same = (record["checkpoint"] == checkpoint
+                and PredictorSettings.from_record(record["predictor"]) == settings.resolved()
+                and Path(record["dataset"]) == dataset and record.get("limit") == limit)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise SystemExit(f"{out} exists and is no evaluate result ({exc}); move it away") from None
+    if not same:
+        raise SystemExit(f"{out} exists for another checkpoint, settings or objects: the "
+                         "evaluation splits are read once per candidate; choose another --name "
+                         "only for another candidate")
+    return True
+
+
+def summary(path: Path) -> str:
+    """NoC@85 / 90, IoU after the first and the last click of an evaluate result."""
+    record = json.loads(path.read_text())
+    miou = record["miou"]
+    return f"{record['noc85']:.2f} / {record['noc90']:.2f}, {miou[0]:.3f}, {miou[-1]:.3f}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("checkpoint", help="the candidate's checkpoint file")
+    p.add_argument("--name", required=True,
+                   help="result files RESULTS/NAME_<split>.json, e.g. candidate_v0.23.0")
+    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                   help="a Predictor setting of the candidate (repeatable), e.g. "
+                        "--set rules_off=guarded_merge,late_merge")
+    p.add_argument("--jobs", type=int, default=1, help="splits scored at once (default 1)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per job (default 1)")
+    p.add_argument("--data", default="../shared/data", help="the data sets' root folder")
+    p.add_argument("--results", default="training/results",
+                   help="where the shipped results are and the candidate's go")
+    p.add_argument("--logs", default="runs/evaluation_splits", help="each evaluate's output")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the evaluate commands, run nothing")
+    args = p.parse_args(argv)
+    if min(args.jobs, args.threads) < 1:
+        p.error("--jobs and --threads must be at least 1")
+    if not Path(args.checkpoint).is_file():
+        p.error(f"no checkpoint file {args.checkpoint}")
+    try:
+        settings = PredictorSettings().with_values(args.set)
+    except ValueError as exc:
+        raise SystemExit(f"--set: {exc}") from None
+    data, results, logs = Path(args.data), Path(args.results), Path(args.logs)
+    missing = [str(results / s.shipped) for s in SPLITS if not (results / s.shipped).is_file()]
+    missing += [str(data / s.folder) for s in SPLITS if not (data / s.folder).is_dir()]
+    if missing:
+        raise SystemExit("missing: " + ", ".join(missing))
+
+    outs = {s.key: results / f"{args.name}_{s.key}.json" for s in SPLITS}
+    todo = [s for s in SPLITS if not made_by(outs[s.key], args.checkpoint, settings,
+                                             data / s.folder, s.limit)]
+    commands = {s.key: evaluate_command(s, args.checkpoint, args.set, data, outs[s.key],
+                                        args.threads) for s in todo}
+    for s in SPLITS:
+        print(f"{s.key}: " + ("reusing " + str(outs[s.key]) if s not in todo
+                              else " ".join(commands[s.key])), flush=True)
+    if args.dry_run:
+        return
+    logs.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+
+    def run(split: Split) -> tuple[str, int]:
+        with open(logs / f"{args.name}_{split.key}.log", "w") as log:
+            done = subprocess.run(commands[split.key], stdout=log, stderr=subprocess.STDOUT,
+                                  env=env)
+        return split.key, done.returncode
+
+    with ThreadPoolExecutor(args.jobs) as pool:
+        failed = [key for key, rc in pool.map(run, todo) if rc != 0]
+    if failed:
+        raise SystemExit(f"evaluate failed on {', '.join(failed)}: see {logs}/{args.name}_*.log")
+
+    print(f"\n{args.checkpoint} {' '.join(args.set)} − shipped, paired per object "
+          "(± per object, and by image)\n")
+    print("| split | shipped NoC@85 / 90, IoU@1, IoU@last | candidate | objects | NoC@85 | "
+          "NoC@90 | IoU after the last click |\n" + "|---" * 7 + "|")
+    lost = []
+    for s in SPLITS:
+        try:
+            rows = paired_rows(load_object_scores(results / s.shipped),
+                               load_object_scores(outs[s.key]))
+        except ValueError as exc:  # not a result file, or other objects than the shipped
+            raise SystemExit(f"{s.key}: {exc}") from None
+        _, n, d = rows[-1]  # "all": one split per file
+        cells = [format_difference(d[m], by_image=True) for m in ("noc85", "noc90")]
+        cells.append(format_difference(d["iou_last"], digits=3, by_image=True))
+        print(f"| {s.key} | {summary(results / s.shipped)} | {summary(outs[s.key])} | {n} | "
+              + " | ".join(cells) + " |")
+        lost += [(s.key, measure, diff) for folder, measure, diff in losses(rows)
+                 if folder == "all"]
+    if not lost:
+        print("\ngate: passed (the candidate loses on no evaluation split beyond two standard "
+              "errors)")
+        return
+    named = "; ".join(f"{key} {measure.replace('noc', 'NoC@')} "
+                      f"{format_difference(d).strip('*')}" for key, measure, d in lost)
+    print(f"\ngate: failed (the candidate loses beyond two standard errors: {named})")
+    raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()
