@@ -15,6 +15,7 @@ RESULTS = Path(__file__).resolve().parent.parent / "training" / "results"
 
 
 def test_the_newest_preset_is_this_release_and_a_record_round_trips():
+    assert PredictorSettings.for_release("0.23.0") == PredictorSettings()
     assert PredictorSettings.for_release("0.22.0") == PredictorSettings()
     assert PredictorSettings.for_release("0.21.0") == PredictorSettings()
     assert PredictorSettings.for_release("0.20.0") == PredictorSettings()

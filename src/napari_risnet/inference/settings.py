@@ -335,7 +335,8 @@ def _validate(s: PredictorSettings) -> None:
 
 
 _TODAY = PredictorSettings()
-_V0_21 = dataclasses.replace(_TODAY)  # 0.22.0 shipped no new model and changed no rule
+_V0_22 = dataclasses.replace(_TODAY)  # 0.23.0 shipped no new model and changed no rule
+_V0_21 = dataclasses.replace(_V0_22)  # 0.22.0 shipped no new model and changed no rule
 _V0_20 = dataclasses.replace(_V0_21)  # 0.21.0 shipped no new model and changed no rule
 _V0_19 = dataclasses.replace(_V0_20)  # 0.20.0 shipped no new model and changed no rule
 _V0_18 = dataclasses.replace(_V0_19)  # 0.19.0 shipped no new model and changed no rule
@@ -358,7 +359,7 @@ PRESETS: dict[str, PredictorSettings] = {
     "0.12.0": _V0_12, "0.13.0": _V0_13, "0.14.0": _V0_14,
     "0.15.0": _V0_15, "0.16.0": _V0_16, "0.17.0": _V0_17, "0.18.0": _V0_18,
     "0.19.0": _V0_19, "0.20.0": _V0_20, "0.21.0": _V0_21,
-    "0.22.0": _TODAY}
+    "0.22.0": _V0_22, "0.23.0": _TODAY}
 
 #: settings that a release did not have yet because they were one with another setting
 _TIED = {"0.7.0": {"refine_expand": "expand"},
