@@ -29,8 +29,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
 
-from napari_risnet.evaluation.paired import (format_difference, load_object_scores, losses,
-                                             paired_rows)
+from napari_risnet.evaluation.paired import (format_difference, gate_verdict,
+                                             load_object_scores, losses, paired_rows)
 from napari_risnet.inference.settings import PredictorSettings
 
 
@@ -168,14 +168,9 @@ def main(argv: list[str] | None = None) -> None:
               + " | ".join(cells) + " |")
         lost += [(s.key, measure, diff) for folder, measure, diff in losses(rows)
                  if folder == "all"]
-    if not lost:
-        print("\ngate: passed (the candidate loses on no evaluation split beyond two standard "
-              "errors)")
-        return
-    named = "; ".join(f"{key} {measure.replace('noc', 'NoC@')} "
-                      f"{format_difference(d).strip('*')}" for key, measure, d in lost)
-    print(f"\ngate: failed (the candidate loses beyond two standard errors: {named})")
-    raise SystemExit(1)
+    print("\n" + gate_verdict(lost, "the candidate"))
+    if lost:
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":

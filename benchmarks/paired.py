@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import argparse
 
-from napari_risnet.evaluation.paired import (format_difference, load_object_scores, losses,
-                                             paired_rows)
+from napari_risnet.evaluation.paired import (format_difference, gate_verdict,
+                                             load_object_scores, losses, paired_rows)
 
 
 def main() -> None:
@@ -51,13 +51,9 @@ def main() -> None:
         print(f"| {folder} | {n} | " + " | ".join(cells) + " |")
     if args.gate:
         lost = losses(rows)
-        if not lost:
-            print("\ngate: passed (B loses nowhere beyond two standard errors)")
-            return
-        named = "; ".join(f"{folder} {measure.replace('noc', 'NoC@')} "
-                          f"{format_difference(d).strip('*')}" for folder, measure, d in lost)
-        print(f"\ngate: failed (B loses beyond two standard errors: {named})")
-        raise SystemExit(1)
+        print("\n" + gate_verdict(lost))
+        if lost:
+            raise SystemExit(1)
 
 
 if __name__ == "__main__":

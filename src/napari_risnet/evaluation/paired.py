@@ -161,6 +161,16 @@ def losses(rows: list[PairedRow]) -> list[tuple[str, str, Difference]]:
             for measure in ("noc85", "noc90") if lost(out[measure])]
 
 
+def gate_verdict(lost: list[tuple[str, str, Difference]], who: str = "B") -> str:
+    """The shipping rule's verdict on ``losses(...)`` as one line: "gate: passed", or "gate:
+    failed" naming each loss (``who``: how the candidate is called where it is printed)."""
+    if not lost:
+        return f"gate: passed ({who} loses nowhere beyond two standard errors)"
+    named = "; ".join(f"{folder} {measure.replace('noc', 'NoC@')} "
+                      f"{format_difference(d).strip('*')}" for folder, measure, d in lost)
+    return f"gate: failed ({who} loses beyond two standard errors: {named})"
+
+
 def retirement_order(alone: Mapping[str, list[PairedRow]]) -> list[str]:
     """``alone``: rule -> ``paired_rows(all rules on, this rule off)``. The rules that do not earn
     their place alone, the one that costs most to keep first (switching it off saves most):
@@ -203,5 +213,5 @@ def format_difference(d: Difference, digits: int = 2, by_image: bool = False) ->
 
 
 __all__ = ["Difference", "ObjectScores", "PairedRow", "SIGNIFICANT_SE", "beyond_noise",
-           "difference", "format_difference", "image_of", "iou_after", "load_object_scores",
-           "losses", "paired_rows", "retire_together", "retirement_order", "rule_earns_place"]
+           "difference", "format_difference", "gate_verdict", "image_of", "iou_after",
+           "load_object_scores", "losses", "paired_rows", "retire_together", "retirement_order", "rule_earns_place"]
