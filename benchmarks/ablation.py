@@ -2,7 +2,7 @@
 
     python benchmarks/ablation.py training/stage6.toml CHECKPOINT --out DIR \\
         [--per-source 60] [--threads 1] [--jobs 1] [--set NAME=VALUE ...] [--rules a,b] \\
-        [--only FOLDER] [--check FOLDER [--check-limit 400]]
+        [--only FOLDER] [--check FOLDER [--check-limit 400]] [--reuse EARLIER_DIR ...]
 
 Scores the checkpoint with its settings (the defaults, changed by ``--set``; e.g. ``--set
 rules_off=magnified_bias`` to start from a smaller set) and then once per rule in that set with
@@ -28,12 +28,20 @@ test split). Since 0.23.0 it reads 400 of its objects by default (``--check-limi
 the rules made for small objects were each within noise three candidates in a row and lost the
 particles' test split together; on 400 the same retired set costs +0.23 ± 0.08 clicks at NoC@85
 (docs/experiments.md, 0.23.0). Ablations made before 0.23.0 resume with ``--check-limit 100``.
+
+``--reuse EARLIER_DIR`` takes each object already scored in an earlier ablation of the same
+checkpoint and settings that read another ``--check-limit`` (its file of the same name) instead
+of scoring it again: the robot user on the CPU gives an object the same scores whichever other
+objects a run reads (0.23.0's two ablations of stage 15 agree on all 247 objects they share), so
+moving from 100 to 400 check objects scores only the new ones, about half the time.
 """
 from __future__ import annotations
 
 import argparse
 import hashlib
 import json
+import re
+from collections import Counter
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 
@@ -44,6 +52,7 @@ from napari_risnet.evaluation.paired import (ObjectScores, PairedRow, format_dif
                                              load_object_scores, paired_rows, retire_together,
                                              retirement_order, rule_earns_place)
 from napari_risnet.inference.predictor import Predictor, PredictorSettings, default_checkpoint
+from napari_risnet.training.validation import data_set_name
 
 
 def weights_digest(checkpoint: str) -> str:
@@ -64,8 +73,36 @@ def variant_label(model: str, settings: PredictorSettings, scope: str) -> str:
     return f"{model} (rules_off={off}; {scope}; {json.dumps(record, sort_keys=True)})"
 
 
+#: an object of a result file: (folder, name)
+ObjectKey = tuple[str, str]
+
 #: the held-out objects of this process (loaded once per worker by ``_load_objects``)
 _OBJECTS: list = []
+
+
+def without_check_limits(label: str) -> str:
+    """``label`` (``variant_label``) without the number of objects read from each check folder:
+    what two ablations must share for their common objects to be scored alike."""
+    return re.sub(r"(, check [^,;]+) \(\d+\)", r"\1", label)
+
+
+def earlier_scores(folders: list[Path], file_name: str, label: str) -> dict[ObjectKey, dict]:
+    """The per-object scores in ``file_name`` of earlier ablation folders made for ``label``
+    with other check limits (``--reuse``), keyed by (folder, name); a file made for another
+    checkpoint or settings is passed over (said), a name found twice in a file is not used."""
+    found: dict[ObjectKey, dict] = {}
+    for folder in folders:
+        path = folder / file_name
+        if not path.is_file():
+            continue
+        record = json.loads(path.read_text())
+        if without_check_limits(record.get("label", "")) != without_check_limits(label):
+            print(f"not reusing {path}: made for another checkpoint or settings", flush=True)
+            continue
+        keys = [(o["folder"], o["name"]) for o in record["objects"]]
+        counts = Counter(keys)
+        found |= {k: o for k, o in zip(keys, record["objects"]) if counts[k] == 1}
+    return found
 
 
 def _load_objects(held_out_args: tuple, threads: int) -> None:
@@ -75,8 +112,19 @@ def _load_objects(held_out_args: tuple, threads: int) -> None:
 
 
 def _score_into(path: Path, label: str, checkpoint: str, settings: PredictorSettings,
-                max_clicks: int) -> None:
-    _, objects = score(Predictor(checkpoint, settings, device="cpu"), _OBJECTS, max_clicks)
+                max_clicks: int, earlier: dict[ObjectKey, dict] | None = None) -> None:
+    """Scores this process's objects into ``path``, taking those in ``earlier`` from there."""
+    keys = [(data_set_name(folder), s.name) for folder, samples in _OBJECTS for s in samples]
+    counts = Counter(keys)
+    earlier = {k: v for k, v in (earlier or {}).items() if counts[k] == 1}
+    todo = [(folder, [s for s in samples if (data_set_name(folder), s.name) not in earlier])
+            for folder, samples in _OBJECTS]
+    _, fresh = score(Predictor(checkpoint, settings, device="cpu"),
+                     [(folder, samples) for folder, samples in todo if samples], max_clicks)
+    scored = iter(fresh)
+    objects = [earlier[k] if k in earlier else next(scored) for k in keys]
+    if earlier:
+        print(f"{path.name}: {len(keys) - len(fresh)} of {len(keys)} objects reused", flush=True)
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps({"label": label, "objects": objects}))
     tmp.replace(path)
@@ -92,9 +140,11 @@ class VariantRuns:
     run (SystemExit) instead of being mixed in."""
 
     def __init__(self, jobs: int, held_out_args: tuple, threads: int, checkpoint: str,
-                 model: str, scope: str, max_clicks: int) -> None:
+                 model: str, scope: str, max_clicks: int, reuse: list[Path] | None = None
+                 ) -> None:
         self.checkpoint, self.model, self.scope, self.max_clicks = (
             checkpoint, model, scope, max_clicks)
+        self.reuse = reuse or []
         self.pending: dict[Path, Future | tuple[str, PredictorSettings] | None] = {}
         self.pool = None
         self.jobs = jobs
@@ -116,8 +166,9 @@ class VariantRuns:
             print(f"reusing {path}", flush=True)
             self.pending[path] = None
         elif self.pool is not None:
-            self.pending[path] = self.pool.submit(_score_into, path, label, self.checkpoint,
-                                                  settings, self.max_clicks)
+            self.pending[path] = self.pool.submit(
+                _score_into, path, label, self.checkpoint, settings, self.max_clicks,
+                earlier_scores(self.reuse, path.name, label))
         else:
             self.pending[path] = (label, settings)
 
@@ -136,7 +187,8 @@ class VariantRuns:
         elif job is not None:
             if not _OBJECTS:
                 _load_objects(*self._load)
-            _score_into(path, job[0], self.checkpoint, job[1], self.max_clicks)
+            _score_into(path, job[0], self.checkpoint, job[1], self.max_clicks,
+                        earlier_scores(self.reuse, path.name, job[0]))
         self.pending[path] = None
         return load_object_scores(path)
 
@@ -189,12 +241,19 @@ def main() -> None:
     p.add_argument("--check-limit", type=int, default=400,
                    help="objects spread over each --check folder (default 400; ablations made "
                         "before 0.23.0 read 100)")
+    p.add_argument("--reuse", action="append", default=[], metavar="EARLIER_DIR",
+                   help="an earlier ablation folder of the same checkpoint and settings with "
+                        "another --check-limit: its objects are taken, not scored again "
+                        "(repeatable)")
     p.add_argument("--rules", default=None,
                    help="comma-separated rules to switch off (default: every rule in the base)")
     args = p.parse_args()
     if min(args.per_source, args.max_clicks, args.check_limit, args.jobs, args.threads) < 1:
         p.error("--per-source, --max-clicks, --check-limit, --jobs and --threads must be at "
                 "least 1")
+    missing = [d for d in args.reuse if not Path(d).is_dir()]
+    if missing:
+        p.error(f"--reuse: no such folder: {', '.join(missing)}")
     try:
         base = PredictorSettings().with_values(args.set)
     except ValueError as exc:
@@ -222,7 +281,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     runs = VariantRuns(args.jobs, (args.recipe, args.per_source, args.only, 1.0, args.check,
                                    args.check_limit), args.threads, args.checkpoint, model, scope,
-                       args.max_clicks)
+                       args.max_clicks, [Path(d) for d in args.reuse])
     try:
         retired, kept = ablate(runs, base, rules, variants, files, out)
     finally:

@@ -91,3 +91,36 @@ def test_a_result_file_of_other_settings_stops_the_run(ablation_setup, tmp_path)
     run = _ablation(recipe, check, ckpt, tmp_path / "o", "--jobs", "2")
     assert run.returncode != 0
     assert "was written for another checkpoint or settings" in run.stderr
+
+
+def test_reuse_takes_the_objects_an_earlier_ablation_scored(ablation_setup, tmp_path):
+    """A move to more check objects scores only the new ones: the file equals a fresh run's,
+    except for an object marked in the earlier file, which proves it was taken, not rescored."""
+    recipe, check, ckpt = ablation_setup
+    rules = ("--rules", "focus_pass")
+    fresh = _ablation(recipe, check, ckpt, tmp_path / "fresh", *rules)
+    early = _ablation(recipe, check, ckpt, tmp_path / "early", *rules, "--check-limit", "1")
+    assert fresh.returncode == 0 and early.returncode == 0, fresh.stderr + early.stderr
+    earlier = json.loads((tmp_path / "early" / "base.json").read_text())
+    marked = earlier["objects"][0]
+    marked["ious"] = [0.123] * len(marked["ious"])
+    (tmp_path / "early" / "base.json").write_text(json.dumps(earlier))
+    (tmp_path / "elsewhere").mkdir()  # a folder of another model's files is passed over
+    (tmp_path / "elsewhere" / "off_focus_pass.json").write_text(json.dumps(
+        {"label": "another model", "objects": [{"folder": "d", "name": "im0", "ious": [0.5],
+                                                "noc85": 20, "noc90": 20}]}))
+    run = _ablation(recipe, check, ckpt, tmp_path / "again", *rules, "--reuse",
+                    str(tmp_path / "early"), "--reuse", str(tmp_path / "elsewhere"))
+    assert run.returncode == 0, run.stderr
+    assert "base.json: 4 of 5 objects reused" in run.stdout  # 3 held out + 1 of 2 check objects
+    assert "not reusing" in run.stdout and "elsewhere" in run.stdout
+    for name in ("base", "off_focus_pass"):
+        got = json.loads((tmp_path / "again" / f"{name}.json").read_text())
+        want = json.loads((tmp_path / "fresh" / f"{name}.json").read_text())
+        assert got["label"] == want["label"]
+        if name == "base":
+            assert got["objects"][0] == marked
+            got["objects"][0] = want["objects"][0]
+        assert got["objects"] == want["objects"]
+    missing = _ablation(recipe, check, ckpt, tmp_path / "x", "--reuse", str(tmp_path / "nope"))
+    assert missing.returncode != 0 and "--reuse: no such folder" in missing.stderr
