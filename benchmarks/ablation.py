@@ -30,8 +30,8 @@ particles' test split together; on 400 the same retired set costs +0.23 ± 0.08 
 (docs/experiments.md, 0.23.0). Ablations made before 0.23.0 resume with ``--check-limit 100``.
 
 ``--reuse EARLIER_DIR`` takes each object already scored in an earlier ablation of the same
-checkpoint and settings that read another ``--check-limit`` (its file of the same name) instead
-of scoring it again: the robot user on the CPU gives an object the same scores whichever other
+checkpoint that read another ``--check-limit`` (from its file of the same settings, whatever its
+name) instead of scoring it again: the robot user on the CPU gives an object the same scores whichever other
 objects a run reads (0.23.0's two ablations of stage 15 agree on all 247 objects they share), so
 moving from 100 to 400 check objects scores only the new ones, about half the time.
 """
@@ -86,18 +86,17 @@ def without_check_limits(label: str) -> str:
     return re.sub(r"(, check [^,;]+) \(\d+\)", r"\1", label)
 
 
-def earlier_scores(folders: list[Path], file_name: str, label: str) -> dict[ObjectKey, dict]:
-    """The per-object scores in ``file_name`` of earlier ablation folders made for ``label``
-    with other check limits (``--reuse``), keyed by (folder, name); a file made for another
-    checkpoint or settings is passed over (said), a name found twice in a file is not used."""
+def earlier_scores(folders: list[Path], label: str) -> dict[ObjectKey, dict]:
+    """The per-object scores that earlier ablation folders (``--reuse``) hold for ``label`` read
+    with other check limits, from any of their result files (a set of rules may have been
+    retired in another order there), keyed by (folder, name); a name found twice in a file is
+    not used."""
     found: dict[ObjectKey, dict] = {}
-    for folder in folders:
-        path = folder / file_name
-        if not path.is_file():
-            continue
+    wanted = without_check_limits(label)
+    for path in sorted(p for folder in folders for p in folder.glob("*.json")):
         record = json.loads(path.read_text())
-        if without_check_limits(record.get("label", "")) != without_check_limits(label):
-            print(f"not reusing {path}: made for another checkpoint or settings", flush=True)
+        if not isinstance(record, dict) or without_check_limits(
+                str(record.get("label", ""))) != wanted:
             continue
         keys = [(o["folder"], o["name"]) for o in record["objects"]]
         counts = Counter(keys)
@@ -168,7 +167,7 @@ class VariantRuns:
         elif self.pool is not None:
             self.pending[path] = self.pool.submit(
                 _score_into, path, label, self.checkpoint, settings, self.max_clicks,
-                earlier_scores(self.reuse, path.name, label))
+                earlier_scores(self.reuse, label))
         else:
             self.pending[path] = (label, settings)
 
@@ -188,7 +187,7 @@ class VariantRuns:
             if not _OBJECTS:
                 _load_objects(*self._load)
             _score_into(path, job[0], self.checkpoint, job[1], self.max_clicks,
-                        earlier_scores(self.reuse, path.name, job[0]))
+                        earlier_scores(self.reuse, job[0]))
         self.pending[path] = None
         return load_object_scores(path)
 

@@ -95,7 +95,8 @@ def test_a_result_file_of_other_settings_stops_the_run(ablation_setup, tmp_path)
 
 def test_reuse_takes_the_objects_an_earlier_ablation_scored(ablation_setup, tmp_path):
     """A move to more check objects scores only the new ones: the file equals a fresh run's,
-    except for an object marked in the earlier file, which proves it was taken, not rescored."""
+    except for an object marked in the earlier file (under another name), which proves it was
+    taken, not rescored; another model's file is passed over."""
     recipe, check, ckpt = ablation_setup
     rules = ("--rules", "focus_pass")
     fresh = _ablation(recipe, check, ckpt, tmp_path / "fresh", *rules)
@@ -104,7 +105,8 @@ def test_reuse_takes_the_objects_an_earlier_ablation_scored(ablation_setup, tmp_
     earlier = json.loads((tmp_path / "early" / "base.json").read_text())
     marked = earlier["objects"][0]
     marked["ious"] = [0.123] * len(marked["ious"])
-    (tmp_path / "early" / "base.json").write_text(json.dumps(earlier))
+    (tmp_path / "early" / "base.json").unlink()
+    (tmp_path / "early" / "together_renamed.json").write_text(json.dumps(earlier))
     (tmp_path / "elsewhere").mkdir()  # a folder of another model's files is passed over
     (tmp_path / "elsewhere" / "off_focus_pass.json").write_text(json.dumps(
         {"label": "another model", "objects": [{"folder": "d", "name": "im0", "ious": [0.5],
@@ -113,7 +115,7 @@ def test_reuse_takes_the_objects_an_earlier_ablation_scored(ablation_setup, tmp_
                     str(tmp_path / "early"), "--reuse", str(tmp_path / "elsewhere"))
     assert run.returncode == 0, run.stderr
     assert "base.json: 4 of 5 objects reused" in run.stdout  # 3 held out + 1 of 2 check objects
-    assert "not reusing" in run.stdout and "elsewhere" in run.stdout
+    assert "off_focus_pass.json: 4 of 5 objects reused" in run.stdout
     for name in ("base", "off_focus_pass"):
         got = json.loads((tmp_path / "again" / f"{name}.json").read_text())
         want = json.loads((tmp_path / "fresh" / f"{name}.json").read_text())
