@@ -1,7 +1,7 @@
 """The shipping rule's last step as one command: a candidate on the five evaluation splits, once,
 paired object by object against the shipped model's results, and the gate.
 
-    python benchmarks/evaluation_splits.py CHECKPOINT --name candidate_v0.23.0 \\
+    python benchmarks/evaluation_splits.py CHECKPOINT --name candidate_v0.25.0 \\
         [--set rules_off=a,b ...] [--jobs 2] [--threads 1] \\
         [--data ../shared/data] [--results training/results] [--logs runs/evaluation_splits] \\
         [--dry-run]
@@ -43,15 +43,18 @@ class Split(NamedTuple):
     shipped: str
 
 
+#: the bundled model's results on the five splits: RESULTS/<SHIPPED>_<split>.json (the files of
+#: the read that shipped it)
+SHIPPED = "risnet_v0.24.0"
+
 #: the five splits of issue 25's targets, the longest first (two jobs finish together)
 SPLITS: tuple[Split, ...] = (
-    Split("hippo", "medical/msd_hippocampus/test", 150, "risnet_hippo.json"),
-    Split("dsb", "microscopy/dsb2018_nuclei/test", 150, "risnet_dsb.json"),
-    Split("grabcut", "natural/grabcut", None, "risnet_grabcut.json"),
+    Split("hippo", "medical/msd_hippocampus/test", 150, f"{SHIPPED}_hippo.json"),
+    Split("dsb", "microscopy/dsb2018_nuclei/test", 150, f"{SHIPPED}_dsb.json"),
+    Split("grabcut", "natural/grabcut", None, f"{SHIPPED}_grabcut.json"),
     Split("chloro", "electron_microscopy/wsu_leaf_chloroplasts/test", 100,
-          "risnet_v0.12.0_em_chloroplasts.json"),
-    Split("emps", "electron_microscopy/emps_particles/test", 100,
-          "risnet_v0.12.0_em_particles.json"),
+          f"{SHIPPED}_chloro.json"),
+    Split("emps", "electron_microscopy/emps_particles/test", 100, f"{SHIPPED}_emps.json"),
 )
 
 

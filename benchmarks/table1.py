@@ -25,7 +25,8 @@ ROWS = [
     ("iFCN (global branch only)", "ifcn", 6.04),
     # the bundled model's stages 1-2: the same data and compute as the iFCN row, same settings
     ("RIS-Net, stages 1-2 (iFCN's budget)", "risnet_stage2_samesettings", None),
-    ("RIS-Net", "risnet", 5.00),
+    ("RIS-Net, stage 5 (bundled 0.5.0-0.23.0)", "risnet", None),
+    ("RIS-Net (bundled since 0.24.0)", "risnet_v0.24.0", 5.00),
 ]
 
 

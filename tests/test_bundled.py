@@ -18,8 +18,10 @@ from test_project import _discs_project, as_previous_layout
 
 
 def test_each_release_names_the_model_it_bundled(tmp_path, monkeypatch):
-    assert bundled.bundled_release() == bundled.CURRENT == "0.5.0"
-    assert bundled.bundled_weights("0.13.0") == bundled.bundled_weights()
+    assert bundled.bundled_release() == bundled.CURRENT == "0.24.0"
+    assert bundled.bundled_release("0.23.0") == bundled.bundled_release("0.13.0") == "0.5.0"
+    assert bundled.bundled_weights("0.23.0").name == "risnet_0.5.0.pt"  # both ship
+    assert bundled.bundled_weights().name == "risnet_default.pt"
     # a later release with its own model: the earlier releases keep theirs
     for name in ("risnet_0.5.0.pt", "risnet_default.pt"):
         (tmp_path / name).write_bytes(b"")

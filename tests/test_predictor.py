@@ -359,8 +359,8 @@ def test_a_late_click_changes_only_its_own_edit(tiny_model, monkeypatch):
     trimmed = prev.copy()
     trimmed[40:46] = False  # 720 px, far from the click
     blob = _square((200, 200), 170, 100, 5)  # added under the click
-    p = make(tiny_model, input_size=64, merge_always_from=4,
-                  focus_from=0, spill_ratio=0)
+    p = make(tiny_model, input_size=64, merge_from=2, merge_always_from=4,
+             focus_from=0, spill_ratio=0)
     p.set_image(image)
     monkeypatch.setattr(p, "_look", as_look(_window_pass(lambda clicks: trimmed | blob)))
     masks = {n: p.predict([Click(100, 100)] * (n - 1) + [Click(170, 100)], prev_mask=prev).mask

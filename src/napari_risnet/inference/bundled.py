@@ -16,7 +16,8 @@ from napari_risnet.releases import release_key
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 
 #: (first release that shipped it, file in ``WEIGHTS_DIR``), oldest first; the last is current
-BUNDLED: tuple[tuple[str, str], ...] = (("0.5.0", "risnet_default.pt"),)
+BUNDLED: tuple[tuple[str, str], ...] = (("0.5.0", "risnet_0.5.0.pt"),
+                                         ("0.24.0", "risnet_default.pt"))
 #: the release whose bundled model ``"default"`` means today
 CURRENT = BUNDLED[-1][0]
 #: what a record without ``bundled`` used: the default of every release from 0.5.0 to 0.13.0
