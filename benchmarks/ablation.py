@@ -87,21 +87,20 @@ def without_check_limits(label: str) -> str:
     return re.sub(r"(, check [^,;]+) \(\d+\)", r"\1", label)
 
 
-def earlier_scores(folders: list[Path], label: str) -> dict[ObjectKey, dict]:
-    """The per-object scores that earlier ablation folders (``--reuse``) hold for ``label`` read
-    with other check limits, from any of their result files (a set of rules may have been
-    retired in another order there), keyed by (folder, name); a name found twice in a file is
-    not used."""
-    found: dict[ObjectKey, dict] = {}
-    wanted = without_check_limits(label)
+def earlier_scores(folders: list[Path]) -> dict[str, dict[ObjectKey, dict]]:
+    """The per-object scores that earlier ablation folders (``--reuse``) hold, by what each file
+    was made for with the check limits taken out (``without_check_limits`` of its label), from
+    any of their result files (a set of rules may have been retired in another order there),
+    keyed by (folder, name); a name found twice in a file is not used. Read once per run."""
+    found: dict[str, dict[ObjectKey, dict]] = {}
     for path in sorted(p for folder in folders for p in folder.glob("*.json")):
         record = json.loads(path.read_text())
-        if not isinstance(record, dict) or without_check_limits(
-                str(record.get("label", ""))) != wanted:
+        if not isinstance(record, dict) or "objects" not in record:
             continue
         keys = [(o["folder"], o["name"]) for o in record["objects"]]
         counts = Counter(keys)
-        found |= {k: o for k, o in zip(keys, record["objects"]) if counts[k] == 1}
+        found.setdefault(without_check_limits(str(record.get("label", ""))), {}).update(
+            {k: o for k, o in zip(keys, record["objects"]) if counts[k] == 1})
     return found
 
 
@@ -144,7 +143,7 @@ class VariantRuns:
                  ) -> None:
         self.checkpoint, self.model, self.scope, self.max_clicks = (
             checkpoint, model, scope, max_clicks)
-        self.reuse = reuse or []
+        self.earlier = earlier_scores(reuse or [])
         self.pending: dict[Path, Future | tuple[str, PredictorSettings] | None] = {}
         self.pool = None
         self.jobs = jobs
@@ -168,7 +167,7 @@ class VariantRuns:
         elif self.pool is not None:
             self.pending[path] = self.pool.submit(
                 _score_into, path, label, self.checkpoint, settings, self.max_clicks,
-                earlier_scores(self.reuse, label))
+                self.earlier.get(without_check_limits(label)))
         else:
             self.pending[path] = (label, settings)
 
@@ -188,7 +187,7 @@ class VariantRuns:
             if not _OBJECTS:
                 _load_objects(*self._load)
             _score_into(path, job[0], self.checkpoint, job[1], self.max_clicks,
-                        earlier_scores(self.reuse, job[0]))
+                        self.earlier.get(without_check_limits(job[0])))
         self.pending[path] = None
         return load_object_scores(path)
 

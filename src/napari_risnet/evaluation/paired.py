@@ -214,4 +214,5 @@ def format_difference(d: Difference, digits: int = 2, by_image: bool = False) ->
 
 __all__ = ["Difference", "ObjectScores", "PairedRow", "SIGNIFICANT_SE", "beyond_noise",
            "difference", "format_difference", "gate_verdict", "image_of", "iou_after",
-           "load_object_scores", "losses", "paired_rows", "retire_together", "retirement_order", "rule_earns_place"]
+           "load_object_scores", "losses", "paired_rows", "retire_together", "retirement_order",
+           "rule_earns_place"]
