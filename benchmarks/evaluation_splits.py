@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("checkpoint", help="the candidate's checkpoint file")
     p.add_argument("--name", required=True,
-                   help="result files RESULTS/NAME_<split>.json, e.g. candidate_v0.23.0")
+                   help="result files RESULTS/NAME_<split>.json, e.g. candidate_v0.25.0")
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                    help="a Predictor setting of the candidate (repeatable), e.g. "
                         "--set rules_off=guarded_merge,late_merge")
