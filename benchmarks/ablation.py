@@ -9,8 +9,10 @@ rules_off=magnified_bias`` to start from a smaller set) and then once per rule i
 the rule switched off, 20 clicks each; writes ``DIR/base.json`` and ``DIR/off_<rule>.json``
 (``benchmarks/validation.py --objects-out`` files, so ``benchmarks/paired.py`` reads them too)
 and prints the table: paired differences rule off − all on per folder, mean ± standard error
-(positive: the rule saves clicks; bold: beyond two standard errors), and whether the rule earns
-its place (``napari_risnet.evaluation.paired.rule_earns_place``). Then the rules that do not
+(positive: the rule saves clicks; a negative IoU: the rule holds the last click's IoU; bold:
+beyond two standard errors), and whether the rule earns its place
+(``napari_risnet.evaluation.paired.rule_earns_place``: clicks, or since 0.25.0 the IoU after the
+last click over all objects). Then the rules that do not
 are retired together only as far as the set passes the same test (``retire_together``: in the
 order of what each costs to keep, a rule whose retirement makes the set earn its place stays),
 one ``DIR/together_<rules>.json`` per set tried, and a second table says which retire. A file
@@ -300,7 +302,8 @@ def ablate(runs: VariantRuns, base: PredictorSettings, rules: tuple[str, ...],
         runs.submit(files[name], settings)
     base_scores = runs.scores(files["base"], base)
     alone = {r: paired_rows(base_scores, runs.scores(files[r], variants[r])) for r in rules}
-    print("\nrule off − all on, mean ± standard error (positive: the rule saves clicks)\n")
+    print("\nrule off − all on, mean ± standard error (positive NoC: the rule saves clicks; "
+          "negative IoU: it holds the last click's IoU)\n")
     print("\n".join(table(alone)))
 
     together: dict[str, list[PairedRow]] = {}

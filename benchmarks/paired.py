@@ -12,8 +12,9 @@ of about half a click (docs/experiments.md, 0.7.0), so a change smaller than tha
 finding; where many objects share few images, the clustered one is the one to read.
 
 ``--gate`` applies the shipping rule with A the shipped model and B the candidate
-(``napari_risnet.evaluation.paired.losses``): it names every folder where B costs more clicks
-beyond two standard errors and exits with status 1 if there is one, 0 if there is none.
+(``napari_risnet.evaluation.paired.losses``): it names every folder where B costs more clicks,
+or ends at a lower IoU after the last click, beyond two standard errors and exits with status
+1 if there is one, 0 if there is none.
 """
 from __future__ import annotations
 
@@ -31,7 +32,8 @@ def main() -> None:
                    help="also compare the IoU after click K (1-based)")
     p.add_argument("--gate", action="store_true",
                    help="A is the shipped model, B the candidate: exit 1 where B loses beyond "
-                        "two standard errors (NoC@85 or NoC@90, any folder or all)")
+                        "two standard errors (NoC@85, NoC@90 or the IoU after the last click, any "
+                        "folder or all)")
     args = p.parse_args()
     if any(k < 1 for k in args.iou_at):
         p.error("--iou-at clicks count from 1")

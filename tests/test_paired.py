@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from napari_risnet.evaluation.paired import (Difference, beyond_noise, difference,
-                                             format_difference, image_of, iou_after,
+                                             format_difference, gate_verdict, image_of, iou_after,
                                              load_object_scores, losses, paired_rows,
                                              retire_together, retirement_order, rule_earns_place)
 from napari_risnet.metrics import clicks_to_reach
@@ -49,12 +49,14 @@ def test_iou_after_a_click_keeps_the_last_when_the_robot_stopped():
     assert iou_after(obj, 10) == 0.95
 
 
-def test_a_rule_stays_only_when_switching_it_off_costs_clicks_beyond_noise():
-    def rows(all85, all90, folder85=(0.0, 0.1), folder90=(0.0, 0.1)):
+def test_a_rule_stays_only_when_switching_it_off_costs_beyond_noise():
+    def rows(all85, all90, folder85=(0.0, 0.1), folder90=(0.0, 0.1), all_iou=(0.0, 0.001),
+             folder_iou=(0.0, 0.001)):
         def d(mean_se):
             return Difference(*mean_se, se_by_image=1.0, images=30)  # clustered SE not used
-        return [("coco", 40, {"noc85": d(folder85), "noc90": d(folder90)}),
-                ("all", 200, {"noc85": d(all85), "noc90": d(all90)})]
+        return [("coco", 40, {"noc85": d(folder85), "noc90": d(folder90),
+                              "iou_last": d(folder_iou)}),
+                ("all", 200, {"noc85": d(all85), "noc90": d(all90), "iou_last": d(all_iou)})]
 
     assert rule_earns_place(rows((0.15, 0.07), (0.1, 0.1)))  # over all at NoC@85
     assert rule_earns_place(rows((0.0, 0.1), (0.5, 0.2)))  # over all at NoC@90
@@ -63,11 +65,20 @@ def test_a_rule_stays_only_when_switching_it_off_costs_clicks_beyond_noise():
     # one folder at both thresholds, or not at all
     assert rule_earns_place(rows((0.1, 0.1), (0.1, 0.1), (0.6, 0.27), (1.42, 0.66)))
     assert not rule_earns_place(rows((0.1, 0.1), (0.1, 0.1), (0.73, 0.35), (0.53, 0.43)))
+    # the IoU after the last click over all objects: lower without the rule keeps it (0.24.0's
+    # late merge on held-out objects: -0.00084 +- 0.00038), higher or within noise does not
+    level = ((0.0, 0.05), (0.0, 0.05))
+    assert rule_earns_place(rows(*level, all_iou=(-0.00084, 0.00038)))
+    assert not rule_earns_place(rows(*level, all_iou=(-0.0007, 0.00038)))
+    assert not rule_earns_place(rows(*level, all_iou=(+0.003, 0.001)))
+    # one folder's IoU alone is not enough (five folders: one of them clears two SE by chance)
+    assert not rule_earns_place(rows(*level, folder_iou=(-0.012, 0.004)))
 
 
 def _all_rows(noc85: tuple[float, float], noc90: tuple[float, float]) -> list:
     return [("all", 225, {"noc85": Difference(*noc85, 1.0, 30),
-                          "noc90": Difference(*noc90, 1.0, 30)})]
+                          "noc90": Difference(*noc90, 1.0, 30),
+                          "iou_last": Difference(0.0, 0.001, 1.0, 30)})]
 
 
 def test_rules_that_fail_alone_are_tried_the_costliest_to_keep_first():
@@ -156,6 +167,20 @@ def test_the_shipping_rule_names_every_loss_beyond_noise_and_nothing_else():
     assert {(f, m) for f, m, _ in losses(paired_rows(b, a))} == {
         ("em", "noc85"), ("em", "noc90"), ("all", "noc85")}
     assert losses(paired_rows(a, a)) == []
+
+
+def test_the_shipping_rule_counts_a_lower_iou_after_the_last_click():
+    """Level clicks, but every object of one folder ends lower (0.24.0's GrabCut IoU@20): a
+    loss; ending higher is none."""
+    a = _scores({"coco": [(3, 4)] * 20, "em": [(5, 6)] * 20})
+    b = {k: {**o, "ious": [0.5, 0.88 - 0.002 * (i % 5)]}
+         for i, (k, o) in enumerate(a.items()) if k[0] == "coco"}
+    b.update({k: o for k, o in a.items() if k[0] == "em"})
+    lost = losses(paired_rows(a, b))
+    assert [(f, m) for f, m, _ in lost] == [("coco", "iou_last"), ("all", "iou_last")]
+    assert lost[0][2].mean == pytest.approx(-0.024)
+    assert "coco IoU after the last click -0.024" in gate_verdict(lost)
+    assert losses(paired_rows(b, a)) == []
 
 
 def test_the_gate_exits_1_naming_the_losses_and_0_without_one(tmp_path):

@@ -367,6 +367,16 @@ def test_a_late_click_changes_only_its_own_edit(tiny_model, monkeypatch):
              for n in (3, 4)}
     np.testing.assert_array_equal(masks[3], trimmed | blob)
     np.testing.assert_array_equal(masks[4], prev | blob)
+    # the late merge alone (0.25.0's default): the guard starts where the late merge does, so it
+    # has no click of its own and is no rule of the pipeline
+    late = make(tiny_model, input_size=64, merge_from=4, merge_always_from=4, focus_from=0,
+                spill_ratio=0)
+    assert "late_merge" in late.settings.rules and "guarded_merge" not in late.settings.rules
+    late.set_image(image)
+    monkeypatch.setattr(late, "_look", as_look(_window_pass(lambda clicks: trimmed | blob)))
+    for n, expected in ((3, trimmed | blob), (4, prev | blob)):
+        mask = late.predict([Click(100, 100)] * (n - 1) + [Click(170, 100)], prev_mask=prev).mask
+        np.testing.assert_array_equal(mask, expected)
     with pytest.raises(ValueError, match="merge_always_from must be >= 0"):
         make(tiny_model, merge_always_from=-1)
 

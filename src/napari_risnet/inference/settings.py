@@ -145,7 +145,9 @@ class PredictorSettings:
             "click_threshold": self.click_threshold > 0 or self.click_threshold_small > 0,
             "click_prior": self.click_sigma > 0 or self.click_sigma_magnified > 0,
             "focus_pass": self.focus_from > 0,
-            "guarded_merge": self.merge_from > 0,
+            # the guard has clicks of its own only before the late merge takes over
+            "guarded_merge": self.merge_from > 0 and (self.merge_always_from == 0
+                                                      or self.merge_from < self.merge_always_from),
             "late_merge": self.merge_from > 0 and self.merge_always_from > 0,
             "spill_limit": self.spill_ratio > 0,
             "wider_zoom_in": self.zoom_expand > self.expand,
