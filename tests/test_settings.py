@@ -15,10 +15,13 @@ RESULTS = Path(__file__).resolve().parent.parent / "training" / "results"
 
 
 def test_the_newest_preset_is_this_release_and_a_record_round_trips():
-    assert PredictorSettings.for_release("0.24.0") == PredictorSettings()
-    # 0.24.0 retired three rules; the releases before replay with all nine
-    retired = ("guarded_merge", "late_merge", "spill_limit")
+    assert PredictorSettings.for_release("0.25.0") == PredictorSettings()
+    # 0.24.0 retired three rules, 0.25.0 brought the late merge back; the releases before 0.24.0
+    # replay with all nine
+    retired = ("guarded_merge", "spill_limit")
     assert PredictorSettings().rules == tuple(r for r in RULES if r not in retired)
+    assert PredictorSettings.for_release("0.24.0").rules == tuple(
+        r for r in RULES if r not in retired + ("late_merge",))
     assert PredictorSettings.for_release("0.23.0").rules == RULES
     for minor in range(13, 23):  # 0.13.0 re-measured the rules; none changed until 0.24.0
         assert PredictorSettings.for_release(f"0.{minor}.0") == PRESETS["0.23.0"]

@@ -86,9 +86,10 @@ class PredictorSettings:
     #: coarse boundary
     focus_band: float = 3.0
     #: from this many clicks on, a click changes only the connected region of change under it
-    #: (progressive merge, unmagnified windows only); 0 = off (retired in 0.24.0: the 0.24.0
-    #: model needs no guarded or late merge, docs/experiments.md)
-    merge_from: int = 0
+    #: (progressive merge, unmagnified windows only); 0 = off. Since 0.25.0 it starts where the
+    #: late merge does: the guarded merge (from 2 until 0.23.0) stays retired, the late merge
+    #: holds the last click's IoU (docs/experiments.md, 0.24.0 and 0.25.0)
+    merge_from: int = 7
     #: the guard: merge only when the click's answer changes more than this fraction of the
     #: previous mask's area away from its own edit (0: always)
     merge_min_elsewhere: float = 0.1
@@ -339,8 +340,10 @@ def _validate(s: PredictorSettings) -> None:
 
 
 _TODAY = PredictorSettings()
+#: 0.25.0 brought the late merge back (it holds the IoU after the last click)
+_V0_24 = dataclasses.replace(_TODAY, merge_from=0)
 #: 0.24.0 shipped a new model and retired the guarded and the late merge and the spill limit
-_V0_23 = dataclasses.replace(_TODAY, merge_from=2, spill_ratio=20.0)
+_V0_23 = dataclasses.replace(_V0_24, merge_from=2, spill_ratio=20.0)
 _V0_22 = dataclasses.replace(_V0_23)  # 0.23.0 shipped no new model and changed no rule
 _V0_21 = dataclasses.replace(_V0_22)  # 0.22.0 shipped no new model and changed no rule
 _V0_20 = dataclasses.replace(_V0_21)  # 0.21.0 shipped no new model and changed no rule
@@ -365,7 +368,7 @@ PRESETS: dict[str, PredictorSettings] = {
     "0.12.0": _V0_12, "0.13.0": _V0_13, "0.14.0": _V0_14,
     "0.15.0": _V0_15, "0.16.0": _V0_16, "0.17.0": _V0_17, "0.18.0": _V0_18,
     "0.19.0": _V0_19, "0.20.0": _V0_20, "0.21.0": _V0_21,
-    "0.22.0": _V0_22, "0.23.0": _V0_23, "0.24.0": _TODAY}
+    "0.22.0": _V0_22, "0.23.0": _V0_23, "0.24.0": _V0_24, "0.25.0": _TODAY}
 
 #: settings that a release did not have yet because they were one with another setting
 _TIED = {"0.7.0": {"refine_expand": "expand"},
