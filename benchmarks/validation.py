@@ -76,11 +76,12 @@ def upscaled(sample: ObjectSample, factor: float) -> ObjectSample:
                         nearest(sample.ignore))
 
 
-def check_sets(checks: list[str], limit: int, trained: list[str]
+def check_sets(checks: list[str], limit: int, trained: list[str], only: str | None = None
                ) -> list[tuple[str, list[ObjectSample]]]:
-    """(folder, ``limit`` objects spread over it) of each check folder; SystemExit for a folder
-    that is missing, a ``test`` split or GrabCut (evaluation only: never choose on them) or one
-    of ``trained`` (the recipe's training folders: not out of domain)."""
+    """(folder, ``limit`` objects spread over it) of each check folder (``only``: of the one of
+    that name; the others are still checked); SystemExit for a folder that is missing, a
+    ``test`` split or GrabCut (evaluation only: never choose on them) or one of ``trained`` (the
+    recipe's training folders: not out of domain)."""
     trained_paths = {Path(t).resolve() for t in trained}
     sets = []
     for folder in checks:
@@ -93,6 +94,8 @@ def check_sets(checks: list[str], limit: int, trained: list[str]
                              "are scored already")
         if not path.is_dir():
             raise SystemExit(f"--check {folder}: no such folder")
+        if only is not None and data_set_name(folder) != only:
+            continue
         try:
             sets.append((folder, list(iter_objects(path, limit=limit))))
         except (OSError, ValueError) as exc:
@@ -104,15 +107,15 @@ def held_out_sets(recipe: str, per_source: int, only: str | None = None, upscale
                   checks: list[str] | None = None, check_limit: int = 100
                   ) -> list[tuple[str, list[ObjectSample]]]:
     """(folder, held-out objects) of the recipe's folders: the trainer's own split, then the
-    ``checks`` folders (``check_sets``); ``only`` keeps the folder of that name (SystemExit when
-    none has it), ``upscale`` shows each object that many times larger."""
+    ``checks`` folders (``check_sets``); ``only`` loads the folder of that name alone (SystemExit
+    when none has it: one folder per process lets N cores score a set in about 1/N of the time),
+    ``upscale`` shows each object that many times larger."""
     config = load_config(recipe)
-    sets, _ = held_out_objects(config, per_source)
-    sets += check_sets(checks or [], check_limit, [src.path for src in config.data])
-    if only:
-        sets = [(path, samples) for path, samples in sets if data_set_name(path) == only]
-        if not sets:
-            raise SystemExit(f"--only {only}: the recipe {recipe} has no such folder")
+    only = only or None
+    sets, _ = held_out_objects(config, per_source, only)
+    sets += check_sets(checks or [], check_limit, [src.path for src in config.data], only)
+    if only and not sets:
+        raise SystemExit(f"--only {only}: the recipe {recipe} has no such folder")
     if upscale != 1:
         sets = [(path, [upscaled(s, upscale) for s in samples]) for path, samples in sets]
     return sets

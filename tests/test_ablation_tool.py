@@ -16,7 +16,7 @@ from conftest import disc_image, tiny_config
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
-from validation import check_sets  # noqa: E402  (a script beside the package)
+from validation import check_sets, held_out_sets  # noqa: E402  (a script beside the package)
 
 
 def _folder(root: Path, n: int, seed: int = 0) -> Path:
@@ -55,6 +55,33 @@ def ablation_setup(tmp_path):
                       f'path = "{data}"\n')
     ckpt = save_checkpoint(tmp_path / "rand.pt", RISNet(tiny_config()))
     return recipe, check, ckpt
+
+
+def test_only_loads_its_own_folder_and_still_refuses_a_bad_check(ablation_setup, tmp_path,
+                                                                  monkeypatch):
+    """One folder per process (``--only``): the objects are those of the full run's folder, the
+    other folders are not decoded, and a check folder that is a test split is refused anyway."""
+    import napari_risnet.training.validation as held_out
+
+    recipe, check, _ = ablation_setup
+    full = {path: [o.name for o in objects]
+            for path, objects in held_out_sets(str(recipe), 3, checks=[str(check)],
+                                               check_limit=2)}
+    assert len(full) == 2
+    decoded = []
+    real_load = held_out.load_object
+    monkeypatch.setattr(held_out, "load_object",
+                        lambda ref, cache: decoded.append(ref) or real_load(ref, cache))
+    (path, objects), = held_out_sets(str(recipe), 3, "other", checks=[str(check)], check_limit=2)
+    assert path == str(check) and [o.name for o in objects] == full[str(check)]
+    assert decoded == []  # the recipe's own folder was listed, not loaded
+    (path, objects), = held_out_sets(str(recipe), 3, "d", checks=[str(check)], check_limit=2)
+    assert [o.name for o in objects] == full[path] and len(decoded) == 3
+    with pytest.raises(SystemExit, match="no such folder"):
+        held_out_sets(str(recipe), 3, "nowhere", checks=[str(check)], check_limit=2)
+    test_split = _folder(tmp_path / "other2" / "test", 1)
+    with pytest.raises(SystemExit, match="for evaluation only"):
+        held_out_sets(str(recipe), 3, "d", checks=[str(test_split)], check_limit=2)
 
 
 def _ablation(recipe, check, ckpt, out, *extra):

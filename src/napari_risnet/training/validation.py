@@ -43,15 +43,18 @@ def data_set_name(folder: str) -> str:
     return parts[-2] if parts[-1] in ("train", "test") else parts[-1]
 
 
-def held_out_objects(config: TrainConfig, per_source: int
+def held_out_objects(config: TrainConfig, per_source: int, only: str | None = None
                      ) -> tuple[list[tuple[str, list[ObjectSample]]], set[str]]:
     """Per training folder (in recipe order): ``per_source`` objects spread over its held-out
-    images; and the keys of all held-out images, which training must exclude."""
+    images; and the keys of all held-out images, which training must exclude. ``only``: load
+    the objects of the folder of that name (``data_set_name``) alone; the keys stay complete."""
     by_source, exclude = [], set()
     for src in config.data:
         refs, _ = list_objects(src.path, src.objects, src.min_area)
         val_refs = [r for r in refs if is_validation(image_key(r), config.val_fraction)]
         exclude |= {image_key(r) for r in val_refs}
+        if only is not None and data_set_name(src.path) != only:
+            continue  # decoding the others' images is most of the time a one-folder run takes
         cache: dict = {}
         by_source.append((src.path, [load_object(r, cache) for r in spread(val_refs, per_source)]))
     return by_source, exclude
