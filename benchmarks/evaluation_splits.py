@@ -15,8 +15,9 @@ second setting tried on them would be chosen on them. Then it prints, per split,
 NoC@85 / 90 and IoU after the first and the last click and the paired difference (± per object,
 and by image), and applies the gate (``napari_risnet.evaluation.paired.losses``): exit status 1
 naming every split where the candidate loses NoC@85, NoC@90 or the IoU after the last click
-beyond two standard errors, 0 when it loses nowhere. Which rules a candidate keeps is chosen before, on held-out objects
-(``benchmarks/ablation.py``); GrabCut and the test splits are never used to choose anything.
+beyond two standard errors, 0 when it loses nowhere. Which rules a candidate keeps is chosen
+before, on held-out objects (``benchmarks/ablation.py``); GrabCut and the test splits are never
+used to choose anything.
 """
 from __future__ import annotations
 

@@ -224,7 +224,6 @@ def format_difference(d: Difference, digits: int = 2, by_image: bool = False) ->
 
 
 __all__ = ["Difference", "JUDGED", "MEASURE_NAMES", "ObjectScores", "PairedRow",
-           "SIGNIFICANT_SE",
-           "beyond_noise", "difference", "format_difference", "gate_verdict", "image_of",
-           "iou_after", "load_object_scores", "losses", "paired_rows", "retire_together",
-           "retirement_order", "rule_earns_place", "worse"]
+           "SIGNIFICANT_SE", "beyond_noise", "difference", "format_difference", "gate_verdict",
+           "image_of", "iou_after", "load_object_scores", "losses", "paired_rows",
+           "retire_together", "retirement_order", "rule_earns_place", "worse"]
