@@ -6,7 +6,7 @@ import pytest
 from napari_risnet.clicks import Click
 from napari_risnet.evaluation.images import ObjectResult, evaluate, summarize
 from napari_risnet.inference.predictor import Prediction
-from napari_risnet.evaluation.robot import RobotUser, iou
+from napari_risnet.evaluation.robot import RobotUser, _interior_distance, iou
 
 
 def test_first_click_is_most_interior_point():
@@ -21,6 +21,22 @@ def test_border_counts_as_boundary():
     gt[:, :20] = True  # touches the top, bottom and left borders
     c = RobotUser(gt).first_click()
     assert 4 <= c.row <= 5 and 4 <= c.col <= 15
+
+
+def test_interior_distance_on_the_box_equals_the_whole_image():
+    """The distances are computed on the region's bounding box only; they must be the whole
+    image's, bit for bit, or the robot would click elsewhere."""
+    from scipy import ndimage
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        region = np.zeros((45, 60), bool)
+        for _ in range(2):  # two blobs: the box holds non-region pixels between them
+            r0, c0 = rng.integers(0, 40), rng.integers(0, 55)
+            region[r0:r0 + rng.integers(1, 30), c0:c0 + rng.integers(1, 30)] = True
+        region &= rng.random(region.shape) < 0.9  # holes: the nearest boundary is inside
+        whole = ndimage.distance_transform_edt(np.pad(region, 1))[1:-1, 1:-1]
+        np.testing.assert_array_equal(_interior_distance(region), whole)
+    np.testing.assert_array_equal(_interior_distance(np.zeros((5, 6), bool)), np.zeros((5, 6)))
 
 
 def test_next_click_goes_to_larger_error_with_its_sign():

@@ -15,9 +15,21 @@ from napari_risnet.metrics import iou
 
 
 def _interior_distance(region: np.ndarray) -> np.ndarray:
-    """Distance to the region's boundary, the image border counting as boundary."""
-    padded = np.pad(region, 1, constant_values=False)
-    return ndimage.distance_transform_edt(padded)[1:-1, 1:-1]
+    """Distance to the region's boundary, the image border counting as boundary.
+
+    Computed on the region's bounding box padded by one pixel: every pixel of the box has its
+    nearest non-region pixel in the box or on that one-pixel ring, so the distances are the
+    whole image's, at the cost of the box (an error region is mostly a sliver of the image).
+    """
+    out = np.zeros(region.shape)
+    rows = np.flatnonzero(region.any(axis=1))
+    if not len(rows):
+        return out
+    cols = np.flatnonzero(region.any(axis=0))
+    box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+    padded = np.pad(region[box], 1, constant_values=False)
+    out[box] = ndimage.distance_transform_edt(padded)[1:-1, 1:-1]
+    return out
 
 
 def _argmax(dist: np.ndarray) -> tuple[int, int]:
