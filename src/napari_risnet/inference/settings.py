@@ -340,8 +340,9 @@ def _validate(s: PredictorSettings) -> None:
 
 
 _TODAY = PredictorSettings()
+_V0_25 = dataclasses.replace(_TODAY)  # 0.26.0 made the graph cut faster and changed no rule
 #: 0.25.0 brought the late merge back (it holds the IoU after the last click)
-_V0_24 = dataclasses.replace(_TODAY, merge_from=0)
+_V0_24 = dataclasses.replace(_V0_25, merge_from=0)
 #: 0.24.0 shipped a new model and retired the guarded and the late merge and the spill limit
 _V0_23 = dataclasses.replace(_V0_24, merge_from=2, spill_ratio=20.0)
 _V0_22 = dataclasses.replace(_V0_23)  # 0.23.0 shipped no new model and changed no rule
@@ -368,7 +369,8 @@ PRESETS: dict[str, PredictorSettings] = {
     "0.12.0": _V0_12, "0.13.0": _V0_13, "0.14.0": _V0_14,
     "0.15.0": _V0_15, "0.16.0": _V0_16, "0.17.0": _V0_17, "0.18.0": _V0_18,
     "0.19.0": _V0_19, "0.20.0": _V0_20, "0.21.0": _V0_21,
-    "0.22.0": _V0_22, "0.23.0": _V0_23, "0.24.0": _V0_24, "0.25.0": _TODAY}
+    "0.22.0": _V0_22, "0.23.0": _V0_23, "0.24.0": _V0_24, "0.25.0": _V0_25,
+    "0.26.0": _TODAY}
 
 #: settings that a release did not have yet because they were one with another setting
 _TIED = {"0.7.0": {"refine_expand": "expand"},
