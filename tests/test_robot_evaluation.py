@@ -2,6 +2,7 @@ import json
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from napari_risnet.clicks import Click
 from napari_risnet.evaluation.images import ObjectResult, evaluate, summarize
@@ -26,7 +27,6 @@ def test_border_counts_as_boundary():
 def test_interior_distance_on_the_box_equals_the_whole_image():
     """The distances are computed on the region's bounding box only; they must be the whole
     image's, bit for bit, or the robot would click elsewhere."""
-    from scipy import ndimage
     rng = np.random.default_rng(1)
     for _ in range(20):
         region = np.zeros((45, 60), bool)
