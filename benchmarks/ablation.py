@@ -52,8 +52,8 @@ import torch
 from validation import held_out_sets, score  # a sibling script in benchmarks/
 
 from napari_risnet.evaluation.paired import (ObjectScores, PairedRow, format_difference,
-                                             load_object_scores, paired_rows, retire_together,
-                                             retirement_order, rule_earns_place)
+                                             format_measure, load_object_scores, paired_rows,
+                                             retire_together, retirement_order, rule_earns_place)
 from napari_risnet.inference.predictor import Predictor, PredictorSettings, default_checkpoint
 from napari_risnet.training.validation import data_set_name
 
@@ -214,7 +214,7 @@ def table(variants: dict[str, list[PairedRow]], heading: str = "rule switched of
         for folder, n, out in rows:
             cell = f"{format_difference(out['noc85'])} / {format_difference(out['noc90'])}"
             if folder == "all":
-                cell += f" / {format_difference(out['iou_last'], digits=3)} ({n})"
+                cell += f" / {format_measure(out['iou_last'], 'iou_last')} ({n})"
             cells.append(cell)
         verdict = verdicts[0] if rule_earns_place(rows) else verdicts[1]
         label = ", ".join(f"`{r}`" for r in name.split("+"))

@@ -30,7 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
 
-from napari_risnet.evaluation.paired import (format_difference, gate_verdict,
+from napari_risnet.evaluation.paired import (format_measure, gate_verdict,
                                              load_object_scores, losses, paired_rows)
 from napari_risnet.inference.settings import PredictorSettings
 
@@ -166,8 +166,7 @@ def main(argv: list[str] | None = None) -> None:
         except ValueError as exc:  # not a result file, or other objects than the shipped
             raise SystemExit(f"{s.key}: {exc}") from None
         _, n, d = rows[-1]  # "all": one split per file
-        cells = [format_difference(d[m], by_image=True) for m in ("noc85", "noc90")]
-        cells.append(format_difference(d["iou_last"], digits=3, by_image=True))
+        cells = [format_measure(d[m], m, by_image=True) for m in ("noc85", "noc90", "iou_last")]
         print(f"| {s.key} | {summary(results / s.shipped)} | {summary(outs[s.key])} | {n} | "
               + " | ".join(cells) + " |")
         lost += [(s.key, measure, diff) for folder, measure, diff in losses(rows)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import argparse
 
-from napari_risnet.evaluation.paired import (format_difference, gate_verdict,
+from napari_risnet.evaluation.paired import (format_measure, gate_verdict,
                                              load_object_scores, losses, paired_rows)
 
 
@@ -47,9 +47,8 @@ def main() -> None:
     print("| folder | objects | NoC@85 | NoC@90 | IoU after the last click |" + extra + "\n"
           + "|---" * (5 + len(args.iou_at)) + "|")
     for folder, n, out in rows:
-        cells = [format_difference(out[m], by_image=True) for m in ("noc85", "noc90")]
-        cells += [format_difference(out[m], digits=3, by_image=True)
-                  for m in ["iou_last"] + [f"iou_{k}" for k in args.iou_at]]
+        cells = [format_measure(out[m], m, by_image=True)
+                 for m in ["noc85", "noc90", "iou_last"] + [f"iou_{k}" for k in args.iou_at]]
         print(f"| {folder} | {n} | " + " | ".join(cells) + " |")
     if args.gate:
         lost = losses(rows)

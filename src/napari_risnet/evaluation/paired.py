@@ -176,8 +176,7 @@ def gate_verdict(lost: list[tuple[str, str, Difference]], who: str = "B") -> str
     if not lost:
         return f"gate: passed ({who} loses nowhere beyond two standard errors)"
     named = "; ".join(
-        f"{folder} {MEASURE_NAMES[measure]} "
-        f"{format_difference(d, digits=3 if measure.startswith('iou') else 2).strip('*')}"
+        f"{folder} {MEASURE_NAMES[measure]} {format_measure(d, measure).strip('*')}"
         for folder, measure, d in lost)
     return f"gate: failed ({who} loses beyond two standard errors: {named})"
 
@@ -211,6 +210,12 @@ def retire_together(order: list[str], earns_together: Callable[[tuple[str, ...]]
     return retired, tried
 
 
+def format_measure(d: Difference, measure: str, by_image: bool = False) -> str:
+    """``format_difference`` with the digits of ``measure``: clicks to two decimals, an IoU
+    (``iou_last``, ``iou_K``) to three (its differences are thousandths)."""
+    return format_difference(d, 3 if measure.startswith("iou") else 2, by_image)
+
+
 def format_difference(d: Difference, digits: int = 2, by_image: bool = False) -> str:
     """``+0.34 ± 0.17``, in bold when beyond noise; ``by_image`` adds the clustered standard
     error (``+1.23 ± 0.27 (± 0.66 by 17 images)``), or says that all objects share one image."""
@@ -224,6 +229,6 @@ def format_difference(d: Difference, digits: int = 2, by_image: bool = False) ->
 
 
 __all__ = ["Difference", "JUDGED", "MEASURE_NAMES", "ObjectScores", "PairedRow",
-           "SIGNIFICANT_SE", "beyond_noise", "difference", "format_difference", "gate_verdict",
-           "image_of", "iou_after", "load_object_scores", "losses", "paired_rows",
+           "SIGNIFICANT_SE", "beyond_noise", "difference", "format_difference", "format_measure",
+           "gate_verdict", "image_of", "iou_after", "load_object_scores", "losses", "paired_rows",
            "retire_together", "retirement_order", "rule_earns_place", "worse"]
