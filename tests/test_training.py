@@ -144,6 +144,42 @@ def test_recipe_paths_are_relative_to_the_recipe(tmp_path):
     assert load_config(path).init_checkpoint == "default"
 
 
+def test_a_recipe_extends_another_with_only_what_differs(tmp_path):
+    """``extends``: the base's keys beneath, tables merged key by key, the data list replaced
+    whole, each file's paths relative to its own folder; a missing out_dir or a circle is
+    refused rather than run into another recipe's folder."""
+    (tmp_path / "base").mkdir()
+    (tmp_path / "base" / "b.toml").write_text(
+        'out_dir = "runs/b"\nlr = 0.1\nseed = 3\ninit_checkpoint = "w/start.pt"\n'
+        '[model]\nbackbone = "efficientnet_lite0"\n'
+        'backbone_kwargs = { output_stride = 16, out_channels = 128 }\n'
+        '[[data]]\npath = "d/one"\n[[data]]\npath = "d/two"\n')
+    child = tmp_path / "c.toml"
+    child.write_text('extends = "base/b.toml"\nout_dir = "runs/c"\nseed = 4\n'
+                     '[model.backbone_kwargs]\nout_channels = 64\n')
+    cfg = load_config(child)
+    assert (cfg.lr, cfg.seed) == (0.1, 4)
+    assert cfg.out_dir == str(tmp_path / "runs" / "c")
+    assert cfg.init_checkpoint == str(tmp_path / "base" / "w" / "start.pt")
+    assert cfg.model["backbone_kwargs"] == {"output_stride": 16, "out_channels": 64}
+    assert cfg.model["backbone"] == "efficientnet_lite0"
+    assert [d.path for d in cfg.data] == [str(tmp_path / "base" / "d" / n) for n in ("one", "two")]
+    child.write_text('extends = "base/b.toml"\nout_dir = "runs/c"\n[[data]]\npath = "mine"\n')
+    assert [d.path for d in load_config(child).data] == [str(tmp_path / "mine")]
+    child.write_text('extends = "base/b.toml"\nseed = 4\n')
+    with pytest.raises(ValueError, match="sets no out_dir"):
+        load_config(child)
+    child.write_text('extends = "c.toml"\nout_dir = "x"\n')
+    with pytest.raises(ValueError, match="circle"):
+        load_config(child)
+    child.write_text('extends = "nowhere.toml"\nout_dir = "x"\n')
+    with pytest.raises(FileNotFoundError, match="nowhere.toml"):
+        load_config(child)
+    child.write_text('extends = "base/b.toml"\nout_dir = "x"\nlearning_rate = 1\n')
+    with pytest.raises(ValueError, match="learning_rate"):
+        load_config(child)
+
+
 def test_atomic_checkpoint_survives_a_failed_write(tmp_path, tiny_model, monkeypatch):
     path = save_checkpoint(tmp_path / "m.pt", tiny_model, {"v": 1})
 

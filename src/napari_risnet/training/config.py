@@ -165,33 +165,76 @@ def _build(cls: type, d: dict[str, Any], where: str) -> Any:
     return cls(**d)
 
 
-def load_config(path: str | Path) -> TrainConfig:
-    """Read a TOML recipe; relative paths (data, out_dir, init_checkpoint, distill_checkpoint)
-    are resolved against the recipe's folder, so a recipe runs the same from any working
-    directory."""
-    path = Path(path)
+#: the top-level key naming the recipe a recipe builds on (a path relative to the recipe)
+EXTENDS = "extends"
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"training config {path} does not exist")
     with open(path, "rb") as f:
         try:
-            raw = tomllib.load(f)
+            return tomllib.load(f)
         except tomllib.TOMLDecodeError as exc:
             raise ValueError(f"{path} is not valid TOML: {exc}") from exc
-    cfg = _build(TrainConfig, raw, "top level")
-    here = path.parent
 
-    def resolve(p: str) -> str:
-        return p if Path(p).is_absolute() else str((here / p).resolve())
 
-    for d in cfg.data:
-        d.path = resolve(d.path)
+def _resolve_paths(raw: dict[str, Any], here: Path) -> None:
+    """Make the recipe's relative paths (data, out_dir, init_checkpoint, distill_checkpoint)
+    absolute against its own folder, in place: each file of an ``extends`` chain names paths
+    from where it lies."""
+    def resolve(p: Any) -> Any:
+        return p if not isinstance(p, str) or Path(p).is_absolute() else str((here / p).resolve())
+
+    for d in raw.get("data", []) if isinstance(raw.get("data"), list) else []:
+        if isinstance(d, dict) and "path" in d:
+            d["path"] = resolve(d["path"])
     if "out_dir" in raw:
-        cfg.out_dir = resolve(cfg.out_dir)
-    if cfg.init_checkpoint and cfg.init_checkpoint != "default":
-        cfg.init_checkpoint = resolve(cfg.init_checkpoint)
-    if cfg.distill_checkpoint and cfg.distill_checkpoint != "default":
-        cfg.distill_checkpoint = resolve(cfg.distill_checkpoint)
-    return cfg
+        raw["out_dir"] = resolve(raw["out_dir"])
+    for key in ("init_checkpoint", "distill_checkpoint"):
+        if raw.get(key) and raw[key] != "default":
+            raw[key] = resolve(raw[key])
+
+
+def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``over``'s keys on top; tables merge key by key (``[model]``, its
+    ``backbone_kwargs``), anything else (a number, the ``[[data]]`` list) is replaced whole."""
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merged(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _load_raw(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """The recipe's keys with those of the recipes it ``extends`` beneath them, paths resolved."""
+    path = path.resolve()
+    if path in chain:
+        raise ValueError("training configs extend each other in a circle: "
+                         + " -> ".join(str(p) for p in (*chain, path)))
+    raw = _read_toml(path)
+    _resolve_paths(raw, path.parent)
+    parent = raw.pop(EXTENDS, None)
+    if parent is None:
+        return raw
+    if not isinstance(parent, str) or not parent:
+        raise ValueError(f"{path}: {EXTENDS} must name a recipe file, got {parent!r}")
+    base = _load_raw(path.parent / parent, (*chain, path))
+    if "out_dir" in base and "out_dir" not in raw:
+        raise ValueError(f"{path} extends {parent} but sets no out_dir: set one, so that its "
+                         f"run does not write into (or resume) {base['out_dir']}")
+    return _merged(base, raw)
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    """Read a TOML recipe; relative paths (data, out_dir, init_checkpoint, distill_checkpoint)
+    are resolved against the recipe's folder, so a recipe runs the same from any working
+    directory. ``extends = "other.toml"`` builds on another recipe: only what differs is
+    written (tables merge key by key, the ``[[data]]`` list is replaced whole; ``out_dir``
+    must be set again, so two recipes never share a run folder)."""
+    return _build(TrainConfig, _load_raw(Path(path)), "top level")
 
 
 def save_config(config: TrainConfig, path: str | Path) -> Path:
