@@ -113,7 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     x.set_defaults(func=cmd_export)
 
     t = sub.add_parser("train", help="train RIS-Net from a recipe (TOML)")
-    t.add_argument("--config", required=True, help="training/<recipe>.toml")
+    t.add_argument("--config", required=True,
+                   help='training/<recipe>.toml (one may build on another: extends = "stage15.toml")')
     t.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     t.add_argument("--device", help="override the recipe's device")
     t.add_argument("--epochs", type=int, help="override the recipe's epochs")
