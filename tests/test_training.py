@@ -180,6 +180,35 @@ def test_a_recipe_extends_another_with_only_what_differs(tmp_path):
         load_config(child)
 
 
+def test_a_held_out_stack_is_held_out_whole(tmp_path):
+    """The held-out split is decided per stack, not per slice: a held-out slice whose neighbours
+    trained would be an easy one (a hippocampus volume is ~35 slices of one head). Every stack
+    is held out whole or trains whole, and training excludes every slice of a held-out one."""
+    from napari_risnet.data import list_objects
+    from napari_risnet.training.datasets import image_key
+    from napari_risnet.training.validation import held_out_objects
+
+    folder = tmp_path / "stacks"
+    for sub in ("images", "labels"):
+        (folder / sub).mkdir(parents=True)
+    for v in range(16):
+        labels = np.zeros((4, 32, 32), np.uint8)
+        for z in range(4):
+            labels[z, 8 + z:16 + z, 10:18] = 1
+        image = (labels * 200 + 20).astype(np.uint8)
+        tifffile.imwrite(folder / "images" / f"vol{v:02d}.tif", image)
+        tifffile.imwrite(folder / "labels" / f"vol{v:02d}.tif", labels)
+    cfg = TrainConfig(data=[{"path": str(folder)}], val_fraction=0.3)
+    by_source, exclude = held_out_objects(cfg, per_source=100)
+    held = {s.name.split(":")[0] for s in by_source[0][1]}
+    assert 0 < len(held) < 16
+    assert len(by_source[0][1]) == 4 * len(held)  # every slice of a held-out stack
+    refs, _ = list_objects(folder)
+    assert len(refs) == 64
+    for ref in refs:
+        assert (image_key(ref) in exclude) == (ref.entry.stem in held), image_key(ref)
+
+
 def test_atomic_checkpoint_survives_a_failed_write(tmp_path, tiny_model, monkeypatch):
     path = save_checkpoint(tmp_path / "m.pt", tiny_model, {"v": 1})
 
