@@ -186,7 +186,8 @@ def _resolve_paths(raw: dict[str, Any], here: Path) -> None:
     def resolve(p: Any) -> Any:
         return p if not isinstance(p, str) or Path(p).is_absolute() else str((here / p).resolve())
 
-    for d in raw.get("data", []) if isinstance(raw.get("data"), list) else []:
+    data = raw.get("data")
+    for d in data if isinstance(data, list) else []:
         if isinstance(d, dict) and "path" in d:
             d["path"] = resolve(d["path"])
     if "out_dir" in raw:
