@@ -1,6 +1,7 @@
 """Speed and scale of napari-risnet on this machine; prints tables (not part of the tests).
 
-    python benchmarks/speed.py [--checkpoint default] [--threads 2] [--skip-sam] [--skip-huge]
+    python benchmarks/speed.py [--checkpoint default] [--threads 2] [--skip-sam] [--skip-huge] \
+        [--set NAME=VALUE ...]   # a predictor setting for section 1, e.g. fold_batchnorm=false
 
 Sections (all in one run, so ratios compare like with like):
   1. one click end to end (predict + graph cut), median over a robot-user run, per stage,
@@ -289,13 +290,19 @@ def main() -> None:
     p.add_argument("--skip-sam", action="store_true")
     p.add_argument("--skip-huge", action="store_true")
     p.add_argument("--sections", default="1,2,3,4,5")
+    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                   help="a predictor setting of section 1's clicks (repeatable)")
     args = p.parse_args()
     import torch
 
     torch.set_num_threads(args.threads)
-    from napari_risnet.inference.predictor import Predictor
+    from napari_risnet.inference.predictor import Predictor, PredictorSettings
 
-    predictor = Predictor(checkpoint=args.checkpoint, device="cpu")
+    try:
+        settings = PredictorSettings().with_values(args.set)
+    except ValueError as exc:
+        raise SystemExit(f"--set: {exc}") from None
+    predictor = Predictor(checkpoint=args.checkpoint, settings=settings, device="cpu")
     print(f"# napari-risnet speed — {os.uname().machine}, {os.cpu_count()} cores, "
           f"torch {torch.__version__}, {args.threads} threads, checkpoint {args.checkpoint}")
     sections = set(args.sections.split(","))

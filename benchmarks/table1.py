@@ -27,7 +27,8 @@ ROWS = [
     ("RIS-Net, stages 1-2 (iFCN's budget)", "risnet_stage2_samesettings", None),
     ("RIS-Net, stage 5 (bundled 0.5.0-0.23.0)", "risnet", None),
     ("RIS-Net, stage 15 with six rules (0.24.0)", "risnet_v0.24.0", None),
-    ("RIS-Net, stage 15 with the late merge (0.25.0)", "risnet_v0.25.0", 5.00),
+    ("RIS-Net, stage 15 with the late merge (0.25.0)", "risnet_v0.25.0", None),
+    ("RIS-Net, stage 15, BatchNorms folded (0.27.0)", "risnet_v0.27.0", 5.00),
 ]
 
 

@@ -27,6 +27,7 @@ from napari_risnet.inference.preprocess import (CropTransform, ImageNormalizer, 
 from napari_risnet.inference.previous_mask import mask_box, prev_in_window
 from napari_risnet.inference.rules import Answer, ClickState, View, build_rules, shows_small_object
 from napari_risnet.inference.settings import PredictorSettings
+from napari_risnet.model.batchnorm_folding import fold_batchnorm
 from napari_risnet.model.checkpoint import load_checkpoint
 from napari_risnet.model.risnet import RISNet
 
@@ -98,6 +99,8 @@ class Predictor:
             self.meta, self.checkpoint = {}, None
         if threads:
             torch.set_num_threads(threads)
+        if settings.fold_batchnorm:  # a folded copy: a model passed in stays as it was
+            model, _ = fold_batchnorm(model)
         # channels_last: ~1.6x faster depthwise convolutions on CPU
         self.model = model.to(self.device, memory_format=torch.channels_last).eval()
         self.settings = settings
