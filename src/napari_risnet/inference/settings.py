@@ -104,15 +104,15 @@ class PredictorSettings:
     # -- the mask ----------------------------------------------------------------------------
     #: refine the probabilities with a graph cut (False: threshold at 0.5)
     use_graphcut: bool = True
+    #: the graph cut's parameters
+    graphcut_params: GraphCutParams = field(default_factory=GraphCutParams)
+    #: answer rules removed from the pipeline by name (``RULES``), for ablations
+    rules_off: tuple[str, ...] = ()
     # -- the network's arithmetic ------------------------------------------------------------
     #: run the network with each BatchNorm folded into its convolution (model/batchnorm_folding
     #: .py): ~19 % less backbone time on a CPU, the same answers up to the floats' last bits
     #: (since 0.27.0; the releases before ran it unfolded, and replay them so)
     fold_batchnorm: bool = True
-    #: the graph cut's parameters
-    graphcut_params: GraphCutParams = field(default_factory=GraphCutParams)
-    #: answer rules removed from the pipeline by name (``RULES``), for ablations
-    rules_off: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if isinstance(self.graphcut_params, Mapping):
@@ -386,8 +386,8 @@ _TIED = {"0.7.0": {"refine_expand": "expand"},
 
 #: the setting each release added to the record: a record without a ``release`` is from the
 #: newest release whose setting it has
-_ADDED = (("0.27.0", "fold_batchnorm"), ("0.12.0", "merge_always_from"), ("0.11.0", "spill_ratio"),
-          ("0.10.0", "refine_expand"), ("0.9.0", "magnified_bias_from"),
+_ADDED = (("0.27.0", "fold_batchnorm"), ("0.12.0", "merge_always_from"),
+          ("0.11.0", "spill_ratio"), ("0.10.0", "refine_expand"), ("0.9.0", "magnified_bias_from"),
           ("0.8.0", "small_object_from"))
 
 
