@@ -166,18 +166,15 @@ def test_a_recipe_extends_another_with_only_what_differs(tmp_path):
     assert [d.path for d in cfg.data] == [str(tmp_path / "base" / "d" / n) for n in ("one", "two")]
     child.write_text('extends = "base/b.toml"\nout_dir = "runs/c"\n[[data]]\npath = "mine"\n')
     assert [d.path for d in load_config(child).data] == [str(tmp_path / "mine")]
-    child.write_text('extends = "base/b.toml"\nseed = 4\n')
-    with pytest.raises(ValueError, match="sets no out_dir"):
-        load_config(child)
-    child.write_text('extends = "c.toml"\nout_dir = "x"\n')
-    with pytest.raises(ValueError, match="circle"):
-        load_config(child)
-    child.write_text('extends = "nowhere.toml"\nout_dir = "x"\n')
-    with pytest.raises(FileNotFoundError, match="nowhere.toml"):
-        load_config(child)
-    child.write_text('extends = "base/b.toml"\nout_dir = "x"\nlearning_rate = 1\n')
-    with pytest.raises(ValueError, match="learning_rate"):
-        load_config(child)
+    refused = [('extends = "base/b.toml"\nseed = 4\n', ValueError, "sets no out_dir"),
+               ('extends = "c.toml"\nout_dir = "x"\n', ValueError, "circle"),
+               ('extends = "nowhere.toml"\nout_dir = "x"\n', FileNotFoundError, "nowhere.toml"),
+               ('extends = "base/b.toml"\nout_dir = "x"\nlearning_rate = 1\n', ValueError,
+                "learning_rate")]
+    for text, error, said in refused:
+        child.write_text(text)
+        with pytest.raises(error, match=said):
+            load_config(child)
 
 
 def test_a_held_out_stack_is_held_out_whole(tmp_path):
