@@ -10,7 +10,8 @@ from napari_risnet.model.risnet import OUTSIDE_LOGIT
 from napari_risnet.training.config import TrainConfig, load_config
 from napari_risnet.training.datasets import ObjectPool
 from napari_risnet.training.finetune import finetune, finetune_folders
-from napari_risnet.training.loss import click_discount_loss, masked_bce, near_clicks
+from napari_risnet.training.loss import (click_discount_loss, masked_bce, near_clicks,
+                                         normalized_focal_loss)
 from napari_risnet.training.sampling import sample_clicks
 
 from conftest import disc_image, tiny_config
@@ -99,6 +100,48 @@ def test_training_with_the_click_term_reports_it(tmp_path):
         TrainConfig(click_weight=-1.0)
     with pytest.raises(ValueError, match="click_radius"):
         TrainConfig(click_radius=0.5)
+
+
+def test_normalised_focal_loss_sits_on_the_pixels_still_wrong():
+    def sliver_case(side: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        gt = torch.zeros(1, 1, side, side)
+        gt[..., :4, :4] = 1
+        logits = (gt * 2 - 1) * 10  # right and sure everywhere ...
+        logits[..., 0, :4] = -1.0  # ... but for a sliver of the object's boundary, answered 0.27
+        return logits, gt, torch.ones_like(gt)
+
+    small, large = sliver_case(16), sliver_case(64)  # the same error, 16x the easy background
+    assert normalized_focal_loss(*small).shape == (1,)
+    # the mean BCE dilutes the sliver with the background; the focal loss does not
+    assert masked_bce(*small).item() > 10 * masked_bce(*large).item()
+    assert normalized_focal_loss(*large).item() == pytest.approx(
+        normalized_focal_loss(*small).item(), rel=0.05)
+    assert normalized_focal_loss(*large).item() > 0.5 * 0.5 * 1.3  # alpha * ~BCE of the sliver
+    logits, gt, valid = small
+    assert normalized_focal_loss((gt * 2 - 1) * 10, gt, valid).item() < 1e-3
+    # pixels outside the valid ones do not count, and an empty valid mask costs nothing
+    masked = valid.clone()
+    masked[..., 0, :4] = 0
+    assert normalized_focal_loss(logits, gt, masked).item() < 1e-3
+    assert normalized_focal_loss(logits, gt, torch.zeros_like(gt)).item() == 0.0
+
+    out = RISNetOutput(logits, None, None, None)
+    plain = click_discount_loss(out, gt, valid, 1, gamma=0.0, aux_weight=0.0)
+    with_nfl = click_discount_loss(out, gt, valid, 1, gamma=0.0, aux_weight=0.0, nfl_weight=2.0)
+    assert plain.nfl_loss is None
+    assert with_nfl.nfl_loss.item() == pytest.approx(normalized_focal_loss(*small).item())
+    assert with_nfl.total.item() == pytest.approx(plain.total.item()
+                                                  + 2 * with_nfl.nfl_loss.item(), rel=1e-5)
+
+
+def test_training_with_the_focal_term_reports_it(tmp_path):
+    cfg = _tiny_recipe(tmp_path, nfl_weight=1.0)
+    from napari_risnet.training.trainer import train
+
+    last = train(cfg)["history"][-1]
+    assert last["nfl"] > 0 and np.isfinite(last["loss"])
+    with pytest.raises(ValueError, match="nfl_weight"):
+        TrainConfig(nfl_weight=-1.0)
 
 
 def test_folder_names_drop_the_split_not_the_data_set():

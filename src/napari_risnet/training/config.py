@@ -45,6 +45,10 @@ class TrainConfig:
     freeze_bn_statistics: bool = False
     refine_weight: float = 1.0  # loss weight of the decoder's refined fusion
     iou_weight: float = 0.0  # loss weight of 1 - soft IoU of the final answer (0 = off)
+    # loss weight of the final answer's normalised focal loss (0 = off; RITM's answer loss): the
+    # pixels still wrong carry the loss however few they are, as late clicks need
+    nfl_weight: float = 0.0
+    nfl_gamma: float = 2.0
     # loss weight of the final answer's BCE within click_radius px of the clicks (0 = off): a
     # click must flip its own neighbourhood, firmly (what click_threshold / click_prior patch)
     click_weight: float = 0.0
@@ -122,7 +126,7 @@ class TrainConfig:
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1) (0 = off), got {self.ema_decay}")
         for name in ("refine_weight", "iou_weight", "local_aux_weight", "click_weight",
-                     "distill_weight", "anchor_decay"):
+                     "distill_weight", "anchor_decay", "nfl_weight", "nfl_gamma"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         for name in ("iterative_prob", "full_image_prob", "focus_prob"):

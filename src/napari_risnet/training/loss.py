@@ -7,8 +7,9 @@ largest error it fixes); dL_t is that drop. gamma = 0: no local term (global bra
 gamma = 1: every ROI counts alike, which the seed describes as adding all ROIs at once, so we
 use a single term exp(-(L_global - L_fused(all ROIs))). An optional auxiliary loss supervises
 each local prediction inside its own ROI (helps the local branch start; 0 disables it), and an
-optional soft-IoU term on what the user gets (the refined fusion, or the fusion), and an
-optional term on the clicks' own neighbourhoods (``click_weight`` on ``near_clicks``).
+optional soft-IoU term on what the user gets (the refined fusion, or the fusion), an optional
+normalised focal term on it (``nfl_weight``), and an optional term on the clicks' own
+neighbourhoods (``click_weight`` on ``near_clicks``).
 """
 from __future__ import annotations
 
@@ -37,13 +38,14 @@ class LossTerms:
     refined_loss: torch.Tensor | None = None  # the decoder's refined fusion, when there is one
     iou_loss: torch.Tensor | None = None  # 1 - soft IoU of the final answer, when weighted in
     click_loss: torch.Tensor | None = None  # BCE of the final answer near the clicks, when on
+    nfl_loss: torch.Tensor | None = None  # normalised focal loss of the final answer, when on
 
 
 def click_discount_loss(out: RISNetOutput, gt: torch.Tensor, valid: torch.Tensor,
                         n_roi: int, gamma: float = 0.8, aux_weight: float = 0.5,
                         refine_weight: float = 1.0, iou_weight: float = 0.0,
-                        near_clicks: torch.Tensor | None = None, click_weight: float = 0.0
-                        ) -> LossTerms:
+                        near_clicks: torch.Tensor | None = None, click_weight: float = 0.0,
+                        nfl_weight: float = 0.0, nfl_gamma: float = 2.0) -> LossTerms:
     """The seed's loss for a batch where every image has exactly ``n_roi`` ROIs, plus
     ``refine_weight`` x the BCE of the refined fusion when the model has a decoder (what the
     user gets must be supervised itself, not only its parts), plus ``iou_weight`` x
@@ -52,7 +54,8 @@ def click_discount_loss(out: RISNetOutput, gt: torch.Tensor, valid: torch.Tensor
     ``click_weight`` x the BCE of the final answer on ``near_clicks`` (B, 1, H, W) only, the
     pixels around the clicks: a click answered too softly, or one whose neighbourhood stays on
     the wrong side, costs a user another click (what the predictor's click threshold and click
-    prior patch after the fact), yet those few pixels are a sliver of the crop's mean BCE.
+    prior patch after the fact), yet those few pixels are a sliver of the crop's mean BCE; plus
+    ``nfl_weight`` x the normalised focal loss of the final answer (``normalized_focal_loss``).
 
     Args:
         out: model output (pasted_logits (B*n_roi, 1, H, W) ordered image by image).
@@ -66,6 +69,9 @@ def click_discount_loss(out: RISNetOutput, gt: torch.Tensor, valid: torch.Tensor
     if iou_weight > 0:
         terms.iou_loss = soft_iou_loss(out.final_logits(), gt, valid).mean()
         terms.total = terms.total + iou_weight * terms.iou_loss
+    if nfl_weight > 0:
+        terms.nfl_loss = normalized_focal_loss(out.final_logits(), gt, valid, nfl_gamma).mean()
+        terms.total = terms.total + nfl_weight * terms.nfl_loss
     if click_weight > 0:
         if near_clicks is None:
             raise ValueError("click_weight > 0 needs near_clicks (the pixels around the clicks)")
@@ -103,6 +109,24 @@ def soft_iou_loss(logits: torch.Tensor, target: torch.Tensor, valid: torch.Tenso
     inter = (p * t).sum(dims)
     union = (p + t - p * t).sum(dims)
     return 1.0 - (inter + 1.0) / (union + 1.0)
+
+
+def normalized_focal_loss(logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor,
+                          gamma: float = 2.0) -> torch.Tensor:
+    """Per-image normalised focal loss (B,) over valid pixels, as RITM trains its answers with
+    (Sofiiuk et al., "Reviving iterative training with mask guidance", 2022): each pixel's BCE
+    weighted by (1 - p_t)^gamma, the weights rescaled (without gradient) to sum to the number of
+    valid pixels. The loss then sits on the pixels still wrong -- a late click's sliver of
+    boundary -- however few they are, where a mean BCE is spent on easy background. Balanced
+    classes (alpha 0.5), RITM's defaults."""
+    p = torch.sigmoid(logits)
+    p_true = torch.where(target > 0.5, p, 1 - p)
+    dims = tuple(range(1, logits.ndim))
+    beta = (1 - p_true).pow(gamma) * valid
+    scale = (valid.sum(dims, keepdim=True) / beta.sum(dims, keepdim=True).clamp(min=1e-12))
+    bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    loss = 0.5 * beta * scale.detach() * bce * valid
+    return loss.sum(dims) / valid.sum(dims).clamp(min=1.0)
 
 
 def _seed_loss(out: RISNetOutput, gt: torch.Tensor, valid: torch.Tensor, n_roi: int,

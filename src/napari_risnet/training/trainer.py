@@ -201,7 +201,7 @@ class Trainer:
             out.refined_logits = out.refined_logits.float()
         terms = click_discount_loss(out, gt, valid, cfg.n_roi, cfg.gamma,
                                     cfg.local_aux_weight, cfg.refine_weight, cfg.iou_weight,
-                                    near, cfg.click_weight)
+                                    near, cfg.click_weight, cfg.nfl_weight, cfg.nfl_gamma)
         distill = None
         if self.teacher is not None:
             held = [self._distilled(samples[i].source) for i in keep]
@@ -223,6 +223,8 @@ class Trainer:
             result["iou"] = terms.iou_loss.item()
         if terms.click_loss is not None:
             result["click"] = terms.click_loss.item()
+        if terms.nfl_loss is not None:
+            result["nfl"] = terms.nfl_loss.item()
         if distill is not None:
             result["distill"] = distill.item()
         if self.anchor is not None:
