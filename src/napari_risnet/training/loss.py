@@ -122,10 +122,10 @@ def normalized_focal_loss(logits: torch.Tensor, target: torch.Tensor, valid: tor
     p = torch.sigmoid(logits)
     p_true = torch.where(target > 0.5, p, 1 - p)
     dims = tuple(range(1, logits.ndim))
-    beta = (1 - p_true).pow(gamma) * valid
+    beta = (1 - p_true).pow(gamma) * valid  # the valid pixels' weights enter here, once
     scale = (valid.sum(dims, keepdim=True) / beta.sum(dims, keepdim=True).clamp(min=1e-12))
     bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
-    loss = 0.5 * beta * scale.detach() * bce * valid
+    loss = 0.5 * beta * scale.detach() * bce
     return loss.sum(dims) / valid.sum(dims).clamp(min=1.0)
 
 
