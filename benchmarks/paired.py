@@ -20,8 +20,21 @@ from __future__ import annotations
 
 import argparse
 
-from napari_risnet.evaluation.paired import (format_measure, gate_verdict,
+from napari_risnet.evaluation.paired import (PairedRow, format_measure, gate_verdict,
                                              load_object_scores, losses, paired_rows)
+
+
+def print_paired_table(a: str, b: str, rows: list[PairedRow], iou_at: tuple[int, ...] = ()
+                       ) -> None:
+    """The rows of ``paired_rows(A, B)`` as a Markdown table, B - A per folder and over all."""
+    extra = "".join(f" IoU after click {k} |" for k in iou_at)
+    print(f"B - A ({b} - {a}), mean ± standard error\n")
+    print("| folder | objects | NoC@85 | NoC@90 | IoU after the last click |" + extra + "\n"
+          + "|---" * (5 + len(iou_at)) + "|")
+    for folder, n, out in rows:
+        cells = [format_measure(out[m], m, by_image=True)
+                 for m in ["noc85", "noc90", "iou_last"] + [f"iou_{k}" for k in iou_at]]
+        print(f"| {folder} | {n} | " + " | ".join(cells) + " |")
 
 
 def main() -> None:
@@ -37,19 +50,12 @@ def main() -> None:
     args = p.parse_args()
     if any(k < 1 for k in args.iou_at):
         p.error("--iou-at clicks count from 1")
-    extra = "".join(f" IoU after click {k} |" for k in args.iou_at)
     try:
         rows = paired_rows(load_object_scores(args.a), load_object_scores(args.b),
                            tuple(args.iou_at))
     except ValueError as exc:
         raise SystemExit(str(exc)) from None
-    print(f"B - A ({args.b} - {args.a}), mean ± standard error\n")
-    print("| folder | objects | NoC@85 | NoC@90 | IoU after the last click |" + extra + "\n"
-          + "|---" * (5 + len(args.iou_at)) + "|")
-    for folder, n, out in rows:
-        cells = [format_measure(out[m], m, by_image=True)
-                 for m in ["noc85", "noc90", "iou_last"] + [f"iou_{k}" for k in args.iou_at]]
-        print(f"| {folder} | {n} | " + " | ".join(cells) + " |")
+    print_paired_table(args.a, args.b, rows, tuple(args.iou_at))
     if args.gate:
         lost = losses(rows)
         print("\n" + gate_verdict(lost))

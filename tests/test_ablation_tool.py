@@ -1,5 +1,6 @@
-"""benchmarks/ablation.py and the check folders of benchmarks/validation.py: the scripts that
-choose which answer rules stay (issue 25), run on a tiny random model and synthetic folders."""
+"""benchmarks/ablation.py, benchmarks/gate.py and the check folders of benchmarks/validation.py:
+the scripts that choose which answer rules stay and which candidate goes on to the evaluation
+splits (issue 25), run on a tiny random model and synthetic folders."""
 import json
 import os
 import subprocess
@@ -153,3 +154,47 @@ def test_reuse_takes_the_objects_an_earlier_ablation_scored(ablation_setup, tmp_
         assert got["objects"] == want["objects"]
     missing = _ablation(recipe, check, ckpt, tmp_path / "x", "--reuse", str(tmp_path / "nope"))
     assert missing.returncode != 0 and "--reuse: no such folder" in missing.stderr
+
+
+def _gate(recipe, check, ckpt, out, shipped):
+    return subprocess.run(
+        [sys.executable, str(BENCHMARKS / "gate.py"), str(ckpt), "--out", str(out), "--jobs", "2",
+         "--max-clicks", "3", "--recipe", str(recipe), "--check", str(check), "--wide", "d"]
+        + [a for name, f in shipped.items() for a in (f"--shipped-{name}", str(f))],
+        capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def test_the_gate_reads_both_sets_and_its_exit_status_is_the_decision(ablation_setup, tmp_path):
+    """The same weights as the shipped model are level (3); shipped scores made worse are a gain
+    (0), better a loss (1); the second and third runs reuse the candidate's files; a file of
+    other weights stops the run."""
+    from gate import gate_sets, score_set  # noqa: E402  (a script beside the package)
+
+    recipe, check, ckpt = ablation_setup
+    shipped = {}
+    for gate_set in gate_sets(str(check), "d"):
+        shipped[gate_set.name] = tmp_path / f"shipped_{gate_set.name}.json"
+        score_set(str(recipe), gate_set, str(ckpt), "shipped", shipped[gate_set.name], 1, 3)
+    wide = json.loads(shipped["hippocampus291"].read_text())["objects"]
+    assert {o["folder"] for o in wide} == {"d"} and len(wide) == 3  # every held-out object of d
+    level = _gate(recipe, check, ckpt, tmp_path / "cand", shipped)
+    assert level.returncode == 3, level.stderr
+    assert "## check400" in level.stdout and "## hippocampus291" in level.stdout
+    assert "gate: passed" in level.stdout and "level with the shipped model" in level.stdout
+
+    def shift(by: list[int]) -> None:
+        record = json.loads(shipped["check400"].read_text())
+        for obj, k in zip(record["objects"], by * len(record["objects"])):
+            obj["noc85"] += k
+        shipped["check400"].write_text(json.dumps(record))
+
+    shift([4, 5])  # the shipped model needed more clicks: the candidate gains
+    gain = _gate(recipe, check, ckpt, tmp_path / "cand", shipped)
+    assert gain.returncode == 0, gain.stderr
+    assert "reusing" in gain.stdout and "gained beyond two standard errors: check400" in gain.stdout
+    shift([-8, -10])  # now the shipped model needed fewer: the candidate loses
+    loss = _gate(recipe, check, ckpt, tmp_path / "cand", shipped)
+    assert loss.returncode == 1 and "gate: failed" in loss.stdout
+    other = save_checkpoint(tmp_path / "other.pt", RISNet(tiny_config()))
+    refused = _gate(recipe, check, other, tmp_path / "cand", shipped)
+    assert refused.returncode != 0 and "written for another checkpoint" in refused.stderr

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from napari_risnet.evaluation.paired import (Difference, beyond_noise, difference,
-                                             format_difference, gate_verdict, image_of, iou_after,
-                                             load_object_scores, losses, paired_rows,
+                                             format_difference, gains, gate_verdict, image_of,
+                                             iou_after, load_object_scores, losses, paired_rows,
                                              retire_together, retirement_order, rule_earns_place)
 from napari_risnet.metrics import clicks_to_reach
 
@@ -167,6 +167,19 @@ def test_the_shipping_rule_names_every_loss_beyond_noise_and_nothing_else():
     assert {(f, m) for f, m, _ in losses(paired_rows(b, a))} == {
         ("em", "noc85"), ("em", "noc90"), ("all", "noc85")}
     assert losses(paired_rows(a, a)) == []
+
+
+def test_gains_are_the_mirror_of_losses_but_need_a_spread():
+    """em is a click better on every object (no spread: a loss would count, a gain does not);
+    coco a click or two better at NoC@90 (a gain); nuclei one object better (noise)."""
+    a = _scores({"coco": [(3, 6)] * 20, "em": [(5, 6)] * 20, "nuclei": [(3, 3)] * 20})
+    b = _scores({"coco": [(3, 5)] * 10 + [(3, 4)] * 10, "em": [(4, 5)] * 20,
+                 "nuclei": [(2, 3)] + [(3, 3)] * 19})
+    rows = paired_rows(a, b)
+    assert {(f, m) for f, m, _ in gains(rows)} == {("coco", "noc90"), ("all", "noc85"),
+                                                  ("all", "noc90")}
+    assert losses(rows) == []
+    assert gains(paired_rows(b, a)) == [] and gains(paired_rows(a, a)) == []
 
 
 def test_the_shipping_rule_counts_a_lower_iou_after_the_last_click():

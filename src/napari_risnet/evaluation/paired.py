@@ -149,6 +149,13 @@ def worse(d: Difference, measure: str) -> bool:
     return loss > 0 and (d.se == 0 or beyond_noise(d.mean, d.se))
 
 
+def better(d: Difference, measure: str) -> bool:
+    """Whether ``d`` (B - A of ``measure``) is a gain for B beyond noise: fewer clicks or a higher
+    IoU. Unlike a loss, a gain must clear a standard error that is not zero: the rule doubts
+    a gain wherever it would count a loss."""
+    return JUDGED[measure] * d.mean < 0 and beyond_noise(d.mean, d.se)
+
+
 def rule_earns_place(rows: list[PairedRow]) -> bool:
     """``rows``: ``paired_rows(all rules on, this rule off)``. True when switching the rule off
     costs beyond noise: clicks over all objects (NoC@85 or NoC@90) or in one folder at both, or
@@ -168,6 +175,14 @@ def losses(rows: list[PairedRow]) -> list[tuple[str, str, Difference]]:
     only where this is empty), written once so that it is not applied by eye to a table."""
     return [(folder, measure, out[measure]) for folder, _, out in rows
             for measure in JUDGED if worse(out[measure], measure)]
+
+
+def gains(rows: list[PairedRow]) -> list[tuple[str, str, Difference]]:
+    """``rows``: ``paired_rows(shipped, candidate)``. Where the candidate is better beyond noise
+    (fewer clicks, a higher IoU after the last click), the other half of the shipping rule: a
+    model that loses nowhere ships only where it also gains somewhere."""
+    return [(folder, measure, out[measure]) for folder, _, out in rows
+            for measure in JUDGED if better(out[measure], measure)]
 
 
 def gate_verdict(lost: list[tuple[str, str, Difference]], who: str = "B") -> str:

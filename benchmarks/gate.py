@@ -1,0 +1,165 @@
+"""A candidate against the shipped model on held-out objects: the gate before the evaluation splits.
+
+    python benchmarks/gate.py CHECKPOINT --out DIR [--jobs 2] [--threads 1]
+
+Scores the candidate, with the default settings and 20 clicks, on two sets of objects no
+evaluation split holds, and pairs each object by object (``napari_risnet.evaluation.paired``)
+with the shipped model's scores, committed in ``training/candidates/heldout/``:
+
+- ``check400``: the ablation's 625 objects (``benchmarks/ablation.py``'s ``base.json``): 60
+  held-out objects of each folder of ``training/stage6.toml`` and 400 of the EM particles' *train*
+  split, never trained on. About 17 minutes on one core.
+- ``hippocampus291``: every held-out object of the hippocampus folder (291 in 8 volumes). Since
+  stage 17 the MSD test split's late clicks are where CPU-trained candidates lose, and the 60 of
+  the first set did not see it where all 291 did (docs/experiments.md, "Stage 18"). About 8
+  minutes.
+
+Prints both tables and one verdict; the exit status is the decision:
+0 the candidate loses nowhere and gains somewhere beyond two standard errors (read the
+evaluation splits next: ``benchmarks/evaluation_splits.py``); 1 it loses somewhere (the shipping
+rule, ``losses``); 3 it loses nowhere and gains nowhere (level: a test split would have nothing
+to confirm). ``DIR/check400.json`` and ``DIR/hippocampus291.json`` are
+``benchmarks/validation.py --objects-out`` files; one already there for the same weights and
+settings is reused, one made for anything else stops the run. ``--jobs 2`` scores the two sets
+at once, one process each.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from ablation import variant_label, weights_digest  # sibling scripts in benchmarks/
+from paired import print_paired_table
+from validation import held_out_sets, score
+
+from napari_risnet.evaluation.paired import (gains, gate_verdict, load_object_scores, losses,
+                                             paired_rows)
+from napari_risnet.inference.predictor import Predictor, PredictorSettings
+
+REPO = Path(__file__).resolve().parents[1]
+HELDOUT = REPO / "training" / "candidates" / "heldout"
+#: the recipe whose held-out split the gate reads (the ablation's since 0.16.0)
+RECIPE = REPO / "training" / "stage6.toml"
+#: the never-trained-on folder the first set adds (the ablation's ``--check``)
+PARTICLES_TRAIN = (REPO.parent / "shared" / "data" / "electron_microscopy" / "emps_particles"
+                   / "train")
+#: the shipped model's scores on each set (made with the same commands from the bundled weights)
+SHIPPED = {"check400": HELDOUT / "bundled_v0.27.0_check400.json",
+           "hippocampus291": HELDOUT / "bundled_v0.27.0_hippocampus291.json"}
+#: exit statuses besides 0 (passed, gains somewhere)
+LOSES, LEVEL = 1, 3
+
+
+@dataclass(frozen=True)
+class GateSet:
+    """One set of held-out objects: ``validation.held_out_sets``'s arguments."""
+    name: str
+    per_source: int
+    only: str | None = None
+    checks: tuple[str, ...] = ()
+    check_limit: int = 400
+
+    def scope(self, max_clicks: int) -> str:
+        checks = "".join(f", check {c} ({self.check_limit})" for c in self.checks)
+        return (f"{self.name}: per_source {self.per_source}, {self.only or 'all folders'}"
+                f"{checks}, {max_clicks} clicks")
+
+
+def gate_sets(check: str, wide: str) -> list[GateSet]:
+    """The two sets: the ablation's objects with ``check`` added, and every held-out object of the
+    folder named ``wide`` (300 per folder: more than the hippocampus's 291)."""
+    return [GateSet("check400", 60, checks=(check,), check_limit=400),
+            GateSet("hippocampus291", 300, only=wide)]
+
+
+def score_set(recipe: str, gate_set: GateSet, checkpoint: str, label: str, path: Path,
+              threads: int, max_clicks: int) -> Path:
+    """Scores one set into ``path`` (written whole or not at all); runs in a worker process."""
+    torch.set_num_threads(threads)
+    sets = held_out_sets(recipe, gate_set.per_source, gate_set.only, 1.0, list(gate_set.checks),
+                         gate_set.check_limit)
+    _, objects = score(Predictor(checkpoint, PredictorSettings(), device="cpu"), sets,
+                       max_clicks)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps({"label": label, "objects": objects}))
+    tmp.replace(path)
+    print(f"wrote {path}", flush=True)
+    return path
+
+
+def reusable(path: Path, label: str) -> bool:
+    """Whether ``path`` already holds this label's scores; SystemExit when it holds another's."""
+    if not path.is_file():
+        return False
+    found = json.loads(path.read_text()).get("label")
+    if found != label:
+        raise SystemExit(f"{path} was written for another checkpoint or settings:\n  {found}\n"
+                         f"expected\n  {label}\nchoose another --out folder")
+    print(f"reusing {path}", flush=True)
+    return True
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("checkpoint", help="the candidate: a checkpoint file, or 'default'")
+    p.add_argument("--out", required=True, help="folder for the candidate's two result files")
+    p.add_argument("--jobs", type=int, default=1, help="sets scored at once (1 or 2)")
+    p.add_argument("--threads", type=int, default=1, help="threads per job (default 1)")
+    p.add_argument("--max-clicks", type=int, default=20)
+    p.add_argument("--recipe", default=str(RECIPE),
+                   help="the recipe whose held-out split to read (default training/stage6.toml)")
+    p.add_argument("--check", default=str(PARTICLES_TRAIN),
+                   help="the never-trained-on folder of the first set (default: the EM "
+                        "particles' train split)")
+    p.add_argument("--wide", default="msd_hippocampus",
+                   help="the folder whose held-out objects are all read (default msd_hippocampus)")
+    for name, path in SHIPPED.items():
+        p.add_argument(f"--shipped-{name}", default=str(path), metavar="FILE",
+                       help=f"the shipped model's scores on {name} (default {path.name})")
+    args = p.parse_args()
+    if min(args.jobs, args.threads, args.max_clicks) < 1:
+        p.error("--jobs, --threads and --max-clicks must be at least 1")
+    shipped = {name: Path(getattr(args, f"shipped_{name}")) for name in SHIPPED}
+    missing = [str(f) for f in shipped.values() if not f.is_file()]
+    if missing:
+        p.error(f"no shipped scores at {', '.join(missing)}")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    model = f"{args.checkpoint} [sha256 {weights_digest(args.checkpoint)}]"
+    todo = []
+    for gate_set in gate_sets(args.check, args.wide):
+        label = variant_label(model, PredictorSettings(), gate_set.scope(args.max_clicks))
+        path = out / f"{gate_set.name}.json"
+        if not reusable(path, label):
+            todo.append((args.recipe, gate_set, args.checkpoint, label, path, args.threads,
+                         args.max_clicks))
+    if args.jobs > 1 and len(todo) > 1:
+        with ProcessPoolExecutor(min(args.jobs, len(todo))) as pool:
+            for job in [pool.submit(score_set, *task) for task in todo]:
+                job.result()
+    else:
+        for task in todo:
+            score_set(*task)
+    lost, gained = [], []
+    for name, file in shipped.items():
+        rows = paired_rows(load_object_scores(file), load_object_scores(out / f"{name}.json"))
+        print(f"\n## {name}")
+        print_paired_table(str(file), str(out / f"{name}.json"), rows)
+        lost += [(f"{name} {folder}", m, d) for folder, m, d in losses(rows)]
+        gained += [f"{name} {folder} {m}" for folder, m, _ in gains(rows)]
+    print("\n" + gate_verdict(lost, "the candidate"))
+    if lost:
+        sys.exit(LOSES)
+    if not gained:
+        print("nothing gained beyond two standard errors: level with the shipped model")
+        sys.exit(LEVEL)
+    print(f"gained beyond two standard errors: {'; '.join(gained)}")
+
+
+if __name__ == "__main__":
+    main()
