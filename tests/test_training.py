@@ -189,8 +189,8 @@ def test_recipe_paths_are_relative_to_the_recipe(tmp_path):
 
 def test_a_recipe_extends_another_with_only_what_differs(tmp_path):
     """``extends``: the base's keys beneath, tables merged key by key, the data list replaced
-    whole, each file's paths relative to its own folder; a missing out_dir or a circle is
-    refused rather than run into another recipe's folder."""
+    whole or one entry changed by ``[[data_update]]``, each file's paths relative to its own
+    folder; a missing out_dir, a circle or an update of no folder is refused rather than run."""
     (tmp_path / "base").mkdir()
     (tmp_path / "base" / "b.toml").write_text(
         'out_dir = "runs/b"\nlr = 0.1\nseed = 3\ninit_checkpoint = "w/start.pt"\n'
@@ -209,7 +209,19 @@ def test_a_recipe_extends_another_with_only_what_differs(tmp_path):
     assert [d.path for d in cfg.data] == [str(tmp_path / "base" / "d" / n) for n in ("one", "two")]
     child.write_text('extends = "base/b.toml"\nout_dir = "runs/c"\n[[data]]\npath = "mine"\n')
     assert [d.path for d in load_config(child).data] == [str(tmp_path / "mine")]
+    child.write_text('extends = "base/b.toml"\nout_dir = "runs/c"\n'
+                     '[[data_update]]\npath = "base/d/two"\nweight = 0.3\ndistill = false\n')
+    one, two = load_config(child).data
+    assert (one.weight, one.distill) == (1.0, True)  # untouched
+    assert (two.path, two.weight, two.distill) == (str(tmp_path / "base" / "d" / "two"), 0.3,
+                                                   False)
     refused = [('extends = "base/b.toml"\nseed = 4\n', ValueError, "sets no out_dir"),
+               ('extends = "base/b.toml"\nout_dir = "x"\n[[data_update]]\npath = "d/two"\n'
+                'weight = 2\n', ValueError, "is not a data folder of the recipe it extends"),
+               ('extends = "base/b.toml"\nout_dir = "x"\n[[data_update]]\nweight = 2\n',
+                ValueError, "names the path"),
+               ('out_dir = "x"\n[[data_update]]\npath = "base/d/two"\n', ValueError,
+                "extends none"),
                ('extends = "c.toml"\nout_dir = "x"\n', ValueError, "circle"),
                ('extends = "nowhere.toml"\nout_dir = "x"\n', FileNotFoundError, "nowhere.toml"),
                ('extends = "base/b.toml"\nout_dir = "x"\nlearning_rate = 1\n', ValueError,

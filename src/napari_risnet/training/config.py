@@ -171,6 +171,9 @@ def _build(cls: type, d: dict[str, Any], where: str) -> Any:
 
 #: the top-level key naming the recipe a recipe builds on (a path relative to the recipe)
 EXTENDS = "extends"
+#: the array of tables that changes keys of the base's ``[[data]]`` entries, each named by its
+#: path, instead of writing the whole list again to change one key
+DATA_UPDATE = "data_update"
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -190,10 +193,11 @@ def _resolve_paths(raw: dict[str, Any], here: Path) -> None:
     def resolve(p: Any) -> Any:
         return p if not isinstance(p, str) or Path(p).is_absolute() else str((here / p).resolve())
 
-    data = raw.get("data")
-    for d in data if isinstance(data, list) else []:
-        if isinstance(d, dict) and "path" in d:
-            d["path"] = resolve(d["path"])
+    for key in ("data", DATA_UPDATE):
+        entries = raw.get(key)
+        for d in entries if isinstance(entries, list) else []:
+            if isinstance(d, dict) and "path" in d:
+                d["path"] = resolve(d["path"])
     if "out_dir" in raw:
         raw["out_dir"] = resolve(raw["out_dir"])
     for key in ("init_checkpoint", "distill_checkpoint"):
@@ -213,6 +217,25 @@ def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _updated_data(path: Path, data: Any, updates: Any) -> list[dict[str, Any]]:
+    """The base's ``[[data]]`` entries with each ``[[data_update]]`` entry's keys on top of the
+    entry of the same path; an update naming no entry of the list is an error, not a no-op."""
+    if not isinstance(updates, list) or not all(isinstance(u, dict) for u in updates):
+        raise ValueError(f"{path}: {DATA_UPDATE} must be an array of tables ([[{DATA_UPDATE}]])")
+    out = [dict(d) for d in data] if isinstance(data, list) else []
+    for update in updates:
+        if "path" not in update:
+            raise ValueError(f"{path}: every [[{DATA_UPDATE}]] names the path of the data "
+                             f"folder it changes")
+        match = [d for d in out if d.get("path") == update["path"]]
+        if not match:
+            known = ", ".join(str(d.get("path")) for d in out) or "none"
+            raise ValueError(f"{path}: [[{DATA_UPDATE}]] {update['path']} is not a data folder "
+                             f"of the recipe it extends (its folders: {known})")
+        match[0].update(update)
+    return out
+
+
 def _load_raw(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
     """The recipe's keys with those of the recipes it ``extends`` beneath them, paths resolved."""
     path = path.resolve()
@@ -222,7 +245,11 @@ def _load_raw(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
     raw = _read_toml(path)
     _resolve_paths(raw, path.parent)
     parent = raw.pop(EXTENDS, None)
+    updates = raw.pop(DATA_UPDATE, None)
     if parent is None:
+        if updates is not None:
+            raise ValueError(f"{path}: [[{DATA_UPDATE}]] changes the data of the recipe it "
+                             f"extends, and this recipe extends none: edit its [[data]]")
         return raw
     if not isinstance(parent, str) or not parent:
         raise ValueError(f"{path}: {EXTENDS} must name a recipe file, got {parent!r}")
@@ -230,14 +257,18 @@ def _load_raw(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
     if "out_dir" in base and "out_dir" not in raw:
         raise ValueError(f"{path} extends {parent} but sets no out_dir: set one, so that its "
                          f"run does not write into (or resume) {base['out_dir']}")
-    return _merged(base, raw)
+    merged = _merged(base, raw)
+    if updates is not None:
+        merged["data"] = _updated_data(path, merged.get("data"), updates)
+    return merged
 
 
 def load_config(path: str | Path) -> TrainConfig:
     """Read a TOML recipe; relative paths (data, out_dir, init_checkpoint, distill_checkpoint)
     are resolved against the recipe's folder, so a recipe runs the same from any working
     directory. ``extends = "other.toml"`` builds on another recipe: only what differs is
-    written (tables merge key by key, the ``[[data]]`` list is replaced whole; ``out_dir``
+    written (tables merge key by key, the ``[[data]]`` list is replaced whole, and
+    ``[[data_update]]`` entries change keys of the entry of the same ``path``; ``out_dir``
     must be set again, so two recipes never share a run folder)."""
     return _build(TrainConfig, _load_raw(Path(path)), "top level")
 
