@@ -13,9 +13,10 @@ there for the same checkpoint, settings and objects is reused, so an interrupted
 one made with anything else stops the run: the splits are read once per candidate, and a
 second setting tried on them would be chosen on them. Then it prints, per split, both models'
 NoC@85 / 90 and IoU after the first and the last click and the paired difference (± per object,
-and by image), and applies the gate (``napari_risnet.evaluation.paired.losses``): exit status 1
-naming every split where the candidate loses NoC@85, NoC@90 or the IoU after the last click
-beyond two standard errors, 0 when it loses nowhere. Which rules a candidate keeps is chosen
+and by image), and applies the shipping rule (``napari_risnet.evaluation.paired.losses`` and
+``gains``): exit status 1 naming every split where the candidate loses NoC@85, NoC@90 or the IoU
+after the last click beyond two standard errors; 3 when it loses nowhere and gains nowhere either
+(level: nothing to ship); 0 when it loses nowhere and gains somewhere. Which rules a candidate keeps is chosen
 before, on held-out objects (``benchmarks/ablation.py``); GrabCut and the test splits are never
 used to choose anything.
 """
@@ -30,9 +31,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
 
-from napari_risnet.evaluation.paired import (format_measure, gate_verdict,
+from napari_risnet.evaluation.paired import (MEASURE_NAMES, format_measure, gains, gate_verdict,
                                              load_object_scores, losses, paired_rows)
 from napari_risnet.inference.settings import PredictorSettings
+
+#: the exit status of a candidate that loses nowhere and gains nowhere (1: it loses somewhere)
+LEVEL = 3
 
 
 class Split(NamedTuple):
@@ -158,7 +162,7 @@ def main(argv: list[str] | None = None) -> None:
           "(± per object, and by image)\n")
     print("| split | shipped NoC@85 / 90, IoU@1, IoU@last | candidate | objects | NoC@85 | "
           "NoC@90 | IoU after the last click |\n" + "|---" * 7 + "|")
-    lost = []
+    lost, gained = [], []
     for s in SPLITS:
         try:
             rows = paired_rows(load_object_scores(results / s.shipped),
@@ -171,9 +175,16 @@ def main(argv: list[str] | None = None) -> None:
               + " | ".join(cells) + " |")
         lost += [(s.key, measure, diff) for folder, measure, diff in losses(rows)
                  if folder == "all"]
+        gained += [f"{s.key} {MEASURE_NAMES[measure]}" for folder, measure, _ in gains(rows)
+                   if folder == "all"]
     print("\n" + gate_verdict(lost, "the candidate"))
     if lost:
         raise SystemExit(1)
+    if not gained:
+        print("nothing gained beyond two standard errors: level with the shipped model, "
+              "nothing to ship")
+        raise SystemExit(LEVEL)
+    print(f"gained beyond two standard errors: {'; '.join(gained)}")
 
 
 if __name__ == "__main__":

@@ -37,8 +37,8 @@ from ablation import variant_label, weights_digest  # sibling scripts in benchma
 from paired import print_paired_table
 from validation import held_out_sets, score
 
-from napari_risnet.evaluation.paired import (gains, gate_verdict, load_object_scores, losses,
-                                             paired_rows)
+from napari_risnet.evaluation.paired import (MEASURE_NAMES, gains, gate_verdict,
+                                             load_object_scores, losses, paired_rows)
 from napari_risnet.inference.predictor import Predictor, PredictorSettings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -151,7 +151,7 @@ def main() -> None:
         print(f"\n## {name}")
         print_paired_table(str(file), str(out / f"{name}.json"), rows)
         lost += [(f"{name} {folder}", m, d) for folder, m, d in losses(rows)]
-        gained += [f"{name} {folder} {m}" for folder, m, _ in gains(rows)]
+        gained += [f"{name} {folder} {MEASURE_NAMES[m]}" for folder, m, _ in gains(rows)]
     print("\n" + gate_verdict(lost, "the candidate"))
     if lost:
         sys.exit(LOSES)
