@@ -180,6 +180,14 @@ def test_gains_are_the_mirror_of_losses_but_need_a_spread():
                                                   ("all", "noc90")}
     assert losses(rows) == []
     assert gains(paired_rows(b, a)) == [] and gains(paired_rows(a, a)) == []
+    # the same coco gain, but all of it on the objects of one image of two: one draw, no finding
+    a2, b2 = ({("coco", f"im{i // 10}:o{i}"): {**o, "name": f"im{i // 10}:o{i}"}
+               for i, o in enumerate(x.values()) if o["folder"] == "coco"} for x in (a, b))
+    for i, key in enumerate(sorted(b2, key=lambda k: int(k[1].split(":o")[1]))):
+        b2[key]["noc90"] = 4 if i < 10 else 6
+    (_, n, out), _ = paired_rows(a2, b2)
+    assert n == 20 and beyond_noise(out["noc90"].mean, out["noc90"].se)
+    assert gains(paired_rows(a2, b2)) == []
 
 
 def test_the_shipping_rule_counts_a_lower_iou_after_the_last_click():
