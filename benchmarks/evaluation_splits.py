@@ -1,24 +1,27 @@
-"""The shipping rule's last step as one command: a candidate on the five evaluation splits, once,
-paired object by object against the shipped model's results, and the gate.
+"""The shipping rule's last step as one command: a candidate on the five evaluation splits and the
+README's two stack benchmarks, once, paired object by object against the shipped model's results.
 
     python benchmarks/evaluation_splits.py CHECKPOINT --name candidate_v0.25.0 \\
-        [--set rules_off=a,b ...] [--jobs 2] [--threads 1] \\
-        [--data ../shared/data] [--results training/results] [--logs runs/evaluation_splits] \\
-        [--dry-run]
+        [--set rules_off=a,b ...] [--jobs 2] [--threads 1] [--no-stacks] \\
+        [--data ../shared/data] [--results training/results] [--stack-results benchmarks/results] \\
+        [--logs runs/evaluation_splits] [--dry-run]
 
 Runs ``napari-risnet evaluate`` on each split of ``SPLITS`` (GrabCut whole, the others on the
-objects the shipped results used: ``--limit``), ``--jobs`` at a time with ``--threads`` torch
-threads each, writing ``RESULTS/NAME_<split>.json`` (logs under ``--logs``). A result already
-there for the same checkpoint, settings and objects is reused, so an interrupted run continues;
-one made with anything else stops the run: the splits are read once per candidate, and a
-second setting tried on them would be chosen on them. Then it prints, per split, both models'
-NoC@85 / 90 and IoU after the first and the last click and the paired difference (± per object,
-and by image), and applies the shipping rule (``napari_risnet.evaluation.paired.losses`` and
-``gains``): exit status 1 naming every split where the candidate loses NoC@85, NoC@90 or the IoU
-after the last click beyond two standard errors; 3 when it loses nowhere and gains nowhere either
-(level: nothing to ship); 0 when it loses nowhere and gains somewhere. Which rules a candidate keeps is chosen
-before, on held-out objects (``benchmarks/ablation.py``); GrabCut and the test splits are never
-used to choose anything.
+objects the shipped results used: ``--limit``) and ``napari-risnet evaluate-stack`` on each
+stack of ``STACKS`` (every object, 5 clicks per slice and round, 3 correction rounds: the
+README's commands), ``--jobs`` at a time with ``--threads`` torch threads each, writing
+``RESULTS/NAME_<split>.json`` (logs under ``--logs``). A result already there for the same
+checkpoint, settings and objects is reused, so an interrupted run continues; one made with
+anything else stops the run: the splits are read once per candidate, and a second setting tried
+on them would be chosen on them. Then it prints, per split, both models' NoC@85 / 90 and IoU
+after the first and the last click, per stack their 3D Dice after round 0 and the last round and
+clicks per object, each with the paired difference (± per object, and by image), and applies the
+shipping rule (``napari_risnet.evaluation.paired.losses`` and ``gains``): exit status 1 naming
+every split or stack where the candidate loses beyond two standard errors (NoC@85, NoC@90, the
+IoU after the last click; a stack's Dice or clicks); 3 when it loses nowhere and gains nowhere
+either (level: nothing to ship); 0 when it loses nowhere and gains somewhere. Which rules a
+candidate keeps is chosen before, on held-out objects (``benchmarks/ablation.py``); GrabCut and
+the test splits are never used to choose anything.
 """
 from __future__ import annotations
 
@@ -31,8 +34,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
 
-from napari_risnet.evaluation.paired import (MEASURE_NAMES, format_measure, gains, gate_verdict,
-                                             load_object_scores, losses, paired_rows)
+from napari_risnet.evaluation.paired import (JUDGED, MEASURE_NAMES, STACK_JUDGED, format_measure,
+                                             gains, gate_verdict, load_object_scores,
+                                             load_stack_scores, losses, paired_rows, stack_rows)
 from napari_risnet.inference.settings import PredictorSettings
 
 #: the exit status of a candidate that loses nowhere and gains nowhere (1: it loses somewhere)
@@ -63,10 +67,29 @@ SPLITS: tuple[Split, ...] = (
 )
 
 
-def evaluate_command(split: Split, checkpoint: str, sets: list[str], data: Path, out: Path,
-                     threads: int) -> list[str]:
-    """The ``napari-risnet evaluate`` call that scores ``checkpoint`` on ``split``."""
-    cmd = [sys.executable, "-m", "napari_risnet", "evaluate", str(data / split.folder),
+class Stack(NamedTuple):
+    """One stack benchmark of the README (``napari-risnet evaluate-stack``, every object): its
+    folder under the data root and the shipped model's result file under ``--stack-results``."""
+    key: str
+    folder: str
+    shipped: str
+    limit: None = None
+
+
+#: the README's two stack benchmarks: a candidate that costs clicks or Dice there loses a
+#: benchmark the README reports (0.27.0's stage 17: a click more per nucleus on cells3d)
+STACKS: tuple[Stack, ...] = (
+    Stack("stack_hippo", "medical/msd_hippocampus/test", "stack_hippocampus_test_risnet.json"),
+    Stack("stack_cells3d", "microscopy/cells3d_nuclei_stack", "stack_cells3d_risnet.json"),
+)
+
+
+def evaluate_command(split: Split | Stack, checkpoint: str, sets: list[str], data: Path,
+                     out: Path, threads: int) -> list[str]:
+    """The ``napari-risnet evaluate`` (``evaluate-stack``) call that scores ``checkpoint`` on
+    ``split``."""
+    tool = "evaluate-stack" if isinstance(split, Stack) else "evaluate"
+    cmd = [sys.executable, "-m", "napari_risnet", tool, str(data / split.folder),
            "--checkpoint", checkpoint, "--threads", str(threads), "--out", str(out)]
     if split.limit is not None:
         cmd += ["--limit", str(split.limit)]
@@ -97,8 +120,12 @@ def made_by(out: Path, checkpoint: str, settings: PredictorSettings, dataset: Pa
 
 
 def summary(path: Path) -> str:
-    """NoC@85 / 90, IoU after the first and the last click of an evaluate result."""
+    """NoC@85 / 90, IoU after the first and the last click of an evaluate result; 3D Dice after
+    round 0 and the last round and clicks per object of an evaluate-stack result."""
     record = json.loads(path.read_text())
+    if "dice3d" in record:
+        dice = record["dice3d"]
+        return f"{dice[0]:.3f} / {dice[-1]:.3f}, {record['clicks']:.1f}"
     miou = record["miou"]
     return f"{record['noc85']:.2f} / {record['noc90']:.2f}, {miou[0]:.3f}, {miou[-1]:.3f}"
 
@@ -116,6 +143,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--data", default="../shared/data", help="the data sets' root folder")
     p.add_argument("--results", default="training/results",
                    help="where the shipped results are and the candidate's go")
+    p.add_argument("--stack-results", default="benchmarks/results",
+                   help="where the shipped stack results are (the README's evaluate-stack files)")
+    p.add_argument("--no-stacks", action="store_true",
+                   help="the five splits only, without the two stack benchmarks")
     p.add_argument("--logs", default="runs/evaluation_splits", help="each evaluate's output")
     p.add_argument("--dry-run", action="store_true",
                    help="print the evaluate commands, run nothing")
@@ -129,17 +160,20 @@ def main(argv: list[str] | None = None) -> None:
     except ValueError as exc:
         raise SystemExit(f"--set: {exc}") from None
     data, results, logs = Path(args.data), Path(args.results), Path(args.logs)
-    missing = [str(results / s.shipped) for s in SPLITS if not (results / s.shipped).is_file()]
-    missing += [str(data / s.folder) for s in SPLITS if not (data / s.folder).is_dir()]
+    benches: tuple[Split | Stack, ...] = SPLITS if args.no_stacks else SPLITS + STACKS
+    shipped = {s.key: (Path(args.stack_results) if isinstance(s, Stack) else results) / s.shipped
+               for s in benches}
+    missing = [str(shipped[s.key]) for s in benches if not shipped[s.key].is_file()]
+    missing += [str(data / s.folder) for s in benches if not (data / s.folder).is_dir()]
     if missing:
         raise SystemExit("missing: " + ", ".join(missing))
 
-    outs = {s.key: results / f"{args.name}_{s.key}.json" for s in SPLITS}
-    todo = [s for s in SPLITS if not made_by(outs[s.key], args.checkpoint, settings,
-                                             data / s.folder, s.limit)]
+    outs = {s.key: results / f"{args.name}_{s.key}.json" for s in benches}
+    todo = [s for s in benches if not made_by(outs[s.key], args.checkpoint, settings,
+                                              data / s.folder, s.limit)]
     commands = {s.key: evaluate_command(s, args.checkpoint, args.set, data, outs[s.key],
                                         args.threads) for s in todo}
-    for s in SPLITS:
+    for s in benches:
         print(f"{s.key}: " + ("reusing " + str(outs[s.key]) if s not in todo
                               else " ".join(commands[s.key])), flush=True)
     if args.dry_run:
@@ -147,7 +181,7 @@ def main(argv: list[str] | None = None) -> None:
     logs.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
 
-    def run(split: Split) -> tuple[str, int]:
+    def run(split: Split | Stack) -> tuple[str, int]:
         with open(logs / f"{args.name}_{split.key}.log", "w") as log:
             done = subprocess.run(commands[split.key], stdout=log, stderr=subprocess.STDOUT,
                                   env=env)
@@ -163,20 +197,27 @@ def main(argv: list[str] | None = None) -> None:
     print("| split | shipped NoC@85 / 90, IoU@1, IoU@last | candidate | objects | NoC@85 | "
           "NoC@90 | IoU after the last click |\n" + "|---" * 7 + "|")
     lost, gained = [], []
-    for s in SPLITS:
+    for s in benches:
+        stack = isinstance(s, Stack)
+        if stack and s is benches[len(SPLITS)]:
+            print("\n| stack | shipped 3D Dice after round 0 / the last, clicks | candidate | "
+                  "objects | Dice after round 0 | Dice after the last round | clicks per object "
+                  "|\n" + "|---" * 7 + "|")
+        load, judged = ((load_stack_scores, STACK_JUDGED) if stack
+                        else (load_object_scores, JUDGED))
         try:
-            rows = paired_rows(load_object_scores(results / s.shipped),
-                               load_object_scores(outs[s.key]))
+            a, b = load(shipped[s.key]), load(outs[s.key])
+            rows = stack_rows(a, b) if stack else paired_rows(a, b)
         except ValueError as exc:  # not a result file, or other objects than the shipped
             raise SystemExit(f"{s.key}: {exc}") from None
         _, n, d = rows[-1]  # "all": one split per file
-        cells = [format_measure(d[m], m, by_image=True) for m in ("noc85", "noc90", "iou_last")]
-        print(f"| {s.key} | {summary(results / s.shipped)} | {summary(outs[s.key])} | {n} | "
+        cells = [format_measure(d[m], m, by_image=True) for m in judged]
+        print(f"| {s.key} | {summary(shipped[s.key])} | {summary(outs[s.key])} | {n} | "
               + " | ".join(cells) + " |")
-        lost += [(s.key, measure, diff) for folder, measure, diff in losses(rows)
+        lost += [(s.key, measure, diff) for folder, measure, diff in losses(rows, judged)
                  if folder == "all"]
-        gained += [f"{s.key} {MEASURE_NAMES[measure]}" for folder, measure, _ in gains(rows)
-                   if folder == "all"]
+        gained += [f"{s.key} {MEASURE_NAMES[measure]}"
+                   for folder, measure, _ in gains(rows, judged) if folder == "all"]
     print("\n" + gate_verdict(lost, "the candidate"))
     if lost:
         raise SystemExit(1)

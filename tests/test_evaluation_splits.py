@@ -6,7 +6,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import tifffile
 
 from napari_risnet.inference.settings import PredictorSettings
 from napari_risnet.model import RISNet, save_checkpoint
@@ -16,7 +18,7 @@ from test_ablation_tool import _folder
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
-from evaluation_splits import SPLITS  # noqa: E402  (a script beside the package)
+from evaluation_splits import SPLITS, STACKS  # noqa: E402  (a script beside the package)
 
 
 def _tool(*args: str) -> subprocess.CompletedProcess:
@@ -37,6 +39,33 @@ def _result(dataset: str, checkpoint: str | None, ious: list[list[float]], limit
             "objects": [{"name": f"im{i}", "ious": curve} for i, curve in enumerate(ious)]}
 
 
+def _stack_folder(root: Path, n: int) -> Path:
+    """``n`` small (Z, Y, X) stacks of one bright object each, as evaluate-stack reads them."""
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    rng = np.random.default_rng(n)
+    yy, xx = np.mgrid[:40, :40]
+    for k in range(n):
+        img = (20 + 10 * rng.random((6, 40, 40))).astype(np.uint8)
+        lab = np.zeros(img.shape, np.uint16)
+        lab[1:5][:, (yy - 18 - k) ** 2 + (xx - 20) ** 2 <= 49] = 1
+        img[lab > 0] = 200
+        tifffile.imwrite(root / "images" / f"v{k}.tif", img)
+        tifffile.imwrite(root / "labels" / f"v{k}.tif", lab)
+    return root
+
+
+def _stack_result(dataset: str, checkpoint: str | None, dice: list[list[float]],
+                  clicks: list[int]) -> dict:
+    """An ``napari-risnet evaluate-stack --out`` record (the fields the tool and the gate read)."""
+    n = len(dice)
+    return {"dice3d": [sum(d[r] for d in dice) / n for r in range(len(dice[0]))],
+            "clicks": sum(clicks) / n, "dataset": dataset, "checkpoint": checkpoint,
+            "limit": None, "predictor": PredictorSettings().to_record(),
+            "objects": [{"name": f"v{i}:l1", "dice": d, "clicks": c}
+                        for i, (d, c) in enumerate(zip(dice, clicks))]}
+
+
 def test_the_candidate_runs_once_per_split_and_is_then_reused(tmp_path):
     data, results = tmp_path / "data", tmp_path / "results"
     for k, split in enumerate(SPLITS):
@@ -47,7 +76,7 @@ def test_the_candidate_runs_once_per_split_and_is_then_reused(tmp_path):
         record = _result(str(data / split.folder), None, [[0.95], [0.95]], split.limit)
         (results / split.shipped).write_text(json.dumps(record))
     common = [str(ckpt), "--name", "cand", "--data", str(data), "--results", str(results),
-              "--logs", str(tmp_path / "logs"), "--set", "rules_off=late_merge"]
+              "--logs", str(tmp_path / "logs"), "--no-stacks", "--set", "rules_off=late_merge"]
 
     first = _tool(*common, "--jobs", "2")
     assert first.returncode in (0, 1, 3), first.stderr  # 1: it lost somewhere (the next test)
@@ -57,6 +86,7 @@ def test_the_candidate_runs_once_per_split_and_is_then_reused(tmp_path):
         assert out["predictor"]["rules_off"] == ["late_merge"]
         assert f"| {split.key} | 1.00 / 1.00, 0.950, 0.950 | " in first.stdout  # paired
     assert (tmp_path / "logs" / "cand_grabcut.log").is_file()
+    assert "stack" not in first.stdout
 
     again = _tool(*common, "--dry-run")
     assert again.returncode == 0, again.stderr
@@ -64,6 +94,40 @@ def test_the_candidate_runs_once_per_split_and_is_then_reused(tmp_path):
     # other settings on the same name: the splits were read for this candidate already
     other = _tool(*common[:-1], "rules_off=spill_limit", "--dry-run")
     assert other.returncode != 0 and "read once per candidate" in other.stderr
+
+
+def test_the_stacks_run_with_the_candidate_and_are_paired(tmp_path):
+    """The README's two stack benchmarks run as evaluate-stack with the candidate's settings
+    (the splits' results are there already) and are paired with the shipped stack results."""
+    data, results, stacks = tmp_path / "data", tmp_path / "results", tmp_path / "stacks"
+    ckpt = save_checkpoint(tmp_path / "cand.pt", RISNet(tiny_config(prev_mask=True)))
+    results.mkdir()
+    stacks.mkdir()
+    for split in SPLITS:  # reused: only the stacks run
+        (data / split.folder).mkdir(parents=True, exist_ok=True)
+        record = _result(str(data / split.folder), None, [[0.95], [0.95]], split.limit,
+                         PredictorSettings(rules_off=("late_merge",)))
+        (results / split.shipped).write_text(json.dumps(record))
+        (results / f"cand_{split.key}.json").write_text(json.dumps({**record,
+                                                                    "checkpoint": str(ckpt)}))
+    for stack in STACKS:  # shipped: Dice 0.9 in 5 clicks
+        _stack_folder(data / stack.folder, 2)
+        record = _stack_result(str(data / stack.folder), None, [[0.9] * 4] * 2, [5, 5])
+        (stacks / stack.shipped).write_text(json.dumps(record))
+    common = [str(ckpt), "--name", "cand", "--data", str(data), "--results", str(results),
+              "--stack-results", str(stacks), "--logs", str(tmp_path / "logs"), "--set",
+              "rules_off=late_merge", "--jobs", "2"]
+    first = _tool(*common)
+    assert first.returncode in (0, 1, 3), first.stderr
+    assert first.stdout.count("reusing") == len(SPLITS)
+    for stack in STACKS:
+        out = json.loads((results / f"cand_{stack.key}.json").read_text())
+        assert out["checkpoint"] == str(ckpt) and len(out["objects"]) == 2
+        assert out["predictor"]["rules_off"] == ["late_merge"] and len(out["dice3d"]) == 4
+        assert f"| {stack.key} | 0.900 / 0.900, 5.0 | " in first.stdout
+    assert (tmp_path / "logs" / "cand_stack_cells3d.log").is_file()
+    again = _tool(*common, "--dry-run")
+    assert again.returncode == 0 and again.stdout.count("reusing") == len(SPLITS) + len(STACKS)
 
 
 def test_the_gate_names_the_splits_the_candidate_loses_and_passes_without_one(tmp_path):
@@ -80,7 +144,16 @@ def test_the_gate_names_the_splits_the_candidate_loses_and_passes_without_one(tm
         mine = [[0.5, 0.6, 0.95]] * 12 if split.key == "emps" else level  # emps: 1-2 clicks more
         (results / f"cand_{split.key}.json").write_text(
             json.dumps(_result(dataset, str(ckpt), mine, split.limit)))
-    run = [str(ckpt), "--name", "cand", "--data", str(data), "--results", str(results)]
+    stacks = tmp_path / "stacks"
+    stacks.mkdir()
+    for stack in STACKS:  # level: the same Dice and clicks
+        (data / stack.folder).mkdir(parents=True, exist_ok=True)
+        record = _stack_result(str(data / stack.folder), str(ckpt), [[0.8, 0.9]] * 10,
+                               [4, 6] * 5)
+        (stacks / stack.shipped).write_text(json.dumps({**record, "checkpoint": None}))
+        (results / f"cand_{stack.key}.json").write_text(json.dumps(record))
+    run = [str(ckpt), "--name", "cand", "--data", str(data), "--results", str(results),
+           "--stack-results", str(stacks)]
 
     failed = _tool(*run)
     assert failed.returncode == 1, failed.stderr
@@ -103,6 +176,14 @@ def test_the_gate_names_the_splits_the_candidate_loses_and_passes_without_one(tm
     assert passed.returncode == 0, passed.stdout + passed.stderr
     assert "gate: passed" in passed.stdout
     assert "gained beyond two standard errors: dsb NoC@85; dsb NoC@90" in passed.stdout
+    # a click or two more per object on the nuclei stack loses a benchmark the README reports
+    cells = next(stack for stack in STACKS if stack.key == "stack_cells3d")
+    (results / "cand_stack_cells3d.json").write_text(json.dumps(_stack_result(
+        str(data / cells.folder), str(ckpt), [[0.8, 0.9]] * 10, [5, 8] * 5)))
+    stack_lost = _tool(*run)
+    assert stack_lost.returncode == 1, stack_lost.stdout + stack_lost.stderr
+    assert "stack_cells3d clicks per object +1.50" in stack_lost.stdout.split("gate: failed")[1]
+    assert "| stack_cells3d | 0.800 / 0.900, 5.0 | 0.800 / 0.900, 6.5 | 10 |" in stack_lost.stdout
 
 
 @pytest.mark.parametrize("bad, message", [(["--jobs", "0"], "at least 1"),

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from napari_risnet.evaluation.paired import (Difference, beyond_noise, difference,
-                                             format_difference, gains, gate_verdict, image_of,
-                                             iou_after, load_object_scores, losses, paired_rows,
+                                             STACK_JUDGED, format_difference, gains, gate_verdict,
+                                             image_of, iou_after, load_object_scores,
+                                             load_stack_scores, losses, paired_rows, stack_rows,
                                              retire_together, retirement_order, rule_earns_place)
 from napari_risnet.metrics import clicks_to_reach
 
@@ -222,3 +223,25 @@ def test_the_gate_exits_1_naming_the_losses_and_0_without_one(tmp_path):
     assert passed.returncode == 0 and "gate: passed" in passed.stdout
     plain = subprocess.run(run + [shipped, worse], capture_output=True, text=True)
     assert plain.returncode == 0 and "gate:" not in plain.stdout
+
+
+def test_stack_files_pair_dice_and_clicks_per_object(tmp_path):
+    """evaluate-stack files: 3D Dice after round 0 and the last round, and clicks; a lower Dice
+    or more clicks is the loss; a file of another kind is named."""
+    def write(name, dice_last, clicks):
+        objects = [{"name": f"v{i}:l1", "dice": [0.7, 0.8, d], "clicks": c}
+                   for i, (d, c) in enumerate(zip(dice_last, clicks))]
+        path = tmp_path / name
+        path.write_text(json.dumps({"dataset": "data/cells3d_nuclei_stack", "objects": objects}))
+        return load_stack_scores(path)
+
+    a = write("a.json", [0.9] * 10, [5] * 10)
+    b = write("b.json", [0.88, 0.87] * 5, [5] * 10)
+    (folder, n, out), _ = stack_rows(a, b)
+    assert (folder, n) == ("cells3d_nuclei_stack", 10)
+    assert out["dice_first"].mean == 0 and out["dice_last"].mean == pytest.approx(-0.025)
+    assert [(f, m) for f, m, _ in losses(stack_rows(a, b), STACK_JUDGED)] == [
+        ("cells3d_nuclei_stack", "dice_last"), ("all", "dice_last")]
+    (tmp_path / "split.json").write_text(json.dumps({"objects": [{"name": "x", "ious": [1]}]}))
+    with pytest.raises(ValueError, match="split.json is not a stack result file"):
+        load_stack_scores(tmp_path / "split.json")

@@ -57,7 +57,13 @@ SIGNIFICANT_SE = 2.0
 #: the measures a rule and a candidate are judged on, each with the sign of a loss (more clicks,
 #: a lower IoU), and their names in a verdict
 JUDGED = {"noc85": +1, "noc90": +1, "iou_last": -1}
-MEASURE_NAMES = {"noc85": "NoC@85", "noc90": "NoC@90", "iou_last": "IoU after the last click"}
+#: the same for the stack benchmark (``napari-risnet evaluate-stack``): 3D Dice after the first
+#: propagation (round 0) and after the last correction round, and the clicks an object took
+STACK_JUDGED = {"dice_first": -1, "dice_last": -1, "clicks": +1}
+MEASURE_NAMES = {"noc85": "NoC@85", "noc90": "NoC@90", "iou_last": "IoU after the last click",
+                 "dice_first": "3D Dice after round 0", "dice_last": "3D Dice after the last round",
+                 "clicks": "clicks per object"}
+_SIGNS = {**JUDGED, **STACK_JUDGED}
 
 
 def load_object_scores(path: str | os.PathLike) -> ObjectScores:
@@ -77,6 +83,21 @@ def load_object_scores(path: str | os.PathLike) -> ObjectScores:
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ValueError(f"{path} is not a per-object result file (benchmarks/validation.py "
                          f"--objects-out or napari-risnet evaluate --out): {exc}") from None
+
+
+def load_stack_scores(path: str | os.PathLike) -> ObjectScores:
+    """The per-object scores of an ``napari-risnet evaluate-stack --out`` file (``STACK_JUDGED``:
+    3D Dice after round 0 and after the last round, clicks), keyed by (its data set, name)."""
+    try:
+        data = json.loads(Path(path).read_text())
+        folder = _split_name(str(data.get("dataset", "stack")))
+        return {(folder, o["name"]): {"folder": folder, "name": o["name"],
+                                      "dice_first": float(o["dice"][0]),
+                                      "dice_last": float(o["dice"][-1]),
+                                      "clicks": float(o["clicks"])} for o in data["objects"]}
+    except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
+        raise ValueError(f"{path} is not a stack result file (napari-risnet evaluate-stack "
+                         f"--out): {exc}") from None
 
 
 def _split_name(dataset: str) -> str:
@@ -119,13 +140,24 @@ def paired_rows(a: ObjectScores, b: ObjectScores, iou_at: tuple[int, ...] = ()
 
     Raises ValueError when the files share no object (another recipe or ``--per-source``).
     """
-    keys = sorted(set(a) & set(b))
-    if not keys:
-        raise ValueError("the two files share no objects: same recipe and --per-source?")
     getters: dict[str, Callable[[Mapping], float]] = {
         "noc85": lambda o: o["noc85"], "noc90": lambda o: o["noc90"],
         "iou_last": lambda o: iou_after(o, None)}
     getters.update({f"iou_{k}": (lambda o, k=k: iou_after(o, k)) for k in iou_at})
+    return _rows(a, b, getters)
+
+
+def stack_rows(a: ObjectScores, b: ObjectScores) -> list[PairedRow]:
+    """``paired_rows`` of two ``load_stack_scores`` files: B - A of each ``STACK_JUDGED``
+    measure, per data set and over "all" (one data set per file: the two rows agree)."""
+    return _rows(a, b, {m: (lambda o, m=m: o[m]) for m in STACK_JUDGED})
+
+
+def _rows(a: ObjectScores, b: ObjectScores, getters: Mapping[str, Callable[[Mapping], float]]
+          ) -> list[PairedRow]:
+    keys = sorted(set(a) & set(b))
+    if not keys:
+        raise ValueError("the two files share no objects: same recipe and --per-source?")
     rows = []
     for folder in sorted({f for f, _ in keys}) + ["all"]:
         chosen = [k for k in keys if folder in ("all", k[0])]
@@ -145,7 +177,7 @@ def beyond_noise(mean: float, se: float) -> bool:
 def worse(d: Difference, measure: str) -> bool:
     """Whether ``d`` (B - A of ``measure``, one of ``JUDGED``) is a loss for B beyond noise: more
     clicks or a lower IoU. The same loss on every object has no spread and still counts."""
-    loss = JUDGED[measure] * d.mean
+    loss = _SIGNS[measure] * d.mean
     return loss > 0 and (d.se == 0 or beyond_noise(d.mean, d.se))
 
 
@@ -155,7 +187,7 @@ def better(d: Difference, measure: str) -> bool:
     image. The rule doubts a gain wherever it would count a loss: a gain is what sends a
     candidate on to the test splits, and the weight soup's held-out IoU gain (+0.004 ± 0.001 per
     object, ± 0.004 by image) did not carry to them (docs/experiments.md, "A weight soup")."""
-    if JUDGED[measure] * d.mean >= 0 or not beyond_noise(d.mean, d.se):
+    if _SIGNS[measure] * d.mean >= 0 or not beyond_noise(d.mean, d.se):
         return False
     clustered = d.images > 1 and np.isfinite(d.se_by_image)
     return not clustered or beyond_noise(d.mean, d.se_by_image)
@@ -173,21 +205,23 @@ def rule_earns_place(rows: list[PairedRow]) -> bool:
     return False
 
 
-def losses(rows: list[PairedRow]) -> list[tuple[str, str, Difference]]:
+def losses(rows: list[PairedRow], judged: Mapping[str, int] = JUDGED
+           ) -> list[tuple[str, str, Difference]]:
     """``rows``: ``paired_rows(shipped, candidate)``. Where the candidate is worse than the
     shipped model beyond noise, as (folder or "all", measure, difference) for NoC@85, NoC@90 and
     the IoU after the last click (``JUDGED``): the shipping rule (a new model or default ships
     only where this is empty), written once so that it is not applied by eye to a table."""
     return [(folder, measure, out[measure]) for folder, _, out in rows
-            for measure in JUDGED if worse(out[measure], measure)]
+            for measure in judged if worse(out[measure], measure)]
 
 
-def gains(rows: list[PairedRow]) -> list[tuple[str, str, Difference]]:
+def gains(rows: list[PairedRow], judged: Mapping[str, int] = JUDGED
+          ) -> list[tuple[str, str, Difference]]:
     """``rows``: ``paired_rows(shipped, candidate)``. Where the candidate is better beyond noise
     (``better``: fewer clicks, a higher IoU after the last click), the other half of the shipping
     rule: a model that loses nowhere ships only where it also gains somewhere."""
     return [(folder, measure, out[measure]) for folder, _, out in rows
-            for measure in JUDGED if better(out[measure], measure)]
+            for measure in judged if better(out[measure], measure)]
 
 
 def gate_verdict(lost: list[tuple[str, str, Difference]], who: str = "B") -> str:
@@ -232,8 +266,8 @@ def retire_together(order: list[str], earns_together: Callable[[tuple[str, ...]]
 
 def format_measure(d: Difference, measure: str, by_image: bool = False) -> str:
     """``format_difference`` with the digits of ``measure``: clicks to two decimals, an IoU
-    (``iou_last``, ``iou_K``) to three (its differences are thousandths)."""
-    return format_difference(d, 3 if measure.startswith("iou") else 2, by_image)
+    (``iou_last``, ``iou_K``) or a Dice to three (their differences are thousandths)."""
+    return format_difference(d, 3 if measure.startswith(("iou", "dice")) else 2, by_image)
 
 
 def format_difference(d: Difference, digits: int = 2, by_image: bool = False) -> str:
@@ -251,5 +285,5 @@ def format_difference(d: Difference, digits: int = 2, by_image: bool = False) ->
 __all__ = ["Difference", "JUDGED", "MEASURE_NAMES", "ObjectScores", "PairedRow",
            "SIGNIFICANT_SE", "beyond_noise", "better", "difference", "format_difference",
            "format_measure", "gains", "gate_verdict", "image_of", "iou_after",
-           "load_object_scores", "losses", "paired_rows", "retire_together", "retirement_order",
-           "rule_earns_place", "worse"]
+           "load_object_scores", "load_stack_scores", "losses", "paired_rows", "retire_together",
+           "retirement_order", "rule_earns_place", "stack_rows", "STACK_JUDGED", "worse"]
