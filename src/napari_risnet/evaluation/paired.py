@@ -175,8 +175,9 @@ def beyond_noise(mean: float, se: float) -> bool:
 
 
 def worse(d: Difference, measure: str) -> bool:
-    """Whether ``d`` (B - A of ``measure``, one of ``JUDGED``) is a loss for B beyond noise: more
-    clicks or a lower IoU. The same loss on every object has no spread and still counts."""
+    """Whether ``d`` (B - A of ``measure``, one of ``JUDGED`` or ``STACK_JUDGED``) is a loss for
+    B beyond noise: more clicks, a lower IoU or Dice. The same loss on every object has no spread
+    and still counts."""
     loss = _SIGNS[measure] * d.mean
     return loss > 0 and (d.se == 0 or beyond_noise(d.mean, d.se))
 
@@ -209,8 +210,9 @@ def losses(rows: list[PairedRow], judged: Mapping[str, int] = JUDGED
            ) -> list[tuple[str, str, Difference]]:
     """``rows``: ``paired_rows(shipped, candidate)``. Where the candidate is worse than the
     shipped model beyond noise, as (folder or "all", measure, difference) for NoC@85, NoC@90 and
-    the IoU after the last click (``JUDGED``): the shipping rule (a new model or default ships
-    only where this is empty), written once so that it is not applied by eye to a table."""
+    the IoU after the last click (``judged``: ``JUDGED``; ``STACK_JUDGED`` for ``stack_rows``):
+    the shipping rule (a new model or default ships only where this is empty), written once so
+    that it is not applied by eye to a table."""
     return [(folder, measure, out[measure]) for folder, _, out in rows
             for measure in judged if worse(out[measure], measure)]
 
