@@ -126,10 +126,28 @@ def _score_into(path: Path, label: str, checkpoint: str, settings: PredictorSett
     objects = [earlier[k] if k in earlier else next(scored) for k in keys]
     if earlier:
         print(f"{path.name}: {len(keys) - len(fresh)} of {len(keys)} objects reused", flush=True)
+    write_scores(path, label, objects)
+
+
+def write_scores(path: Path, label: str, objects: list[dict]) -> None:
+    """A result file (``validation.py --objects-out`` form), written whole or not at all."""
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps({"label": label, "objects": objects}))
     tmp.replace(path)
     print(f"wrote {path}", flush=True)
+
+
+def reusable(path: Path, label: str) -> bool:
+    """Whether ``path`` already holds this label's scores (reused); SystemExit when it holds
+    another's, which is never mixed in."""
+    if not path.is_file():
+        return False
+    found = json.loads(path.read_text()).get("label")
+    if found != label:
+        raise SystemExit(f"{path} was written for another checkpoint or settings:\n"
+                         f"  {found}\nexpected\n  {label}\nchoose another --out folder")
+    print(f"reusing {path}", flush=True)
+    return True
 
 
 class VariantRuns:
@@ -159,12 +177,7 @@ class VariantRuns:
         if path in self.pending:
             return
         label = variant_label(self.model, settings, self.scope)
-        if path.is_file():
-            found = json.loads(path.read_text()).get("label")
-            if found != label:
-                raise SystemExit(f"{path} was written for another checkpoint or settings:\n"
-                                 f"  {found}\nexpected\n  {label}\nchoose another --out folder")
-            print(f"reusing {path}", flush=True)
+        if reusable(path, label):
             self.pending[path] = None
         elif self.pool is not None:
             self.pending[path] = self.pool.submit(

@@ -26,14 +26,14 @@ at once, one process each.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from ablation import variant_label, weights_digest  # sibling scripts in benchmarks/
+from ablation import (reusable, variant_label, weights_digest,  # sibling scripts in benchmarks/
+                      write_scores)
 from paired import print_paired_table
 from validation import held_out_sets, score
 
@@ -85,23 +85,8 @@ def score_set(recipe: str, gate_set: GateSet, checkpoint: str, label: str, path:
                          gate_set.check_limit)
     _, objects = score(Predictor(checkpoint, PredictorSettings(), device="cpu"), sets,
                        max_clicks)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({"label": label, "objects": objects}))
-    tmp.replace(path)
-    print(f"wrote {path}", flush=True)
+    write_scores(path, label, objects)
     return path
-
-
-def reusable(path: Path, label: str) -> bool:
-    """Whether ``path`` already holds this label's scores; SystemExit when it holds another's."""
-    if not path.is_file():
-        return False
-    found = json.loads(path.read_text()).get("label")
-    if found != label:
-        raise SystemExit(f"{path} was written for another checkpoint or settings:\n  {found}\n"
-                         f"expected\n  {label}\nchoose another --out folder")
-    print(f"reusing {path}", flush=True)
-    return True
 
 
 def main() -> None:
