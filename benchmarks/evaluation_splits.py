@@ -34,9 +34,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
 
-from napari_risnet.evaluation.paired import (JUDGED, MEASURE_NAMES, STACK_JUDGED, format_measure,
-                                             gains, gate_verdict, load_object_scores,
-                                             load_stack_scores, losses, paired_rows, stack_rows)
+from napari_risnet.evaluation.paired import (JUDGED, MEASURE_NAMES, STACK_JUDGED, Difference,
+                                             format_measure, gains, gate_verdict,
+                                             load_object_scores, load_stack_scores, losses,
+                                             paired_rows, stack_rows)
 from napari_risnet.inference.settings import PredictorSettings
 
 #: the exit status of a candidate that loses nowhere and gains nowhere (1: it loses somewhere)
@@ -130,6 +131,34 @@ def summary(path: Path) -> str:
     return f"{record['noc85']:.2f} / {record['noc90']:.2f}, {miou[0]:.3f}, {miou[-1]:.3f}"
 
 
+SPLIT_HEADER = ("| split | shipped NoC@85 / 90, IoU@1, IoU@last | candidate | objects | NoC@85 | "
+                "NoC@90 | IoU after the last click |")
+STACK_HEADER = ("| stack | shipped 3D Dice after round 0 / the last, clicks | candidate | "
+                "objects | Dice after round 0 | Dice after the last round | clicks per object |")
+
+
+def judge(bench: Split | Stack, shipped: Path, out: Path
+          ) -> tuple[str, list[tuple[str, str, Difference]], list[str]]:
+    """One benchmark paired per object against the shipped file: its table row, its losses
+    beyond two standard errors (key, measure, difference) and its gains (as words)."""
+    stack = isinstance(bench, Stack)
+    load, judged = (load_stack_scores, STACK_JUDGED) if stack else (load_object_scores, JUDGED)
+    try:
+        a, b = load(shipped), load(out)
+        rows = stack_rows(a, b) if stack else paired_rows(a, b)
+    except ValueError as exc:  # not a result file, or other objects than the shipped
+        raise SystemExit(f"{bench.key}: {exc}") from None
+    _, n, d = rows[-1]  # "all": one split per file
+    cells = [format_measure(d[m], m, by_image=True) for m in judged]
+    row = (f"| {bench.key} | {summary(shipped)} | {summary(out)} | {n} | "
+           f"{' | '.join(cells)} |")
+    lost = [(bench.key, measure, diff) for folder, measure, diff in losses(rows, judged)
+            if folder == "all"]
+    gained = [f"{bench.key} {MEASURE_NAMES[measure]}"
+              for folder, measure, _ in gains(rows, judged) if folder == "all"]
+    return row, lost, gained
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("checkpoint", help="the candidate's checkpoint file")
@@ -193,31 +222,17 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"evaluate failed on {', '.join(failed)}: see {logs}/{args.name}_*.log")
 
     print(f"\n{args.checkpoint} {' '.join(args.set)} − shipped, paired per object "
-          "(± per object, and by image)\n")
-    print("| split | shipped NoC@85 / 90, IoU@1, IoU@last | candidate | objects | NoC@85 | "
-          "NoC@90 | IoU after the last click |\n" + "|---" * 7 + "|")
+          "(± per object, and by image)")
     lost, gained = [], []
-    for s in benches:
-        stack = isinstance(s, Stack)
-        if stack and s is benches[len(SPLITS)]:
-            print("\n| stack | shipped 3D Dice after round 0 / the last, clicks | candidate | "
-                  "objects | Dice after round 0 | Dice after the last round | clicks per object "
-                  "|\n" + "|---" * 7 + "|")
-        load, judged = ((load_stack_scores, STACK_JUDGED) if stack
-                        else (load_object_scores, JUDGED))
-        try:
-            a, b = load(shipped[s.key]), load(outs[s.key])
-            rows = stack_rows(a, b) if stack else paired_rows(a, b)
-        except ValueError as exc:  # not a result file, or other objects than the shipped
-            raise SystemExit(f"{s.key}: {exc}") from None
-        _, n, d = rows[-1]  # "all": one split per file
-        cells = [format_measure(d[m], m, by_image=True) for m in judged]
-        print(f"| {s.key} | {summary(shipped[s.key])} | {summary(outs[s.key])} | {n} | "
-              + " | ".join(cells) + " |")
-        lost += [(s.key, measure, diff) for folder, measure, diff in losses(rows, judged)
-                 if folder == "all"]
-        gained += [f"{s.key} {MEASURE_NAMES[measure]}"
-                   for folder, measure, _ in gains(rows, judged) if folder == "all"]
+    for kind, header in ((Split, SPLIT_HEADER), (Stack, STACK_HEADER)):
+        members = [s for s in benches if isinstance(s, kind)]
+        if members:
+            print("\n" + header + "\n" + "|---" * 7 + "|")
+        for s in members:
+            row, split_lost, split_gained = judge(s, shipped[s.key], outs[s.key])
+            print(row)
+            lost += split_lost
+            gained += split_gained
     print("\n" + gate_verdict(lost, "the candidate"))
     if lost:
         raise SystemExit(1)

@@ -224,7 +224,7 @@ def _release_defaults(monkeypatch, **values) -> None:
 RELEASE_0_26_0 = {"fold_batchnorm": False}  # the network ran with its BatchNorms unfolded
 RELEASE_0_25_0 = {**RELEASE_0_26_0}  # 0.26.0 changed no setting
 RELEASE_0_24_0 = {**RELEASE_0_25_0, "merge_from": 0}  # no late merge
-RELEASE_0_23_0 = {**RELEASE_0_26_0, "merge_from": 2,  # the merges and the spill limit on
+RELEASE_0_23_0 = {**RELEASE_0_24_0, "merge_from": 2,  # the merges and the spill limit on
                   "spill_ratio": 20.0}
 RELEASE_0_11_0 = {**RELEASE_0_23_0, "merge_always_from": 0}  # the merge's guard at every click
 RELEASE_0_10_0 = {**RELEASE_0_11_0, "spill_ratio": 0.0}  # no spill limit on a click's edit
