@@ -18,10 +18,10 @@ Prints both tables and one verdict; the exit status is the decision:
 0 the candidate loses nowhere and gains somewhere (``gains``: beyond two standard errors per
 object and by image; read the evaluation splits next: ``benchmarks/evaluation_splits.py``);
 1 it loses somewhere (the shipping rule, ``losses``); 3 it loses nowhere and gains nowhere
-(level: a test split would have nothing to confirm). ``DIR/check400.json`` and ``DIR/hippocampus291.json`` are
-``benchmarks/validation.py --objects-out`` files; one already there for the same weights and
-settings is reused, one made for anything else stops the run. ``--jobs 2`` scores the two sets
-at once, one process each.
+(level: a test split would have nothing to confirm). ``DIR/check400.json`` and
+``DIR/hippocampus291.json`` are ``benchmarks/validation.py --objects-out`` files; one already
+there for the same weights and settings is reused, one made for anything else stops the run.
+``--jobs 2`` scores the two sets at once, one process each.
 """
 from __future__ import annotations
 
