@@ -115,11 +115,12 @@ def _load_objects(held_out_args: tuple, threads: int) -> None:
 def _score_into(path: Path, label: str, checkpoint: str, settings: PredictorSettings,
                 max_clicks: int, earlier: dict[ObjectKey, dict] | None = None) -> None:
     """Scores this process's objects into ``path``, taking those in ``earlier`` from there."""
-    keys = [(data_set_name(folder), s.name) for folder, samples in _OBJECTS for s in samples]
+    keyed = [(folder, [((data_set_name(folder), s.name), s) for s in samples])
+             for folder, samples in _OBJECTS]
+    keys = [key for _, pairs in keyed for key, _ in pairs]
     counts = Counter(keys)
     earlier = {k: v for k, v in (earlier or {}).items() if counts[k] == 1}
-    todo = [(folder, [s for s in samples if (data_set_name(folder), s.name) not in earlier])
-            for folder, samples in _OBJECTS]
+    todo = [(folder, [s for key, s in pairs if key not in earlier]) for folder, pairs in keyed]
     _, fresh = score(Predictor(checkpoint, settings, device="cpu"),
                      [(folder, samples) for folder, samples in todo if samples], max_clicks)
     scored = iter(fresh)

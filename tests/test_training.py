@@ -574,3 +574,40 @@ def test_frozen_stages_keep_their_batchnorm_statistics_through_iterative_trainin
             torch.testing.assert_close(a.running_mean, b.running_mean)
             torch.testing.assert_close(a.running_var, b.running_var)
     assert not torch.equal(start.conv8_global.weight, held.conv8_global.weight)
+
+
+def test_last_click_scope_scores_only_the_corrective_click():
+    """click_scope "last": the term covers the corrective click's disc on the samples that have
+    one; a sample without a correction adds nothing and does not dilute the others' term."""
+    from napari_risnet.training.loss import near_points
+
+    near = near_points((32, 32), [(16.2, 15.8), None], 3.0)
+    assert near[0].sum() == 29 and near[1].sum() == 0  # the radius-3 disc around (16, 16)
+    gt = torch.zeros(2, 1, 32, 32)
+    gt[..., 8:24, 8:24] = 1
+    valid = torch.ones_like(gt)
+    wrong_at_click = (gt * 2 - 1) * 20
+    wrong_at_click[0, :, 14:19, 14:19] = -20
+    wrong_at_click[1] = -20  # all wrong, but no corrective click: not the term's business
+    terms = click_discount_loss(RISNetOutput(wrong_at_click, None, None, None), gt, valid, 1,
+                                gamma=0.0, aux_weight=0.0, near_clicks=near, click_weight=1.0)
+    alone = click_discount_loss(RISNetOutput(wrong_at_click[:1], None, None, None), gt[:1],
+                                valid[:1], 1, gamma=0.0, aux_weight=0.0,
+                                near_clicks=near[:1], click_weight=1.0)
+    assert terms.click_loss.item() == pytest.approx(alone.click_loss.item(), rel=1e-6)
+    assert terms.click_loss.item() > 5.0
+    none = click_discount_loss(RISNetOutput(wrong_at_click, None, None, None), gt, valid, 1,
+                               gamma=0.0, aux_weight=0.0, near_clicks=torch.zeros_like(near),
+                               click_weight=1.0)
+    assert none.click_loss.item() == 0.0
+    with pytest.raises(ValueError, match="click_scope"):
+        TrainConfig(click_scope="first")
+
+
+def test_training_with_the_last_click_scope_reports_it(tmp_path):
+    cfg = _tiny_recipe(tmp_path, click_weight=1.0, click_radius=4.0, click_scope="last",
+                       iterative_prob=1.0, iterative_clicks=2)
+    from napari_risnet.training.trainer import train
+
+    last = train(cfg)["history"][-1]
+    assert last["click"] > 0 and np.isfinite(last["loss"])

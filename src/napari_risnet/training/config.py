@@ -53,6 +53,11 @@ class TrainConfig:
     # click must flip its own neighbourhood, firmly (what click_threshold / click_prior patch)
     click_weight: float = 0.0
     click_radius: float = 5.0
+    # which clicks' neighbourhoods that term covers: "all" of a sample's clicks, or "last": only
+    # the corrective click a rollout (or focus crop) ended with, on those samples only. A first
+    # click's neighbourhood is then left to the main loss: what a sample's first answer must
+    # be does not change, only that a correction is obeyed where it was made
+    click_scope: str = "all"
     # loss weight of the final answer's KL divergence from a frozen teacher's answer on the same
     # input (0 = off; "learning without forgetting"): fine-tuning on a new domain pulls the
     # weights away from what the bundled model does well; the teacher holds the folders marked
@@ -138,6 +143,8 @@ class TrainConfig:
         if self.anchor_decay * self.lr > 1.0:
             raise ValueError(f"anchor_decay * lr must be <= 1 (a step pulls at most all the way "
                              f"back to the start), got {self.anchor_decay} * {self.lr}")
+        if self.click_scope not in ("all", "last"):
+            raise ValueError(f"click_scope must be 'all' or 'last', got {self.click_scope!r}")
         if self.click_radius < 1:
             raise ValueError(f"click_radius must be >= 1 pixel, got {self.click_radius}")
         if not 0.0 <= self.gamma <= 1.0:

@@ -75,7 +75,11 @@ def click_discount_loss(out: RISNetOutput, gt: torch.Tensor, valid: torch.Tensor
     if click_weight > 0:
         if near_clicks is None:
             raise ValueError("click_weight > 0 needs near_clicks (the pixels around the clicks)")
-        terms.click_loss = masked_bce(out.final_logits(), gt, valid * near_clicks).mean()
+        per_image = masked_bce(out.final_logits(), gt, valid * near_clicks)
+        # images with no click pixel marked (click_scope "last": no corrective click) do not
+        # dilute the term; with every click marked, every image has some
+        marked = near_clicks.flatten(1).amax(1) > 0
+        terms.click_loss = per_image[marked].mean() if marked.any() else per_image.sum() * 0
         terms.total = terms.total + click_weight * terms.click_loss
     return terms
 
@@ -84,6 +88,22 @@ def near_clicks(distance_maps: torch.Tensor, radius: float) -> torch.Tensor:
     """(B, 1, H, W) float mask of the pixels within ``radius`` px of any click, from the
     network input's (B, 2, H, W) distance maps in pixels (nearest positive / negative click)."""
     return (distance_maps.amin(1, keepdim=True) <= radius).float()
+
+
+def near_points(shape: tuple[int, int], points: list[tuple[float, float] | None],
+                radius: float, device: torch.device | str | None = None) -> torch.Tensor:
+    """(B, 1, H, W) float mask of the pixels within ``radius`` px of each image's one point
+    (row, col), all zero for an image whose point is None: the neighbourhood of the corrective
+    click alone (``click_scope = "last"``)."""
+    rows = torch.arange(shape[0], device=device, dtype=torch.float32)[:, None]
+    cols = torch.arange(shape[1], device=device, dtype=torch.float32)[None, :]
+    mask = torch.zeros(len(points), 1, *shape, device=device)
+    for k, point in enumerate(points):
+        if point is not None:  # rounded and clamped as the distance maps place a click
+            row = min(max(round(point[0]), 0), shape[0] - 1)
+            col = min(max(round(point[1]), 0), shape[1] - 1)
+            mask[k, 0] = (((rows - row) ** 2 + (cols - col) ** 2) <= radius ** 2).float()
+    return mask
 
 
 def distill_loss(logits: torch.Tensor, teacher_prob: torch.Tensor, valid: torch.Tensor

@@ -24,7 +24,7 @@ from napari_risnet.training.config import TrainConfig, save_config
 from napari_risnet.training.datasets import ObjectPool, Sample, make_batch
 from napari_risnet.training.fast_depthwise import speed_up_dilated_depthwise
 from napari_risnet.training.frozen_bf16 import run_frozen_in_bf16
-from napari_risnet.training.loss import click_discount_loss, near_clicks
+from napari_risnet.training.loss import click_discount_loss, near_clicks, near_points
 from napari_risnet.training.model_setup import (build_model, freeze_early_stages, frozen_bn_eval,
                                                 frozen_modules, make_optimizer)
 from napari_risnet.training.pack import is_pack, pool_from_packs
@@ -169,6 +169,7 @@ class Trainer:
             clicks = [sample_clicks(s.gt, s.ignore, s.others, self.rng, cfg.max_positive,
                                     cfg.max_negative) for s in samples]
         prev: list[np.ndarray | None] = [None] * len(samples)
+        sampled = [len(c) for c in clicks]  # clicks beyond these are the robot's corrections
         if cfg.iterative_prob > 0:
             clicks, prev = add_iterative_clicks(self.model, samples, clicks, cfg, self.rng,
                                                 self.device, self.robot_pool)
@@ -188,8 +189,8 @@ class Trainer:
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_amp):
             out = net(x, batch["boxes"], batch["roi_batch"], out_scale=1 / cfg.loss_stride)
         gt, valid = batch["gt"], batch["valid"]
-        near = near_clicks(batch["x"][:, 3:5] * 255.0, cfg.click_radius) \
-            if cfg.click_weight > 0 else None
+        near = self._click_neighbourhood(batch, [clicks[i] for i in keep],
+                                         [len(clicks[i]) > sampled[i] for i in keep])
         if cfg.loss_stride > 1:  # soft targets; a pixel counts when all it covers is valid
             gt = F.avg_pool2d(gt, cfg.loss_stride)
             valid = (F.avg_pool2d(valid, cfg.loss_stride) > 0.999).float()
@@ -230,6 +231,19 @@ class Trainer:
         if self.anchor is not None:
             result["anchor_rms"] = self.anchor.distance()
         return result
+
+    def _click_neighbourhood(self, batch: dict[str, torch.Tensor], clicks: list[list],
+                             corrected: list[bool]) -> torch.Tensor | None:
+        """The pixels the click term scores (None when it is off): near every click, or
+        (``click_scope = "last"``) near the corrective click of the samples that have one."""
+        cfg = self.config
+        if cfg.click_weight <= 0:
+            return None
+        if cfg.click_scope == "all":
+            return near_clicks(batch["x"][:, 3:5] * 255.0, cfg.click_radius)
+        last = [(c[-1].row, c[-1].col) if fixed else None for c, fixed in zip(clicks, corrected)]
+        return near_points(tuple(batch["gt"].shape[-2:]), last, cfg.click_radius,
+                           batch["gt"].device)
 
     def _distilled(self, source: int) -> bool:
         """Whether the teacher holds this folder's answers (a pool built in memory has one
