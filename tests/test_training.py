@@ -1,3 +1,5 @@
+import math
+
 import numpy as np
 import pytest
 import tifffile
@@ -579,9 +581,11 @@ def test_frozen_stages_keep_their_batchnorm_statistics_through_iterative_trainin
 def test_last_click_scope_scores_only_the_corrective_click():
     """click_scope "last": the term covers the corrective click's disc on the samples that have
     one; a sample without a correction adds nothing and does not dilute the others' term."""
-    from napari_risnet.training.loss import near_points
+    from napari_risnet.training.datasets import click_distance_maps
 
-    near = near_points((32, 32), [(16.2, 15.8), None], 3.0)
+    # what the trainer scores: the corrective click's untruncated distances, no click = none
+    distances = click_distance_maps((32, 32), [[Click(16.2, 15.8)], []], truncation=math.inf)
+    near = near_clicks(distances, 3.0)
     assert near[0].sum() == 29 and near[1].sum() == 0  # the radius-3 disc around (16, 16)
     gt = torch.zeros(2, 1, 32, 32)
     gt[..., 8:24, 8:24] = 1

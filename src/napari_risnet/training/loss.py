@@ -90,22 +90,6 @@ def near_clicks(distance_maps: torch.Tensor, radius: float) -> torch.Tensor:
     return (distance_maps.amin(1, keepdim=True) <= radius).float()
 
 
-def near_points(shape: tuple[int, int], points: list[tuple[float, float] | None],
-                radius: float, device: torch.device | str | None = None) -> torch.Tensor:
-    """(B, 1, H, W) float mask of the pixels within ``radius`` px of each image's one point
-    (row, col), all zero for an image whose point is None: the neighbourhood of the corrective
-    click alone (``click_scope = "last"``)."""
-    rows = torch.arange(shape[0], device=device, dtype=torch.float32)[:, None]
-    cols = torch.arange(shape[1], device=device, dtype=torch.float32)[None, :]
-    mask = torch.zeros(len(points), 1, *shape, device=device)
-    for k, point in enumerate(points):
-        if point is not None:  # rounded and clamped as the distance maps place a click
-            row = min(max(round(point[0]), 0), shape[0] - 1)
-            col = min(max(round(point[1]), 0), shape[1] - 1)
-            mask[k, 0] = (((rows - row) ** 2 + (cols - col) ** 2) <= radius ** 2).float()
-    return mask
-
-
 def distill_loss(logits: torch.Tensor, teacher_prob: torch.Tensor, valid: torch.Tensor
                  ) -> torch.Tensor:
     """Per-image mean KL divergence (B,) of the answer ``logits`` from the teacher's

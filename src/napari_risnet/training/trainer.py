@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
 from pathlib import Path
@@ -21,10 +22,10 @@ from napari_risnet.model.checkpoint import read_checkpoint, save_checkpoint
 from napari_risnet.model.risnet import RISNet
 from napari_risnet.training.anchor import WeightAnchor
 from napari_risnet.training.config import TrainConfig, save_config
-from napari_risnet.training.datasets import ObjectPool, Sample, make_batch
+from napari_risnet.training.datasets import ObjectPool, Sample, click_distance_maps, make_batch
 from napari_risnet.training.fast_depthwise import speed_up_dilated_depthwise
 from napari_risnet.training.frozen_bf16 import run_frozen_in_bf16
-from napari_risnet.training.loss import click_discount_loss, near_clicks, near_points
+from napari_risnet.training.loss import click_discount_loss, near_clicks
 from napari_risnet.training.model_setup import (build_model, freeze_early_stages, frozen_bn_eval,
                                                 frozen_modules, make_optimizer)
 from napari_risnet.training.pack import is_pack, pool_from_packs
@@ -232,7 +233,7 @@ class Trainer:
             result["anchor_rms"] = self.anchor.distance()
         return result
 
-    def _click_neighbourhood(self, batch: dict[str, torch.Tensor], clicks: list[list],
+    def _click_neighbourhood(self, batch: dict[str, torch.Tensor], clicks: list[list[Click]],
                              corrected: list[bool]) -> torch.Tensor | None:
         """The pixels the click term scores (None when it is off): near every click, or
         (``click_scope = "last"``) near the corrective click of the samples that have one."""
@@ -241,9 +242,11 @@ class Trainer:
             return None
         if cfg.click_scope == "all":
             return near_clicks(batch["x"][:, 3:5] * 255.0, cfg.click_radius)
-        last = [(c[-1].row, c[-1].col) if fixed else None for c, fixed in zip(clicks, corrected)]
-        return near_points(tuple(batch["gt"].shape[-2:]), last, cfg.click_radius,
-                           batch["gt"].device)
+        last = [[c[-1]] if fixed else [] for c, fixed in zip(clicks, corrected)]
+        # untruncated: a sample without a corrective click marks no pixel, whatever the radius
+        distances = click_distance_maps(tuple(batch["gt"].shape[-2:]), last, batch["gt"].device,
+                                        truncation=math.inf)
+        return near_clicks(distances, cfg.click_radius)
 
     def _distilled(self, source: int) -> bool:
         """Whether the teacher holds this folder's answers (a pool built in memory has one
