@@ -37,12 +37,15 @@ name) instead of scoring it again: on the CPU the robot user gives an object the
 whichever other objects a run reads (stage 15's ablations with 100 and 400 particles agree on all
 247 objects they share), so moving to more check objects scores only the new ones (0.24.0: 247
 of 625 objects per variant taken, 18 instead of about 25 minutes per pair of variants).
+A gated candidate's gate folder (``benchmarks/gate.py --out``) is such a folder too: its
+``check400`` file holds the ablation's base objects, so ``--reuse runs/X/gate`` skips the base.
 """
 from __future__ import annotations
 
 import argparse
 import hashlib
 import json
+import os
 import re
 from collections import Counter
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -84,9 +87,14 @@ _OBJECTS: list = []
 
 
 def without_check_limits(label: str) -> str:
-    """``label`` (``variant_label``) without the number of objects read from each check folder:
-    what two ablations must share for their common objects to be scored alike."""
-    return re.sub(r"(, check [^,;]+) \(\d+\)", r"\1", label)
+    """``label`` (``variant_label``) without the number of objects read from each check folder,
+    with each check folder's path resolved (the gate writes it absolute) and without a gate
+    set's name (``gate.GateSet.scope``, e.g. ``check400: ``): what two runs must share for their
+    common objects to be scored alike, so that a gated candidate's ablation takes its base
+    objects from the gate's folder (``--reuse``)."""
+    label = re.sub(r"(\(rules_off=[^;]*; )\w+: (per_source )", r"\1\2", label)
+    return re.sub(r", check ([^,;]+) \(\d+\)",
+                  lambda m: f", check {os.path.realpath(m.group(1))}", label)
 
 
 def earlier_scores(folders: list[Path]) -> dict[str, dict[ObjectKey, dict]]:
@@ -258,8 +266,8 @@ def main() -> None:
                         "before 0.23.0 read 100)")
     p.add_argument("--reuse", action="append", default=[], metavar="EARLIER_DIR",
                    help="an earlier ablation folder of the same checkpoint and settings with "
-                        "another --check-limit: its objects are taken, not scored again "
-                        "(repeatable)")
+                        "another --check-limit, or the candidate's gate folder (benchmarks/"
+                        "gate.py --out): its objects are taken, not scored again (repeatable)")
     p.add_argument("--rules", default=None,
                    help="comma-separated rules to switch off (default: every rule in the base)")
     args = p.parse_args()

@@ -181,6 +181,10 @@ def test_the_gate_reads_both_sets_and_its_exit_status_is_the_decision(ablation_s
     assert level.returncode == 3, level.stderr
     assert "## check400" in level.stdout and "## hippocampus291" in level.stdout
     assert "gate: passed" in level.stdout and "level with the shipped model" in level.stdout
+    after = _ablation(recipe, check, ckpt, tmp_path / "abl", "--reuse", str(tmp_path / "cand"))
+    assert after.returncode == 0, after.stderr  # the ablation's base is the gate's check400
+    assert "base.json: 5 of 5 objects reused" in after.stdout
+    assert "off_focus_pass.json: " not in after.stdout  # other settings: scored, not reused
 
     def shift(by: list[int]) -> None:
         record = json.loads(shipped["check400"].read_text())
