@@ -86,7 +86,7 @@ ObjectKey = tuple[str, str]
 _OBJECTS: list = []
 
 
-def without_check_limits(label: str) -> str:
+def reuse_key(label: str) -> str:
     """``label`` (``variant_label``) without the number of objects read from each check folder,
     with each check folder's path resolved (the gate writes it absolute) and without a gate
     set's name (``gate.GateSet.scope``, e.g. ``check400: ``): what two runs must share for their
@@ -99,9 +99,10 @@ def without_check_limits(label: str) -> str:
 
 def earlier_scores(folders: list[Path]) -> dict[str, dict[ObjectKey, dict]]:
     """The per-object scores that earlier ablation folders (``--reuse``) hold, by what each file
-    was made for with the check limits taken out (``without_check_limits`` of its label), from
-    any of their result files (a set of rules may have been retired in another order there),
-    keyed by (folder, name); a name found twice in a file is not used. Read once per run."""
+    was made for (``reuse_key`` of its label: the check limits and a gate set's name taken
+    out), from any of their result files (a set of rules may have been retired in another order
+    there), keyed by (folder, name); a name found twice in a file is not used. Read once per
+    run."""
     found: dict[str, dict[ObjectKey, dict]] = {}
     for path in sorted(p for folder in folders for p in folder.glob("*.json")):
         record = json.loads(path.read_text())
@@ -109,7 +110,7 @@ def earlier_scores(folders: list[Path]) -> dict[str, dict[ObjectKey, dict]]:
             continue
         keys = [(o["folder"], o["name"]) for o in record["objects"]]
         counts = Counter(keys)
-        found.setdefault(without_check_limits(str(record.get("label", ""))), {}).update(
+        found.setdefault(reuse_key(str(record.get("label", ""))), {}).update(
             {k: o for k, o in zip(keys, record["objects"]) if counts[k] == 1})
     return found
 
@@ -191,7 +192,7 @@ class VariantRuns:
         elif self.pool is not None:
             self.pending[path] = self.pool.submit(
                 _score_into, path, label, self.checkpoint, settings, self.max_clicks,
-                self.earlier.get(without_check_limits(label)))
+                self.earlier.get(reuse_key(label)))
         else:
             self.pending[path] = (label, settings)
 
@@ -211,7 +212,7 @@ class VariantRuns:
             if not _OBJECTS:
                 _load_objects(*self._load)
             _score_into(path, job[0], self.checkpoint, job[1], self.max_clicks,
-                        self.earlier.get(without_check_limits(job[0])))
+                        self.earlier.get(reuse_key(job[0])))
         self.pending[path] = None
         return load_object_scores(path)
 
