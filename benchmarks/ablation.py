@@ -48,6 +48,7 @@ import json
 import os
 import re
 from collections import Counter
+from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 
@@ -69,6 +70,14 @@ def weights_digest(checkpoint: str) -> str:
         return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
     except OSError as exc:
         raise SystemExit(f"cannot read the checkpoint {checkpoint}: {exc}") from None
+
+
+def held_out_scope(per_source: int, only: str | None, checks: Sequence[str], check_limit: int,
+                   max_clicks: int) -> str:
+    """Which objects a result file scored, as its label says it (``variant_label``'s scope); the
+    gate prefixes its set's name, which ``reuse_key`` takes out again."""
+    listed = "".join(f", check {c} ({check_limit})" for c in checks)
+    return f"per_source {per_source}, {only or 'all folders'}{listed}, {max_clicks} clicks"
 
 
 def variant_label(model: str, settings: PredictorSettings, scope: str) -> str:
@@ -296,9 +305,8 @@ def main() -> None:
         rule: base.with_values([f"rules_off={','.join(base.rules_off + (rule,))}"])
         for rule in rules}
     model = f"{args.checkpoint} [sha256 {weights_digest(args.checkpoint)}]"
-    checks = "".join(f", check {c} ({args.check_limit})" for c in args.check)
-    scope = (f"per_source {args.per_source}, {args.only or 'all folders'}{checks}, "
-             f"{args.max_clicks} clicks")
+    scope = held_out_scope(args.per_source, args.only, args.check, args.check_limit,
+                           args.max_clicks)
     out = Path(args.out)
     files = {name: out / ("base.json" if name == "base" else f"off_{name}.json")
              for name in variants}

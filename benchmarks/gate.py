@@ -32,8 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from ablation import (reusable, variant_label, weights_digest,  # sibling scripts in benchmarks/
-                      write_scores)
+from ablation import (held_out_scope, reusable, variant_label,  # sibling scripts in benchmarks/
+                      weights_digest, write_scores)
 from paired import print_paired_table
 from validation import held_out_sets, score
 
@@ -65,9 +65,8 @@ class GateSet:
     check_limit: int = 400
 
     def scope(self, max_clicks: int) -> str:
-        checks = "".join(f", check {c} ({self.check_limit})" for c in self.checks)
-        return (f"{self.name}: per_source {self.per_source}, {self.only or 'all folders'}"
-                f"{checks}, {max_clicks} clicks")
+        return f"{self.name}: " + held_out_scope(self.per_source, self.only, self.checks,
+                                                 self.check_limit, max_clicks)
 
 
 def gate_sets(check: str, wide: str) -> list[GateSet]:
