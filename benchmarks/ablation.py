@@ -11,8 +11,10 @@ the rule switched off, 20 clicks each; writes ``DIR/base.json`` and ``DIR/off_<r
 and prints the table: paired differences rule off − all on per folder, mean ± standard error
 (positive: the rule saves clicks; a negative IoU: the rule holds the last click's IoU; bold:
 beyond two standard errors), and whether the rule earns its place
-(``napari_risnet.evaluation.paired.rule_earns_place``: clicks, or since 0.25.0 the IoU after the
-last click over all objects). Then the rules that do not
+(``napari_risnet.evaluation.paired.rule_earns_place``: switching it off is a loss by the
+shipping rule's own test — NoC@85, NoC@90 or the IoU after the last click, in a folder or over all
+objects — since 0.29.0; from 0.25.0 the IoU counted over all objects only, before that clicks
+only). Then the rules that do not
 are retired together only as far as the set passes the same test (``retire_together``: in the
 order of what each costs to keep, a rule whose retirement makes the set earn its place stays),
 one ``DIR/together_<rules>.json`` per set tried, and a second table says which retire. A file
@@ -233,21 +235,22 @@ class VariantRuns:
 def table(variants: dict[str, list[PairedRow]], heading: str = "rule switched off alone",
           verdicts: tuple[str, str] = ("yes", "no: retire")) -> list[str]:
     """The ablation table's lines from each variant's ``paired_rows`` against the base: one row
-    per variant (a rule, or a set of rules named ``a+b``), its folders, all objects, the verdict
-    of ``rule_earns_place``."""
+    per variant (a rule, or a set of rules named ``a+b``), its folders and all objects at NoC@85,
+    NoC@90 and the IoU after the last click (each can keep a rule), the verdict of
+    ``rule_earns_place``."""
     lines: list[str] = []
     for name, rows in variants.items():
         if not lines:
             folders = [folder for folder, _, _ in rows if folder != "all"]
             lines += [f"| {heading} | " + " | ".join(
-                f"{f} NoC@85 / 90" for f in folders) + " | all NoC@85 / 90 / IoU@last (objects)"
-                " | earns its place |", "|---" * (len(folders) + 3) + "|"]
+                f"{f} NoC@85 / 90 / IoU@last" for f in folders) +
+                " | all NoC@85 / 90 / IoU@last (objects) | earns its place |",
+                "|---" * (len(folders) + 3) + "|"]
         cells = []
-        for folder, n, out in rows:
-            cell = f"{format_difference(out['noc85'])} / {format_difference(out['noc90'])}"
-            if folder == "all":
-                cell += f" / {format_measure(out['iou_last'], 'iou_last')} ({n})"
-            cells.append(cell)
+        for folder, n, out in rows:  # every measure the verdict reads, in every folder
+            cell = (f"{format_difference(out['noc85'])} / {format_difference(out['noc90'])}"
+                    f" / {format_measure(out['iou_last'], 'iou_last')}")
+            cells.append(cell + (f" ({n})" if folder == "all" else ""))
         verdict = verdicts[0] if rule_earns_place(rows) else verdicts[1]
         label = ", ".join(f"`{r}`" for r in name.split("+"))
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {verdict} |")

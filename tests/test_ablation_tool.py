@@ -105,7 +105,7 @@ def test_parallel_jobs_score_what_one_job_scores(ablation_setup, tmp_path):
         assert a == b
     folders = {o["folder"] for o in a["objects"]}
     assert folders == {"d", "other"}  # the check folder is one more folder of the table
-    assert "| other NoC@85 / 90 |" in one.stdout
+    assert "| other NoC@85 / 90 / IoU@last |" in one.stdout
     retire = [line for line in one.stdout.splitlines() if line.startswith("retire:")]
     assert retire == [line for line in two.stdout.splitlines() if line.startswith("retire:")]
     assert len(retire) == 1

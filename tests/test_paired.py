@@ -50,7 +50,7 @@ def test_iou_after_a_click_keeps_the_last_when_the_robot_stopped():
     assert iou_after(obj, 10) == 0.95
 
 
-def test_a_rule_stays_only_when_switching_it_off_costs_beyond_noise():
+def test_a_rule_stays_only_where_switching_it_off_loses_by_the_shipping_rule():
     def rows(all85, all90, folder85=(0.0, 0.1), folder90=(0.0, 0.1), all_iou=(0.0, 0.001),
              folder_iou=(0.0, 0.001)):
         def d(mean_se):
@@ -63,17 +63,24 @@ def test_a_rule_stays_only_when_switching_it_off_costs_beyond_noise():
     assert rule_earns_place(rows((0.0, 0.1), (0.5, 0.2)))  # over all at NoC@90
     assert not rule_earns_place(rows((0.34, 0.17), (0.2, 0.2)))  # exactly two SE: noise
     assert not rule_earns_place(rows((-0.6, 0.2), (-0.6, 0.25)))  # off is better: retire
-    # one folder at both thresholds, or not at all
-    assert rule_earns_place(rows((0.1, 0.1), (0.1, 0.1), (0.6, 0.27), (1.42, 0.66)))
-    assert not rule_earns_place(rows((0.1, 0.1), (0.1, 0.1), (0.73, 0.35), (0.53, 0.43)))
+    # one folder at either threshold, as the shipping rule counts a loss
+    assert rule_earns_place(rows((0.1, 0.1), (0.1, 0.1), (0.73, 0.35), (0.53, 0.43)))
+    assert rule_earns_place(rows((0.1, 0.1), (0.1, 0.1), (0.1, 0.1), (1.42, 0.66)))
+    assert not rule_earns_place(rows((0.1, 0.1), (0.1, 0.1), (0.69, 0.35), (0.53, 0.43)))
     # the IoU after the last click over all objects: lower without the rule keeps it (0.24.0's
     # late merge on held-out objects: -0.00084 +- 0.00038), higher or within noise does not
     level = ((0.0, 0.05), (0.0, 0.05))
     assert rule_earns_place(rows(*level, all_iou=(-0.00084, 0.00038)))
     assert not rule_earns_place(rows(*level, all_iou=(-0.0007, 0.00038)))
     assert not rule_earns_place(rows(*level, all_iou=(+0.003, 0.001)))
-    # one folder's IoU alone is not enough (five folders: one of them clears two SE by chance)
-    assert not rule_earns_place(rows(*level, folder_iou=(-0.012, 0.004)))
+    # ... and in one folder (the blend's late merge: COCO -0.005 +- 0.002, all -0.0002 +- 0.0003;
+    # retired, it cost GrabCut's IoU after 20 clicks); a higher IoU there does not keep it
+    assert rule_earns_place(rows(*level, folder_iou=(-0.005, 0.002), all_iou=(-0.0002, 0.0003)))
+    assert not rule_earns_place(rows(*level, folder_iou=(+0.005, 0.002)))
+    # the verdict is the shipping rule's: a rule stays exactly where switching it off would lose
+    for case in (rows((0.15, 0.07), (0.1, 0.1)), rows(*level, folder_iou=(-0.012, 0.004)),
+                 rows((-0.6, 0.2), (-0.6, 0.25))):
+        assert rule_earns_place(case) == bool(losses(case))
 
 
 def _all_rows(noc85: tuple[float, float], noc90: tuple[float, float]) -> list:
