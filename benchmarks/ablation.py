@@ -117,8 +117,8 @@ def earlier_scores(folders: list[Path]) -> dict[str, dict[ObjectKey, dict]]:
     found: dict[str, dict[ObjectKey, dict]] = {}
     for path in sorted(p for folder in folders for p in folder.glob("*.json")):
         record = json.loads(path.read_text())
-        if not isinstance(record, dict) or "objects" not in record:
-            continue
+        if not isinstance(record, dict) or "label" not in record or "objects" not in record:
+            continue  # not a held-out scores file (a gate folder's stack check, for one)
         keys = [(o["folder"], o["name"]) for o in record["objects"]]
         counts = Counter(keys)
         found.setdefault(reuse_key(str(record.get("label", ""))), {}).update(

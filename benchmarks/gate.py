@@ -13,19 +13,30 @@ with the shipped model's scores, committed in ``training/candidates/heldout/``:
   stage 17 the MSD test split's late clicks are where CPU-trained candidates lose, and the 60 of
   the first set did not see it where all 291 did (docs/experiments.md, "Stage 18"). About 8
   minutes.
+- ``stack80``: the README's stack benchmark (``napari-risnet evaluate-stack``, 5 clicks per slice
+  and round, 3 correction rounds) on 80 objects spread over the hippocampus's *train* volumes:
+  propagation from slice to slice, which no 2D object exercises. Judged for losses only (3D
+  Dice after round 0 and the last round, clicks): the volumes' slices were trained on, so a gain
+  there shows nothing, but a loss on data the model has seen is one. The weight soup and the
+  blend of stage 26b both passed the two 2D sets and lost the hippocampus test stack; on these
+  80 the blend loses the same way (docs/experiments.md, "After 0.28.0"). About 5 minutes.
 
 Prints both tables and one verdict; the exit status is the decision:
 0 the candidate loses nowhere and gains somewhere (``gains``: beyond two standard errors per
 object and by image; read the evaluation splits next: ``benchmarks/evaluation_splits.py``);
 1 it loses somewhere (the shipping rule, ``losses``); 3 it loses nowhere and gains nowhere
 (level: a test split would have nothing to confirm). ``DIR/check400.json`` and
-``DIR/hippocampus291.json`` are ``benchmarks/validation.py --objects-out`` files; one already
-there for the same weights and settings is reused, one made for anything else stops the run.
-``--jobs 2`` scores the two sets at once, one process each.
+``DIR/hippocampus291.json`` are ``benchmarks/validation.py --objects-out`` files and
+``DIR/stack80.json`` an ``evaluate-stack --out`` file; one already there for the same weights and
+settings is reused, one made for anything else stops the run. ``--jobs N`` scores N of the
+three sets at once, one process each.
 """
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -37,8 +48,10 @@ from ablation import (held_out_scope, reusable, variant_label,  # sibling script
 from paired import print_paired_table
 from validation import held_out_sets, score
 
-from napari_risnet.evaluation.paired import (MEASURE_NAMES, gains, gate_verdict,
-                                             load_object_scores, losses, paired_rows)
+from napari_risnet.evaluation.paired import (MEASURE_NAMES, STACK_JUDGED, Difference,
+                                             format_measure, gains, gate_verdict,
+                                             load_object_scores, load_stack_scores, losses,
+                                             paired_rows, stack_rows)
 from napari_risnet.inference.predictor import Predictor, PredictorSettings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -51,6 +64,11 @@ PARTICLES_TRAIN = (REPO.parent / "shared" / "data" / "electron_microscopy" / "em
 #: the shipped model's scores on each set (made with the same commands from the bundled weights)
 SHIPPED = {"check400": HELDOUT / "bundled_v0.27.0_check400.json",
            "hippocampus291": HELDOUT / "bundled_v0.27.0_hippocampus291.json"}
+#: the stack check's volumes (a training folder's: never an evaluation split) and objects
+STACK_FOLDER = REPO.parent / "shared" / "data" / "medical" / "msd_hippocampus" / "train"
+STACK_LIMIT = 80
+#: the shipped model's stack check (``napari-risnet evaluate-stack STACK_FOLDER --limit 80``)
+SHIPPED_STACK = HELDOUT / "bundled_v0.27.0_stack80.json"
 #: exit statuses besides 0 (passed, gains somewhere)
 LOSES, LEVEL = 1, 3
 
@@ -88,6 +106,57 @@ def score_set(recipe: str, gate_set: GateSet, checkpoint: str, label: str, path:
     return path
 
 
+def stack_reusable(path: Path, checkpoint: str, folder: Path, limit: int) -> bool:
+    """Whether ``path`` holds the stack check of these weights (by content) with the default
+    settings on these objects; a file made for anything else stops the run."""
+    if not path.exists():
+        return False
+    try:
+        record = json.loads(path.read_text())
+        same = (record.get("weights_sha256") == weights_digest(checkpoint)
+                and Path(record["dataset"]) == folder and record.get("limit") == limit
+                and PredictorSettings.from_record(record["predictor"])
+                == PredictorSettings().resolved())
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise SystemExit(f"{path} exists and is no stack check ({exc}); move it away") from None
+    if not same:
+        raise SystemExit(f"{path} was written for another checkpoint, settings or objects: move "
+                         "it away or choose another --out")
+    return True
+
+
+def score_stack(folder: Path, checkpoint: str, limit: int, path: Path, threads: int) -> Path:
+    """The stack check into ``path`` (written whole or not at all), by the README's command in a
+    process of its own, with the weights' digest added so a rerun knows them."""
+    partial = path.with_name(path.stem + ".partial.json")
+    done = subprocess.run(
+        [sys.executable, "-m", "napari_risnet", "evaluate-stack", str(folder), "--checkpoint",
+         checkpoint, "--limit", str(limit), "--threads", str(threads), "--out", str(partial)],
+        capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": str(threads)})
+    if done.returncode != 0:
+        raise SystemExit(f"evaluate-stack failed on {folder}:\n{done.stderr[-3000:]}")
+    record = json.loads(partial.read_text())
+    record["weights_sha256"] = weights_digest(checkpoint)
+    partial.write_text(json.dumps(record))
+    partial.replace(path)
+    return path
+
+
+def stack_losses(shipped: Path, candidate: Path) -> list[tuple[str, str, Difference]]:
+    """Prints the stack check paired object by object and returns its losses (``STACK_JUDGED``;
+    gains are not counted: the volumes were trained on)."""
+    rows = stack_rows(load_stack_scores(shipped), load_stack_scores(candidate))
+    print(f"\n## stack80 (losses only)\n{candidate} − {shipped}, paired per object\n")
+    print("| objects | " + " | ".join(MEASURE_NAMES[m] for m in STACK_JUDGED) + " |")
+    print("|---" * (len(STACK_JUDGED) + 1) + "|")
+    for folder, n, out in rows:
+        if folder == "all":
+            print(f"| {n} | " + " | ".join(format_measure(out[m], m) for m in STACK_JUDGED)
+                  + " |")
+    return [(f"stack80 {folder}", m, d) for folder, m, d in losses(rows, STACK_JUDGED)
+            if folder == "all"]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("checkpoint", help="the candidate: a checkpoint file, or 'default'")
@@ -102,33 +171,46 @@ def main() -> None:
                         "particles' train split)")
     p.add_argument("--wide", default="msd_hippocampus",
                    help="the folder whose held-out objects are all read (default msd_hippocampus)")
-    for name, path in SHIPPED.items():
+    p.add_argument("--stack-folder", default=str(STACK_FOLDER),
+                   help="the (Z, Y, X) training volumes of the stack check (default: the "
+                        "hippocampus's train split)")
+    p.add_argument("--stack-limit", type=int, default=STACK_LIMIT,
+                   help=f"objects of the stack check (default {STACK_LIMIT})")
+    for name, path in {**SHIPPED, "stack80": SHIPPED_STACK}.items():
         p.add_argument(f"--shipped-{name}", default=str(path), metavar="FILE",
                        help=f"the shipped model's scores on {name} (default {path.name})")
     args = p.parse_args()
-    if min(args.jobs, args.threads, args.max_clicks) < 1:
-        p.error("--jobs, --threads and --max-clicks must be at least 1")
+    if min(args.jobs, args.threads, args.max_clicks, args.stack_limit) < 1:
+        p.error("--jobs, --threads, --max-clicks and --stack-limit must be at least 1")
     shipped = {name: Path(getattr(args, f"shipped_{name}")) for name in SHIPPED}
-    missing = [str(f) for f in shipped.values() if not f.is_file()]
+    shipped_stack, stack_folder = Path(args.shipped_stack80), Path(args.stack_folder)
+    missing = [str(f) for f in [*shipped.values(), shipped_stack] if not f.is_file()]
+    missing += [] if stack_folder.is_dir() else [str(stack_folder)]
     if missing:
-        p.error(f"no shipped scores at {', '.join(missing)}")
+        p.error(f"missing: {', '.join(missing)}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     model = f"{args.checkpoint} [sha256 {weights_digest(args.checkpoint)}]"
-    todo = []
+    todo: list[tuple] = []  # (function, its arguments)
     for gate_set in gate_sets(args.check, args.wide):
         label = variant_label(model, PredictorSettings(), gate_set.scope(args.max_clicks))
         path = out / f"{gate_set.name}.json"
         if not reusable(path, label):
-            todo.append((args.recipe, gate_set, args.checkpoint, label, path, args.threads,
-                         args.max_clicks))
+            todo.append((score_set, args.recipe, gate_set, args.checkpoint, label, path,
+                         args.threads, args.max_clicks))
+    stack_out = out / "stack80.json"
+    if not stack_reusable(stack_out, args.checkpoint, stack_folder, args.stack_limit):
+        todo.append((score_stack, stack_folder, args.checkpoint, args.stack_limit, stack_out,
+                     args.threads))
+    else:
+        print(f"reusing {stack_out}")
     if args.jobs > 1 and len(todo) > 1:
         with ProcessPoolExecutor(min(args.jobs, len(todo))) as pool:
-            for job in [pool.submit(score_set, *task) for task in todo]:
+            for job in [pool.submit(*task) for task in todo]:
                 job.result()
     else:
-        for task in todo:
-            score_set(*task)
+        for function, *task in todo:
+            function(*task)
     lost, gained = [], []
     for name, file in shipped.items():
         rows = paired_rows(load_object_scores(file), load_object_scores(out / f"{name}.json"))
@@ -136,6 +218,7 @@ def main() -> None:
         print_paired_table(str(file), str(out / f"{name}.json"), rows)
         lost += [(f"{name} {folder}", m, d) for folder, m, d in losses(rows)]
         gained += [f"{name} {folder} {MEASURE_NAMES[m]}" for folder, m, _ in gains(rows)]
+    lost += stack_losses(shipped_stack, stack_out)
     print("\n" + gate_verdict(lost, "the candidate"))
     if lost:
         sys.exit(LOSES)

@@ -1,6 +1,9 @@
 """Shared fixtures: tiny synthetic images and tiny random-weight models (CPU, seconds)."""
+from pathlib import Path
+
 import numpy as np
 import pytest
+import tifffile
 import torch
 
 from napari_risnet.model import RISNet, RISNetConfig
@@ -20,6 +23,22 @@ def disc_image(shape=(96, 128), centre=(48, 60), radius=22, seed=0, rgb=False):
 @pytest.fixture
 def disc():
     return disc_image()
+
+
+def stack_folder(root: Path, n: int) -> Path:
+    """``n`` small (Z, Y, X) stacks of one bright object each, as evaluate-stack reads them."""
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    rng = np.random.default_rng(n)
+    yy, xx = np.mgrid[:40, :40]
+    for k in range(n):
+        img = (20 + 10 * rng.random((6, 40, 40))).astype(np.uint8)
+        lab = np.zeros(img.shape, np.uint16)
+        lab[1:5][:, (yy - 18 - k) ** 2 + (xx - 20) ** 2 <= 49] = 1
+        img[lab > 0] = 200
+        tifffile.imwrite(root / "images" / f"v{k}.tif", img)
+        tifffile.imwrite(root / "labels" / f"v{k}.tif", lab)
+    return root
 
 
 def tiny_config(**kw) -> RISNetConfig:

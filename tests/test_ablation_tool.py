@@ -13,7 +13,7 @@ from PIL import Image
 
 from napari_risnet.model import RISNet, save_checkpoint
 
-from conftest import disc_image, tiny_config
+from conftest import disc_image, stack_folder, tiny_config
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
@@ -156,31 +156,57 @@ def test_reuse_takes_the_objects_an_earlier_ablation_scored(ablation_setup, tmp_
     assert missing.returncode != 0 and "--reuse: no such folder" in missing.stderr
 
 
-def _gate(recipe, check, ckpt, out, shipped):
+def _gate(recipe, check, ckpt, out, shipped, stacks):
     return subprocess.run(
         [sys.executable, str(BENCHMARKS / "gate.py"), str(ckpt), "--out", str(out), "--jobs", "2",
-         "--max-clicks", "3", "--recipe", str(recipe), "--check", str(check), "--wide", "d"]
+         "--max-clicks", "3", "--recipe", str(recipe), "--check", str(check), "--wide", "d",
+         "--stack-folder", str(stacks), "--stack-limit", "2"]
         + [a for name, f in shipped.items() for a in (f"--shipped-{name}", str(f))],
         capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
-def test_the_gate_reads_both_sets_and_its_exit_status_is_the_decision(ablation_setup, tmp_path):
+def test_the_gate_reads_all_three_sets_and_its_exit_status_is_the_decision(ablation_setup,
+                                                                             tmp_path):
     """The same weights as the shipped model are level (3); shipped scores made worse are a gain
-    (0), better a loss (1); the second and third runs reuse the candidate's files; a file of
-    other weights stops the run."""
-    from gate import gate_sets, score_set  # noqa: E402  (a script beside the package)
+    (0), better a loss (1); a stack check the shipped model did better is a loss, one it did
+    worse no gain (its volumes were trained on); later runs reuse the candidate's files; a file
+    of other weights stops the run."""
+    from gate import gate_sets, score_set, score_stack  # noqa: E402  (a script beside the package)
 
     recipe, check, ckpt = ablation_setup
+    stacks = stack_folder(tmp_path / "stacks", 2)
     shipped = {}
     for gate_set in gate_sets(str(check), "d"):
         shipped[gate_set.name] = tmp_path / f"shipped_{gate_set.name}.json"
         score_set(str(recipe), gate_set, str(ckpt), "shipped", shipped[gate_set.name], 1, 3)
+    shipped["stack80"] = score_stack(stacks, str(ckpt), 2, tmp_path / "shipped_stack80.json", 1)
     wide = json.loads(shipped["hippocampus291"].read_text())["objects"]
     assert {o["folder"] for o in wide} == {"d"} and len(wide) == 3  # every held-out object of d
-    level = _gate(recipe, check, ckpt, tmp_path / "cand", shipped)
+    level = _gate(recipe, check, ckpt, tmp_path / "cand", shipped, stacks)
     assert level.returncode == 3, level.stderr
     assert "## check400" in level.stdout and "## hippocampus291" in level.stdout
+    assert "## stack80 (losses only)" in level.stdout
     assert "gate: passed" in level.stdout and "level with the shipped model" in level.stdout
+    assert len(json.loads((tmp_path / "cand" / "stack80.json").read_text())["objects"]) == 2
+
+    original = shipped["stack80"].read_text()
+
+    def shift_stack(by: float) -> None:
+        record = json.loads(original)
+        for obj in record["objects"]:
+            obj["dice"] = [d + by * (k + 1) for k, d in enumerate(obj["dice"])]
+        shipped["stack80"].write_text(json.dumps(record))
+
+    shift_stack(-0.05)  # the shipped model propagated worse: no gain counted, still level
+    better_stack = _gate(recipe, check, ckpt, tmp_path / "cand", shipped, stacks)
+    assert better_stack.returncode == 3, better_stack.stdout + better_stack.stderr
+    assert "reusing" in better_stack.stdout and "stack80" not in better_stack.stdout.split(
+        "gate:")[1]
+    shift_stack(+0.05)  # it propagated better: the candidate loses the stack check
+    worse_stack = _gate(recipe, check, ckpt, tmp_path / "cand", shipped, stacks)
+    assert worse_stack.returncode == 1 and "gate: failed" in worse_stack.stdout
+    assert "stack80 all 3D Dice after round 0" in worse_stack.stdout
+    shipped["stack80"].write_text(original)  # level again
     after = _ablation(recipe, check, ckpt, tmp_path / "abl", "--reuse", str(tmp_path / "cand"))
     assert after.returncode == 0, after.stderr  # the ablation's base is the gate's check400
     assert "base.json: 5 of 5 objects reused" in after.stdout
@@ -193,12 +219,12 @@ def test_the_gate_reads_both_sets_and_its_exit_status_is_the_decision(ablation_s
         shipped["check400"].write_text(json.dumps(record))
 
     shift([4, 5])  # the shipped model needed more clicks: the candidate gains
-    gain = _gate(recipe, check, ckpt, tmp_path / "cand", shipped)
+    gain = _gate(recipe, check, ckpt, tmp_path / "cand", shipped, stacks)
     assert gain.returncode == 0, gain.stderr
     assert "reusing" in gain.stdout and "gained beyond two standard errors: check400" in gain.stdout
     shift([-8, -10])  # now the shipped model needed fewer: the candidate loses
-    loss = _gate(recipe, check, ckpt, tmp_path / "cand", shipped)
+    loss = _gate(recipe, check, ckpt, tmp_path / "cand", shipped, stacks)
     assert loss.returncode == 1 and "gate: failed" in loss.stdout
     other = save_checkpoint(tmp_path / "other.pt", RISNet(tiny_config()))
-    refused = _gate(recipe, check, other, tmp_path / "cand", shipped)
+    refused = _gate(recipe, check, other, tmp_path / "cand", shipped, stacks)
     assert refused.returncode != 0 and "written for another checkpoint" in refused.stderr

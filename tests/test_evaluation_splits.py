@@ -6,14 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-import tifffile
 
 from napari_risnet.inference.settings import PredictorSettings
 from napari_risnet.model import RISNet, save_checkpoint
 
-from conftest import tiny_config
+from conftest import stack_folder, tiny_config
 from test_ablation_tool import _folder
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -37,22 +35,6 @@ def _result(dataset: str, checkpoint: str | None, ious: list[list[float]], limit
     return {"noc85": noc[0.85], "noc90": noc[0.90], "miou": miou, "max_clicks": 20, "dataset": dataset,
             "checkpoint": checkpoint, "limit": limit, "predictor": settings.to_record(),
             "objects": [{"name": f"im{i}", "ious": curve} for i, curve in enumerate(ious)]}
-
-
-def _stack_folder(root: Path, n: int) -> Path:
-    """``n`` small (Z, Y, X) stacks of one bright object each, as evaluate-stack reads them."""
-    (root / "images").mkdir(parents=True)
-    (root / "labels").mkdir()
-    rng = np.random.default_rng(n)
-    yy, xx = np.mgrid[:40, :40]
-    for k in range(n):
-        img = (20 + 10 * rng.random((6, 40, 40))).astype(np.uint8)
-        lab = np.zeros(img.shape, np.uint16)
-        lab[1:5][:, (yy - 18 - k) ** 2 + (xx - 20) ** 2 <= 49] = 1
-        img[lab > 0] = 200
-        tifffile.imwrite(root / "images" / f"v{k}.tif", img)
-        tifffile.imwrite(root / "labels" / f"v{k}.tif", lab)
-    return root
 
 
 def _stack_result(dataset: str, checkpoint: str | None, dice: list[list[float]],
@@ -111,7 +93,7 @@ def test_the_stacks_run_with_the_candidate_and_are_paired(tmp_path):
         (results / f"cand_{split.key}.json").write_text(json.dumps({**record,
                                                                     "checkpoint": str(ckpt)}))
     for stack in STACKS:  # shipped: Dice 0.9 in 5 clicks
-        _stack_folder(data / stack.folder, 2)
+        stack_folder(data / stack.folder, 2)
         record = _stack_result(str(data / stack.folder), None, [[0.9] * 4] * 2, [5, 5])
         (stacks / stack.shipped).write_text(json.dumps(record))
     common = [str(ckpt), "--name", "cand", "--data", str(data), "--results", str(results),
