@@ -221,7 +221,8 @@ def _release_defaults(monkeypatch, **values) -> None:
 
 
 # what each earlier release did that a later one changed, as the settings its record lacked
-RELEASE_0_27_0: dict = {}  # 0.28.0 changed no setting
+RELEASE_0_28_0: dict = {}  # 0.29.0 changed no setting
+RELEASE_0_27_0 = {**RELEASE_0_28_0}  # 0.28.0 changed no setting
 RELEASE_0_26_0 = {**RELEASE_0_27_0, "fold_batchnorm": False}  # the BatchNorms unfolded
 RELEASE_0_25_0 = {**RELEASE_0_26_0}  # 0.26.0 changed no setting
 RELEASE_0_24_0 = {**RELEASE_0_25_0, "merge_from": 0}  # no late merge
@@ -235,10 +236,10 @@ RELEASE_0_8_0 = {"magnified_bias_from": 2.0, **RELEASE_0_9_0}  # the bias's floo
 # 0.7.0: the bias on every magnified window, no local threshold
 RELEASE_0_7_0 = {"small_object_from": 1.0, "click_threshold": 0.0, "click_threshold_small": 0.0,
                  "magnified_bias_from": 1.0, **RELEASE_0_9_0}
-RELEASES = {"0.27.0": RELEASE_0_27_0, "0.26.0": RELEASE_0_26_0, "0.25.0": RELEASE_0_25_0,
-            "0.24.0": RELEASE_0_24_0, "0.23.0": RELEASE_0_23_0, "0.11.0": RELEASE_0_11_0,
-            "0.10.0": RELEASE_0_10_0, "0.9.0": RELEASE_0_9_0, "0.8.0": RELEASE_0_8_0,
-            "0.7.0": RELEASE_0_7_0}
+RELEASES = {"0.28.0": RELEASE_0_28_0, "0.27.0": RELEASE_0_27_0, "0.26.0": RELEASE_0_26_0,
+            "0.25.0": RELEASE_0_25_0, "0.24.0": RELEASE_0_24_0, "0.23.0": RELEASE_0_23_0,
+            "0.11.0": RELEASE_0_11_0, "0.10.0": RELEASE_0_10_0, "0.9.0": RELEASE_0_9_0,
+            "0.8.0": RELEASE_0_8_0, "0.7.0": RELEASE_0_7_0}
 
 
 def test_the_presets_are_what_each_release_changed():

@@ -203,8 +203,8 @@ def rule_earns_place(rows: list[PairedRow]) -> bool:
     and twice (0.24.0, 0.29.0's candidate) a late merge retired that way cost GrabCut's IoU after
     20 clicks on the test split, which the shipping rule judges split by split: held-out COCO had
     shown it both times (-0.006 / -0.005 +- 0.002) under 400 particles the merge never acts on.
-    Retiring a rule now never makes a candidate lose what the shipping rule counts on the held-out
-    objects (docs/experiments.md, "After 0.28.0")."""
+    A rule retired now costs nothing the shipping rule counts, on the held-out objects
+    (docs/experiments.md, "After 0.28.0")."""
     return bool(losses(rows))
 
 

@@ -345,7 +345,8 @@ def _validate(s: PredictorSettings) -> None:
 
 
 _TODAY = PredictorSettings()
-_V0_27 = dataclasses.replace(_TODAY)  # 0.28.0 shipped no new model and changed no rule
+_V0_28 = dataclasses.replace(_TODAY)  # 0.29.0 shipped no new model and changed no rule
+_V0_27 = dataclasses.replace(_V0_28)  # 0.28.0 shipped no new model and changed no rule
 #: 0.27.0 folds the BatchNorms into the convolutions; every rule re-earned its place, none changed
 _V0_26 = dataclasses.replace(_V0_27, fold_batchnorm=False)
 _V0_25 = dataclasses.replace(_V0_26)  # 0.26.0 made the graph cut faster and changed no rule
@@ -378,7 +379,7 @@ PRESETS: dict[str, PredictorSettings] = {
     "0.15.0": _V0_15, "0.16.0": _V0_16, "0.17.0": _V0_17, "0.18.0": _V0_18,
     "0.19.0": _V0_19, "0.20.0": _V0_20, "0.21.0": _V0_21,
     "0.22.0": _V0_22, "0.23.0": _V0_23, "0.24.0": _V0_24, "0.25.0": _V0_25,
-    "0.26.0": _V0_26, "0.27.0": _V0_27, "0.28.0": _TODAY}
+    "0.26.0": _V0_26, "0.27.0": _V0_27, "0.28.0": _V0_28, "0.29.0": _TODAY}
 
 #: settings that a release did not have yet because they were one with another setting
 _TIED = {"0.7.0": {"refine_expand": "expand"},
