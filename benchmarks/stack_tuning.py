@@ -6,7 +6,8 @@ measures (IoU / area ratio to the neighbour, model confidence, contrast relative
 are recorded with its ground truth. A candidate rule stops each direction at the first slice it
 rejects, so its round-0 Dice and extra / missed slices follow without predicting again.
 
-    python benchmarks/stack_tuning.py ../shared/data/medical/msd_hippocampus/train --limit 40
+    python benchmarks/stack_tuning.py ../shared/data/medical/msd_hippocampus/train --limit 40 \
+        [--checkpoint FILE] [--cache measures.json]
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import numpy as np
 import torch
 
 from napari_risnet.annotation import AnnotationSession, StopRule
+from napari_risnet.annotation.stop_rule import DEFAULT_STOP_RULE
 from napari_risnet.cli import build_method
 from napari_risnet.data import spread
 from napari_risnet.evaluation.robot import RobotUser
@@ -92,6 +94,8 @@ def main(argv=None) -> int:
     p.add_argument("dataset")
     p.add_argument("--limit", type=int, default=40)
     p.add_argument("--method", default="risnet")
+    p.add_argument("--checkpoint", help="RIS-Net checkpoint (default: the bundled model): a "
+                                        "candidate's own stopping, before it is gated")
     p.add_argument("--max-clicks", type=int, default=5)
     p.add_argument("--margin", type=float, default=1.0)
     p.add_argument("--elongated", type=int, default=1)
@@ -102,7 +106,7 @@ def main(argv=None) -> int:
     if args.cache and Path(args.cache).is_file():
         data = json.loads(Path(args.cache).read_text())
     else:
-        method = build_method(args.method)
+        method = build_method(args.method, args.checkpoint)
         refs, _ = list_stack_objects(args.dataset)
         data = [record(method, o, args.max_clicks, opts)
                 for o in iter_stack_objects(spread(refs, args.limit))]
@@ -118,7 +122,8 @@ def main(argv=None) -> int:
     rows.sort(key=lambda r: (-round(r[0]["dice"], 3), r[0]["extra"]))
     base = simulate(data, StopRule())
     print(f"objects: {len(data)}; oracle stop (the object's own extent): "
-          f"{oracle(data):.3f}; area / IoU rule only (the old one): {base}")
+          f"{oracle(data):.3f}; area / IoU rule only (the old one): {base}; "
+          f"the default rule: {simulate(data, DEFAULT_STOP_RULE)}")
     print("| min_iou | max_area_ratio | min_confidence | min_contrast | min_brightness | Dice r0 "
           "| extra | missed | in extent |\n|---|---|---|---|---|---|---|---|---|")
     for m, r in rows[:15]:
