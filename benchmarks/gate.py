@@ -19,9 +19,10 @@ with the shipped model's scores, committed in ``training/candidates/heldout/``:
   Dice after round 0 and the last round, clicks): the volumes' slices were trained on, so a gain
   there shows nothing, but a loss on data the model has seen is one. The weight soup and the
   blend of stage 26b both passed the two 2D sets and lost the hippocampus test stack; on these
-  80 the blend loses the same way (docs/experiments.md, "After 0.28.0"). About 5 minutes.
+  80 both lose the same way, and stage 17, level on the test stack, is level here too
+  (docs/experiments.md, "The gate reads a stack check"). About 5 minutes.
 
-Prints both tables and one verdict; the exit status is the decision:
+Prints the three tables and one verdict; the exit status is the decision:
 0 the candidate loses nowhere and gains somewhere (``gains``: beyond two standard errors per
 object and by image; read the evaluation splits next: ``benchmarks/evaluation_splits.py``);
 1 it loses somewhere (the shipping rule, ``losses``); 3 it loses nowhere and gains nowhere
