@@ -121,7 +121,7 @@ def earlier_scores(folders: list[Path]) -> dict[str, dict[ObjectKey, dict]]:
             continue  # not a held-out scores file (a gate folder's stack check, for one)
         keys = [(o["folder"], o["name"]) for o in record["objects"]]
         counts = Counter(keys)
-        found.setdefault(reuse_key(str(record.get("label", ""))), {}).update(
+        found.setdefault(reuse_key(str(record["label"])), {}).update(
             {k: o for k, o in zip(keys, record["objects"]) if counts[k] == 1})
     return found
 

@@ -99,6 +99,14 @@ def evaluate_command(split: Split | Stack, checkpoint: str, sets: list[str], dat
     return cmd
 
 
+def scored_alike(record: dict, settings: PredictorSettings, dataset: Path,
+                 limit: int | None) -> bool:
+    """Whether an ``evaluate`` / ``evaluate-stack`` record was made with these settings on these
+    objects (which weights made it, each caller checks its own way)."""
+    return (PredictorSettings.from_record(record["predictor"]) == settings.resolved()
+            and Path(record["dataset"]) == dataset and record.get("limit") == limit)
+
+
 def made_by(out: Path, checkpoint: str, settings: PredictorSettings, dataset: Path,
             limit: int | None) -> bool:
     """Whether the result file ``out`` scored this checkpoint with these settings on these
@@ -109,8 +117,7 @@ def made_by(out: Path, checkpoint: str, settings: PredictorSettings, dataset: Pa
     try:
         record = json.loads(out.read_text())
         same = (record["checkpoint"] == checkpoint
-                and PredictorSettings.from_record(record["predictor"]) == settings.resolved()
-                and Path(record["dataset"]) == dataset and record.get("limit") == limit)
+                and scored_alike(record, settings, dataset, limit))
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise SystemExit(f"{out} exists and is no evaluate result ({exc}); move it away") from None
     if not same:

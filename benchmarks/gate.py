@@ -46,13 +46,12 @@ from pathlib import Path
 import torch
 from ablation import (held_out_scope, reusable, variant_label,  # sibling scripts in benchmarks/
                       weights_digest, write_scores)
+from evaluation_splits import STACK_HEADER, Stack, judge, scored_alike
 from paired import print_paired_table
 from validation import held_out_sets, score
 
-from napari_risnet.evaluation.paired import (MEASURE_NAMES, STACK_JUDGED, Difference,
-                                             format_measure, gains, gate_verdict,
-                                             load_object_scores, load_stack_scores, losses,
-                                             paired_rows, stack_rows)
+from napari_risnet.evaluation.paired import (MEASURE_NAMES, Difference, gains, gate_verdict,
+                                             load_object_scores, losses, paired_rows)
 from napari_risnet.inference.predictor import Predictor, PredictorSettings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -115,9 +114,7 @@ def stack_reusable(path: Path, checkpoint: str, folder: Path, limit: int) -> boo
     try:
         record = json.loads(path.read_text())
         same = (record.get("weights_sha256") == weights_digest(checkpoint)
-                and Path(record["dataset"]) == folder and record.get("limit") == limit
-                and PredictorSettings.from_record(record["predictor"])
-                == PredictorSettings().resolved())
+                and scored_alike(record, PredictorSettings(), folder, limit))
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise SystemExit(f"{path} exists and is no stack check ({exc}); move it away") from None
     if not same:
@@ -143,19 +140,14 @@ def score_stack(folder: Path, checkpoint: str, limit: int, path: Path, threads: 
     return path
 
 
-def stack_losses(shipped: Path, candidate: Path) -> list[tuple[str, str, Difference]]:
-    """Prints the stack check paired object by object and returns its losses (``STACK_JUDGED``;
-    gains are not counted: the volumes were trained on)."""
-    rows = stack_rows(load_stack_scores(shipped), load_stack_scores(candidate))
+def stack_losses(shipped: Path, candidate: Path, folder: Path
+                 ) -> list[tuple[str, str, Difference]]:
+    """Prints the stack check paired object by object (``evaluation_splits.judge``, as the test
+    stacks are) and returns its losses; its gains are not counted: the volumes were trained on."""
+    row, lost, _ = judge(Stack("stack80", str(folder), shipped.name), shipped, candidate)
     print(f"\n## stack80 (losses only)\n{candidate} − {shipped}, paired per object\n")
-    print("| objects | " + " | ".join(MEASURE_NAMES[m] for m in STACK_JUDGED) + " |")
-    print("|---" * (len(STACK_JUDGED) + 1) + "|")
-    for folder, n, out in rows:
-        if folder == "all":
-            print(f"| {n} | " + " | ".join(format_measure(out[m], m) for m in STACK_JUDGED)
-                  + " |")
-    return [(f"stack80 {folder}", m, d) for folder, m, d in losses(rows, STACK_JUDGED)
-            if folder == "all"]
+    print(STACK_HEADER + "\n" + "|---" * 7 + "|\n" + row)
+    return [(f"{key} all", measure, d) for key, measure, d in lost]
 
 
 def main() -> None:
@@ -219,7 +211,7 @@ def main() -> None:
         print_paired_table(str(file), str(out / f"{name}.json"), rows)
         lost += [(f"{name} {folder}", m, d) for folder, m, d in losses(rows)]
         gained += [f"{name} {folder} {MEASURE_NAMES[m]}" for folder, m, _ in gains(rows)]
-    lost += stack_losses(shipped_stack, stack_out)
+    lost += stack_losses(shipped_stack, stack_out, stack_folder)
     print("\n" + gate_verdict(lost, "the candidate"))
     if lost:
         sys.exit(LOSES)
